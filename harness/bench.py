@@ -1,0 +1,257 @@
+"""The sweep: suite -> cases -> artifacts -> one worker per case -> appended rows.
+
+Each case is built and measured in fresh worker processes (:mod:`harness.worker`), so a crash,
+hang or runaway allocation becomes one ``error``/``timeout``/``oom`` row and the sweep goes on.
+Each finished case is appended to the run at once; ``resume=`` skips cases already recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from harness import results
+from harness.cache import default_cache_dir
+from harness.errors import InputError
+from harness.profiles import DeviceProfile, load_profile
+from harness.suites import Case, MeasureOptions, expand, load_suite
+
+SEED = 0
+BACKEND = "emulated"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress callback is told when a case starts (``row`` None) and ends."""
+
+    index: int  # 1-based
+    total: int
+    case: Case
+    row: dict[str, Any] | None = None
+    skipped: bool = False
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def run_bench(
+    *,
+    devices: list[str],
+    suite: str | Path = "default",
+    workloads: list[str] | None = None,
+    quant: list[str] | None = None,
+    prune: list[str] | None = None,
+    results_dir: Path = Path("results"),
+    resume: Path | None = None,
+    cache_dir: Path | None = None,
+    iterations: int | None = None,
+    warmup: int | None = None,
+    timeout_s: float | None = None,
+    threads: int | None = None,
+    command_line: list[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Run a sweep and return its run directory.
+
+    All input is validated (profiles, suite, filters) before any work starts.
+    """
+    if not devices:
+        raise InputError("expected at least one --device")
+    profiles = {d: load_profile(d) for d in devices}
+    suite_obj = load_suite(suite)
+    overrides = {k: v for k, v in {"iterations": iterations, "warmup": warmup,
+                                    "timeout_s": timeout_s, "threads": threads}.items()
+                 if v is not None}
+    try:
+        measure = replace(suite_obj.measure, **overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    cases = expand(suite_obj, devices=[p.name for p in profiles.values()],
+                   workloads=workloads, quant=quant, prune=prune)
+    cache = cache_dir or default_cache_dir()
+    argv = command_line if command_line is not None else sys.argv
+
+    if resume is not None:
+        run = results.load_run(resume)
+        run_dir = run.path
+        done = run.finished_case_ids()
+    else:
+        manifest = {
+            "created_at": results.now_iso(),
+            "command_line": argv,
+            "suite": {"name": suite_obj.name, "description": suite_obj.description,
+                      "path": str(suite_obj.path) if suite_obj.path else None},
+            "filters": {"workloads": workloads, "quant": quant, "prune": prune},
+            "devices": [p.name for p in profiles.values()],
+            "backend": BACKEND,
+            "seed": SEED,
+            "measure": asdict(measure),
+            "host": results.host_info(),
+            "packages": results.package_versions(),
+            "git": results.git_state(),
+        }
+        label = "-".join([suite_obj.name, *[p.name for p in profiles.values()]])[:80]
+        run_dir = results.create_run(results_dir, label=label, manifest=manifest)
+        done = set()
+    results.record_session(run_dir, command_line=argv, resumed=resume is not None)
+
+    for i, case in enumerate(cases, 1):
+        if case.case_id in done:
+            if progress:
+                progress(Progress(i, len(cases), case, skipped=True))
+            continue
+        if progress:
+            progress(Progress(i, len(cases), case))
+        row = run_case(case, profile=profiles[case.device], measure=measure, cache_dir=cache,
+                       log_dir=run_dir / "logs", index=i)
+        results.append_row(run_dir, row)
+        if progress:
+            progress(Progress(i, len(cases), case, row=row))
+    return run_dir
+
+
+def run_case(case: Case, *, profile: DeviceProfile, measure: MeasureOptions, cache_dir: Path,
+             log_dir: Path, index: int) -> dict[str, Any]:
+    """Build, emulate and measure one case; always returns a row, never raises."""
+    started = time.monotonic()
+    row: dict[str, Any] = {
+        "case_id": case.case_id, "workload": case.workload.name, "quant": case.quant.name,
+        "precision": case.quant.precision, "prune": case.prune.name,
+        "prune_method": case.prune.method, "device": case.device, "backend": BACKEND,
+        "status": "ok", "reason": "", "started_at": results.now_iso(),
+        "artifact": None, "device_prediction": None, "host": None, "quality": None,
+    }
+
+    def finish(status: str, reason: str = "") -> dict[str, Any]:
+        row["status"], row["reason"] = status, reason
+        row["duration_s"] = round(time.monotonic() - started, 3)
+        return row
+
+    try:
+        workload_task = {"name": case.workload.name,
+                         "onnx": str(case.workload.onnx) if case.workload.onnx else None}
+        log = log_dir / f"{index:04d}.log"
+        built = _artifact_for(case, workload_task, cache_dir=cache_dir, measure=measure, log=log)
+        if built["status"] != "ok":
+            return finish(built["status"], "build: " + built["reason"])
+        artifact = Path(built["result"]["artifact"])
+        row["artifact"] = _artifact_facts(artifact)
+
+        fits = True
+        try:
+            row["device_prediction"] = _device_prediction(artifact, profile)
+            fits = bool(row["device_prediction"]["fits"])
+        except Exception as exc:  # a model the emulator cannot read still gets host figures
+            row["device_prediction"] = {"error": f"{type(exc).__name__}: {exc}"}
+
+        measured = _in_worker({
+            "kind": "measure", "workload": workload_task, "artifact": str(artifact),
+            "inputs": str(_inputs_path(case, workload_task, cache_dir, measure, log)),
+            "warmup": measure.warmup, "iterations": measure.iterations,
+            "threads": measure.threads}, timeout_s=measure.timeout_s, log=log)
+        if measured["status"] != "ok":
+            return finish(measured["status"], measured["reason"])
+        row["quality"] = measured["result"].pop("quality")
+        row["host"] = measured["result"]
+        if not fits:
+            pred = row["device_prediction"]
+            return finish("oom", f"predicted device footprint {pred['footprint_mb']:.1f} MB "
+                                 f"exceeds the app memory cap {pred['app_cap_mb']:.0f} MB")
+        return finish("ok")
+    except Exception as exc:  # last line of defence: one bad case never stops the sweep
+        return finish("error", f"{type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _artifact_for(case: Case, workload_task: dict[str, Any], *, cache_dir: Path,
+                  measure: MeasureOptions, log: Path) -> dict[str, Any]:
+    from harness.build import lookup_artifact
+    from harness.workloads import get_workload
+
+    cached = lookup_artifact(get_workload(case.workload), quant=case.quant, prune=case.prune,
+                             cache_dir=cache_dir)
+    if cached is not None:
+        return {"status": "ok", "reason": "", "result": {"artifact": str(cached)}}
+    return _in_worker({
+        "kind": "build", "workload": workload_task, "quant": case.quant.name,
+        "prune": {"method": case.prune.method, "amount": case.prune.amount},
+        "cache_dir": str(cache_dir)}, timeout_s=measure.timeout_s, log=log)
+
+
+def _inputs_path(case: Case, workload_task: dict[str, Any], cache_dir: Path,
+                 measure: MeasureOptions, log: Path) -> Path:
+    """The workload's batch-1 timing inputs as .npz, written once by a worker and cached.
+
+    Written outside the measuring worker so that loading datasets does not count towards
+    the measured peak memory.
+    """
+    from harness.cache import key_of
+    from harness.workloads import get_workload
+
+    key = key_of({"inputs": get_workload(case.workload).fingerprint()})
+    path = cache_dir / "inputs" / f"{key}.npz"
+    if not path.is_file():
+        out = _in_worker({"kind": "inputs", "workload": workload_task, "out": str(path)},
+                         timeout_s=measure.timeout_s, log=log)
+        if out["status"] != "ok":
+            raise RuntimeError("could not prepare inputs: " + out["reason"])
+    return path
+
+
+def _artifact_facts(artifact: Path) -> dict[str, Any]:
+    from harness.cache import artifact_sha256, artifact_size_bytes
+    from harness.compress.inspect import inspect_artifact
+
+    stats = inspect_artifact(artifact)
+    return {"path": str(artifact), "sha256": artifact_sha256(artifact),
+            "size_bytes": artifact_size_bytes(artifact), "params": stats.params,
+            "zero_params": stats.zero_params, "sparsity": round(stats.sparsity, 6)}
+
+
+def _device_prediction(artifact: Path, profile: DeviceProfile) -> dict[str, Any]:
+    from harness.emulator import emulate
+
+    return emulate(artifact, profile).summary()
+
+
+def _in_worker(task: dict[str, Any], *, timeout_s: float, log: Path) -> dict[str, Any]:
+    """Run a task in a fresh ``python -m harness.worker`` and classify how it ended."""
+    with tempfile.TemporaryDirectory(prefix="harness-task-") as tmp:
+        task_path, result_path = Path(tmp) / "task.json", Path(tmp) / "result.json"
+        task_path.write_text(json.dumps(task))
+        with log.open("a") as log_fh:
+            log_fh.write(f"--- {task['kind']} task at {results.now_iso()}\n")
+            log_fh.flush()
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "harness.worker", str(task_path), str(result_path)],
+                    stdin=subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, timeout=timeout_s,
+                    check=False)
+            except subprocess.TimeoutExpired:
+                return {"status": "timeout", "reason": f"{task['kind']} did not finish within "
+                                                      f"{timeout_s:g} s (worker killed)"}
+        if result_path.is_file():
+            outcome: dict[str, Any] = json.loads(result_path.read_text())
+            if outcome.get("traceback"):
+                with log.open("a") as log_fh:
+                    log_fh.write(outcome["traceback"])
+            return outcome
+        code = proc.returncode
+        if code < 0:
+            import signal
+
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            status = "oom" if name == "SIGKILL" else "error"  # the kernel's OOM killer uses KILL
+            return {"status": status, "reason": f"{task['kind']} worker died from {name} "
+                                                f"(see {log})"}
+        return {"status": "error", "reason": f"{task['kind']} worker exited with status {code} "
+                                             f"without a result (see {log})"}

@@ -1,0 +1,72 @@
+"""Variant -> Artifact: prune and export the fp32 model, then quantize it; both stages cached.
+
+The fp32 stage is keyed by the workload's fingerprint and the pruning spec; the quantized stage
+by the sha256 of the fp32 artifact and the quantization level; both by the tool versions. A
+sweep therefore exports each pruning level once and quantizes each (pruning, level) once.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+from harness.cache import ArtifactStore, artifact_sha256, key_of
+from harness.variants import PruneSpec, QuantSpec
+from harness.workloads.base import Workload
+
+# Bump to invalidate every cached artifact when the build steps change meaning.
+BUILD_VERSION = 1
+
+
+@cache
+def tool_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for pkg in ("torch", "onnx", "onnxruntime"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def fp32_key(workload: Workload, prune: PruneSpec) -> str:
+    return key_of({"stage": "fp32", "build": BUILD_VERSION, "workload": workload.fingerprint(),
+                   "prune": [prune.method, prune.amount], "tools": tool_versions()})
+
+
+def quant_key(fp32_artifact: Path, quant: QuantSpec) -> str:
+    return key_of({"stage": "quant", "build": BUILD_VERSION, "src": artifact_sha256(fp32_artifact),
+                   "quant": quant.name, "tools": tool_versions()})
+
+
+def lookup_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
+                    cache_dir: Path) -> Path | None:
+    """The cached artifact for this variant, or None if some stage still has to be built."""
+    store = ArtifactStore(cache_dir)
+    fp32 = store.get(fp32_key(workload, prune))
+    if fp32 is None:
+        return None
+    return store.get(quant_key(fp32, quant))
+
+
+def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
+                   cache_dir: Path) -> Path:
+    """Build (or fetch from the cache) the artifact for ``workload`` under this variant."""
+    from harness.compress.quantize import quantize
+
+    store = ArtifactStore(cache_dir)
+    key = fp32_key(workload, prune)
+    fp32 = store.get(key)
+    if fp32 is None:
+        stage = store.staging(key)
+        workload.export_fp32(stage / "model.onnx", prune=prune, cache_dir=cache_dir)
+        fp32 = store.commit(key, stage)
+
+    qkey = quant_key(fp32, quant)
+    artifact = store.get(qkey)
+    if artifact is None:
+        stage = store.staging(qkey)
+        quantize(fp32, stage / "model.onnx", quant, calibration=workload.calibration_inputs())
+        artifact = store.commit(qkey, stage)
+    return artifact

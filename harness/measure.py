@@ -1,0 +1,93 @@
+"""The timing loop and the in-worker measurement of one artifact.
+
+Runs inside a fresh worker process (see :mod:`harness.worker`): only numpy, onnxruntime and the
+workload's evaluation code are imported here, so the host peak memory is the runtime's, not the
+harness's. Raw samples are kept in nanoseconds; statistics are computed when reading.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Feeds = dict[str, np.ndarray]
+
+
+def time_runs(run: Callable[[Any, Feeds], Any], feeds: Feeds, iterations: int) -> list[int]:
+    """Call ``run(None, feeds)`` ``iterations`` times; wall time of each call in ns.
+
+    Kept as lean as a bare loop: a preallocated list and a local clock, nothing else inside
+    the timed region (tests/bench_overhead.py checks it adds under 1%).
+    """
+    samples = [0] * iterations
+    clock = time.perf_counter_ns
+    for i in range(iterations):
+        t0 = clock()
+        run(None, feeds)
+        samples[i] = clock() - t0
+    return samples
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (VmHWM), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+
+
+def current_rss_mb() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / (1024.0 * 1024.0)
+
+
+def measure_artifact(
+    artifact: Path,
+    feeds: Feeds,
+    *,
+    warmup: int,
+    iterations: int,
+    threads: int,
+) -> dict[str, Any]:
+    """Cold start, warm-up, then ``iterations`` timed runs of ``artifact`` on ONNX Runtime."""
+    import onnxruntime as ort
+
+    rss_before = current_rss_mb()
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    t0 = time.perf_counter_ns()
+    session = ort.InferenceSession(str(artifact), sess_options=opts,
+                                   providers=["CPUExecutionProvider"])
+    t1 = time.perf_counter_ns()
+    session.run(None, feeds)
+    t2 = time.perf_counter_ns()
+    for _ in range(warmup):
+        session.run(None, feeds)
+    samples = time_runs(session.run, feeds, iterations)
+    peak = peak_rss_mb()
+    return {
+        "session": session,
+        "row": {
+            "runtime": "onnxruntime",
+            "runtime_version": ort.__version__,
+            "providers": session.get_providers(),
+            "threads": threads,
+            "cold_start": {"session_create_ns": t1 - t0, "first_inference_ns": t2 - t1},
+            "warmup_runs": warmup,
+            "warm_latency_ns": samples,
+            "rss_before_session_mb": round(rss_before, 3),
+            "peak_rss_mb": round(peak, 3),
+        },
+    }

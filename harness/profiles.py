@@ -1,0 +1,356 @@
+"""Device profiles: the versioned, validated schema of ``devices/*.toml``.
+
+Every number in a profile is a :class:`Figure` that carries its provenance: where it was
+published, or how it was derived, assumed or fitted. A profile that lacks a source for a figure,
+has a field of the wrong type or an unknown key is rejected with an error that names the file
+and the field.
+
+File format (``schema_version = 1``)::
+
+    schema_version = 1
+    name = "snapdragon8gen3"              # must equal the file stem
+    display_name = "Qualcomm Snapdragon 8 Gen 3"
+    soc = "Snapdragon 8 Gen 3"
+    reference_devices = ["Samsung Galaxy S24"]
+    adb_soc_model = "SM8650"              # getprop ro.soc.model, for the adb backend
+
+    [memory]
+    ram_mb = { value = 8192, basis = "published", source = "..." }
+    app_cap_mb = { ... }                  # what one app may allocate before it is killed
+    bandwidth_gb_s = { ... }              # peak DRAM bandwidth
+    runtime_overhead_mb = { ... }         # runtime + process baseline, added to footprints
+
+    [power]
+    idle_w = { ... }
+
+    [thermal]
+    ambient_c = { ... }
+    sustained_fraction = { ... }          # sustained / burst performance under long load
+
+    [[units]]                             # one per compute unit: cpu, gpu, npu
+    name = "npu"
+    kind = "npu"
+    ops = ["Conv", "MatMul", ...]         # ONNX op types it runs; ["*"] for all
+    peak_gops = { int8 = { ... }, fp16 = { ... } }   # per precision; 1 MAC = 2 ops
+    efficiency = { ... }                  # share of peak reached on real layers
+    dispatch_us = { ... }                 # fixed cost per node
+    active_power_w = { ... }
+
+A figure's ``basis`` is one of ``published`` (a spec sheet or measurement, cited), ``derived``
+(computed from published figures; the source says how), ``assumed`` (no published figure; the
+source says what the assumption rests on: such figures are *uncalibrated*) or ``fitted``
+(calibrated on ``shared/calibration``; the source says on what).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError, check_keys, expect_type, unknown_name
+
+SCHEMA_VERSION = 1
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+UNIT_KINDS = ("cpu", "gpu", "npu")
+BASES = ("published", "derived", "assumed", "fitted")
+
+# Upgrade functions: UPGRADES[v] turns a version-v document into version v + 1.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number with its provenance. The unit is in the name of the field that holds it."""
+
+    value: float
+    basis: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.basis not in BASES:
+            raise ValueError(f"basis must be one of {BASES}, got {self.basis!r}")
+        if not self.source.strip():
+            raise ValueError("every figure needs a source")
+
+    @property
+    def calibrated(self) -> bool:
+        """False for figures that rest on an assumption rather than a publication or a fit."""
+        return self.basis != "assumed"
+
+
+@dataclass(frozen=True)
+class ComputeUnit:
+    """A CPU, GPU or NPU with its peak throughput per precision."""
+
+    name: str
+    kind: str
+    ops: tuple[str, ...]
+    peak_gops: Mapping[str, Figure]
+    efficiency: Figure
+    dispatch_us: Figure
+    active_power_w: Figure
+
+    def supports_op(self, op_type: str) -> bool:
+        return "*" in self.ops or op_type in self.ops
+
+    def supports_precision(self, precision: str) -> bool:
+        return precision in self.peak_gops
+
+    def effective_gops(self, precision: str) -> float:
+        """Peak throughput at ``precision`` times the unit's efficiency, in GOPS."""
+        return self.peak_gops[precision].value * self.efficiency.value
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    ram_mb: Figure
+    app_cap_mb: Figure
+    bandwidth_gb_s: Figure
+    runtime_overhead_mb: Figure
+
+
+@dataclass(frozen=True)
+class PowerSpec:
+    idle_w: Figure
+
+
+@dataclass(frozen=True)
+class ThermalSpec:
+    ambient_c: Figure
+    sustained_fraction: Figure
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One device: compute units, memory, power and thermal figures, each with a source."""
+
+    name: str
+    display_name: str
+    soc: str
+    reference_devices: tuple[str, ...]
+    adb_soc_model: str
+    memory: MemorySpec
+    power: PowerSpec
+    thermal: ThermalSpec
+    units: tuple[ComputeUnit, ...]
+    path: Path | None = field(default=None, compare=False)
+
+    def unit(self, name: str) -> ComputeUnit:
+        for u in self.units:
+            if u.name == name:
+                return u
+        raise unknown_name("compute unit", name, [u.name for u in self.units], file=self.path)
+
+    def figures(self) -> dict[str, Figure]:
+        """Every figure in the profile keyed by its dotted field path (for listing sources)."""
+        out: dict[str, Figure] = {}
+        for section in ("memory", "power", "thermal"):
+            obj = getattr(self, section)
+            for key, value in vars(obj).items():
+                out[f"{section}.{key}"] = value
+        for u in self.units:
+            for prec, fig in u.peak_gops.items():
+                out[f"units.{u.name}.peak_gops.{prec}"] = fig
+            for key in ("efficiency", "dispatch_us", "active_power_w"):
+                out[f"units.{u.name}.{key}"] = getattr(u, key)
+        return out
+
+    def uncalibrated(self) -> list[str]:
+        """Field paths of figures that rest on assumptions."""
+        return [k for k, f in self.figures().items() if not f.calibrated]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def default_devices_dir() -> Path:
+    """Where profiles live: $HARNESS_DEVICES_DIR, the checkout's devices/, or packaged data."""
+    env = os.environ.get("HARNESS_DEVICES_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[1] / "devices"
+    if repo.is_dir():
+        return repo
+    return Path(__file__).resolve().parent / "_data" / "devices"
+
+
+def list_profiles(devices_dir: Path | None = None) -> list[str]:
+    """Names of the profiles in ``devices_dir`` (default: :func:`default_devices_dir`)."""
+    d = devices_dir or default_devices_dir()
+    return sorted(p.stem for p in d.glob("*.toml"))
+
+
+def load_profile(name_or_path: str | Path, *, devices_dir: Path | None = None) -> DeviceProfile:
+    """Load and validate a profile by name (``snapdragon8gen3``) or by path to a TOML file."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        path = p
+    else:
+        d = devices_dir or default_devices_dir()
+        path = d / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise unknown_name("device", str(name_or_path), list_profiles(d))
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise InputError("no such device profile file", file=path) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", file=path) from exc
+    return parse_profile(data, file=path)
+
+
+def upgrade(data: dict[str, Any], *, file: Any) -> dict[str, Any]:
+    """Bring a profile document to :data:`SCHEMA_VERSION` through the upgrade functions."""
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(f"expected an integer schema version, got {version!r}", file=file,
+                         field="schema_version")
+    if version > SCHEMA_VERSION:
+        raise InputError(
+            f"schema version {version} is newer than this harness understands "
+            f"({SCHEMA_VERSION}); upgrade the harness", file=file, field="schema_version")
+    while version < SCHEMA_VERSION:
+        if version not in UPGRADES:
+            raise InputError(f"no upgrade from schema version {version}", file=file,
+                             field="schema_version")
+        data = UPGRADES[version](data)
+        version = data["schema_version"]
+    return data
+
+
+def parse_profile(data: dict[str, Any], *, file: Path | str | None = None) -> DeviceProfile:
+    """Validate a profile document (already parsed from TOML) and build the dataclasses."""
+    data = upgrade(dict(data), file=file)
+    check_keys(
+        data,
+        allowed={"schema_version", "name", "display_name", "soc", "reference_devices",
+                 "adb_soc_model", "memory", "power", "thermal", "units"},
+        required={"name", "display_name", "soc", "adb_soc_model", "memory", "power",
+                  "thermal", "units"},
+        file=file,
+    )
+    name = expect_type(data["name"], str, "a string", file=file, field="name")
+    if file is not None and Path(file).stem != name:
+        raise InputError(f"expected the file stem {Path(file).stem!r}, got {name!r}",
+                         file=file, field="name")
+    refs = expect_type(data.get("reference_devices", []), list, "a list of strings",
+                       file=file, field="reference_devices")
+    memory = _section(data, "memory", MemorySpec, file, {
+        "ram_mb": _positive, "app_cap_mb": _positive, "bandwidth_gb_s": _positive,
+        "runtime_overhead_mb": _non_negative})
+    power = _section(data, "power", PowerSpec, file, {"idle_w": _non_negative})
+    thermal = _section(data, "thermal", ThermalSpec, file, {
+        "ambient_c": _any_number, "sustained_fraction": _fraction})
+    if memory.app_cap_mb.value > memory.ram_mb.value:
+        raise InputError(f"expected at most ram_mb ({memory.ram_mb.value:g}), got "
+                         f"{memory.app_cap_mb.value:g}", file=file, field="memory.app_cap_mb.value")
+    units_raw = expect_type(data["units"], list, "a list of [[units]] tables", file=file,
+                            field="units")
+    if not units_raw:
+        raise InputError("expected at least one compute unit", file=file, field="units")
+    units = tuple(_unit(u, i, file) for i, u in enumerate(units_raw))
+    names = [u.name for u in units]
+    if len(set(names)) != len(names):
+        raise InputError(f"unit names must be unique, got {names}", file=file, field="units")
+    return DeviceProfile(
+        name=name,
+        display_name=expect_type(data["display_name"], str, "a string", file=file,
+                                 field="display_name"),
+        soc=expect_type(data["soc"], str, "a string", file=file, field="soc"),
+        reference_devices=tuple(expect_type(r, str, "a string", file=file,
+                                            field=f"reference_devices[{i}]")
+                                for i, r in enumerate(refs)),
+        adb_soc_model=expect_type(data["adb_soc_model"], str, "a string", file=file,
+                                  field="adb_soc_model"),
+        memory=memory, power=power, thermal=thermal, units=units,
+        path=Path(file) if file is not None else None,
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+Check = Callable[[float], str | None]
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "a number > 0"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else "a number >= 0"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 < v <= 1 else "a fraction in (0, 1]"
+
+
+def _any_number(v: float) -> str | None:
+    return None
+
+
+def _figure(raw: Any, *, file: Any, field: str, check: Check) -> Figure:
+    expect_type(raw, dict, "a table {value, basis, source}", file=file, field=field)
+    check_keys(raw, allowed={"value", "basis", "source"}, required={"value", "basis", "source"},
+               file=file, prefix=field + ".")
+    value = expect_type(raw["value"], (int, float), "a number", file=file, field=field + ".value")
+    problem = check(float(value))
+    if problem:
+        raise InputError(f"expected {problem}, got {value!r}", file=file, field=field + ".value")
+    basis = expect_type(raw["basis"], str, "a string", file=file, field=field + ".basis")
+    if basis not in BASES:
+        raise unknown_name("basis", basis, BASES, file=file, field=field + ".basis")
+    source = expect_type(raw["source"], str, "a string", file=file, field=field + ".source")
+    if not source.strip():
+        raise InputError("expected a non-empty source (a citation, or how the value was "
+                         "derived)", file=file, field=field + ".source")
+    return Figure(value=float(value), basis=basis, source=source.strip())
+
+
+def _section(data: dict[str, Any], name: str, cls: type, file: Any,
+             checks: dict[str, Check]) -> Any:
+    raw = expect_type(data[name], dict, "a table", file=file, field=name)
+    check_keys(raw, allowed=checks, required=checks, file=file, prefix=name + ".")
+    return cls(**{k: _figure(raw[k], file=file, field=f"{name}.{k}", check=c)
+                  for k, c in checks.items()})
+
+
+def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
+    where = f"units[{i}]"
+    expect_type(raw, dict, "a table", file=file, field=where)
+    keys = {"name", "kind", "ops", "peak_gops", "efficiency", "dispatch_us", "active_power_w"}
+    check_keys(raw, allowed=keys, required=keys, file=file, prefix=where + ".")
+    kind = expect_type(raw["kind"], str, "a string", file=file, field=where + ".kind")
+    if kind not in UNIT_KINDS:
+        raise unknown_name("unit kind", kind, UNIT_KINDS, file=file, field=where + ".kind")
+    ops = expect_type(raw["ops"], list, "a list of ONNX op types (or [\"*\"])", file=file,
+                      field=where + ".ops")
+    if not ops or not all(isinstance(o, str) for o in ops):
+        raise InputError(f"expected a non-empty list of op type strings, got {ops!r}",
+                         file=file, field=where + ".ops")
+    peaks_raw = expect_type(raw["peak_gops"], dict, "a table of precision = figure", file=file,
+                            field=where + ".peak_gops")
+    if not peaks_raw:
+        raise InputError("expected at least one precision", file=file, field=where + ".peak_gops")
+    peaks = {}
+    for prec, fig in peaks_raw.items():
+        if prec not in PRECISIONS:
+            raise unknown_name("precision", prec, PRECISIONS, file=file,
+                               field=f"{where}.peak_gops.{prec}")
+        peaks[prec] = _figure(fig, file=file, field=f"{where}.peak_gops.{prec}", check=_positive)
+    return ComputeUnit(
+        name=expect_type(raw["name"], str, "a string", file=file, field=where + ".name"),
+        kind=kind,
+        ops=tuple(ops),
+        peak_gops=peaks,
+        efficiency=_figure(raw["efficiency"], file=file, field=where + ".efficiency",
+                           check=_fraction),
+        dispatch_us=_figure(raw["dispatch_us"], file=file, field=where + ".dispatch_us",
+                            check=_non_negative),
+        active_power_w=_figure(raw["active_power_w"], file=file, field=where + ".active_power_w",
+                               check=_non_negative),
+    )

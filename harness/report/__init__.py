@@ -1,0 +1,1 @@
+"""Tables (and later plots, HTML, comparisons) built from run directories."""

@@ -1,0 +1,209 @@
+"""Run directories: a versioned manifest plus one appended row per finished case.
+
+Layout of a run directory (format documented in README.md, "Results format")::
+
+    results/20261122-081500-default-snapdragon8gen3/
+        manifest.json     written once when the run starts; never rewritten
+        sessions.jsonl    one line per invocation that wrote to this run (start and --resume)
+        cases.jsonl       one JSON row per finished case, appended and flushed at once
+        logs/             worker stderr per case
+        report.md, report.csv   rebuilt from the rows by `harness report`
+
+Every record carries ``schema_version``. Readers upgrade older versions through
+:data:`ROW_UPGRADES` / :data:`MANIFEST_UPGRADES` and refuse newer ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "oom", "unsupported", "timeout", "error")
+MANIFEST = "manifest.json"
+ROWS = "cases.jsonl"
+SESSIONS = "sessions.jsonl"
+
+Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
+# v -> function turning a version-v record into version v + 1
+MANIFEST_UPGRADES: dict[int, Upgrade] = {}
+ROW_UPGRADES: dict[int, Upgrade] = {}
+
+_PACKAGES = ("edge-harness", "numpy", "onnx", "onnxruntime", "torch", "scikit-learn", "psutil",
+             "pandas")
+
+
+def _upgrade(record: dict[str, Any], upgrades: dict[int, Upgrade], *, file: Path,
+             where: str) -> dict[str, Any]:
+    version = record.get("schema_version")
+    if not isinstance(version, int):
+        raise InputError(f"expected an integer schema_version, got {version!r}", file=file,
+                         field=f"{where}.schema_version")
+    if version > SCHEMA_VERSION:
+        raise InputError(f"schema version {version} is newer than this harness reads "
+                         f"({SCHEMA_VERSION}); upgrade the harness", file=file,
+                         field=f"{where}.schema_version")
+    while version < SCHEMA_VERSION:
+        if version not in upgrades:
+            raise InputError(f"no upgrade from schema version {version}", file=file,
+                             field=f"{where}.schema_version")
+        record = upgrades[version](record)
+        version = record["schema_version"]
+    return record
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for pkg in _PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_state(cwd: Path | None = None) -> dict[str, Any]:
+    """The checkout's commit and whether it has local changes (None outside a git checkout)."""
+    here = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True,
+                               text=True, timeout=5, check=True).stdout.strip() != ""
+        return {"sha": sha, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None}
+
+
+def host_info() -> dict[str, Any]:
+    import psutil
+
+    cpu_model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "cpu_model": cpu_model,
+        "logical_cpus": os.cpu_count(),
+        "affinity": affinity,
+        "total_memory_mb": round(psutil.virtual_memory().total / 2**20),
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory, read back: its manifest and its rows (latest row per case wins)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    rows: tuple[dict[str, Any], ...]
+
+    def finished_case_ids(self) -> set[str]:
+        return {r["case_id"] for r in self.rows}
+
+
+def create_run(results_dir: Path, *, label: str, manifest: dict[str, Any]) -> Path:
+    """A new run directory (never an existing one) with its manifest written."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        path = results_dir / (f"{stamp}-{label}" + (f"-{n}" if n else ""))
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise RuntimeError(f"could not create a run directory in {results_dir}")
+    (path / "logs").mkdir()
+    record = {"schema_version": SCHEMA_VERSION, "kind": "edge-harness-run",
+              "run_id": path.name, **manifest}
+    (path / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one record and make it durable before returning (a crash loses nothing)."""
+    line = json.dumps({"schema_version": SCHEMA_VERSION, **record}, separators=(",", ":"))
+    with path.open("a") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def append_row(run_dir: Path, row: dict[str, Any]) -> None:
+    if row.get("status") not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
+    append_jsonl(run_dir / ROWS, row)
+
+
+def record_session(run_dir: Path, *, command_line: list[str], resumed: bool) -> None:
+    append_jsonl(run_dir / SESSIONS, {
+        "started_at": now_iso(), "resumed": resumed, "command_line": command_line,
+        "host": host_info(), "packages": package_versions(), "git": git_state(),
+        "pid": os.getpid(), "unix_time": time.time()})
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as exc:
+            if i == len(lines):
+                # A run killed mid-write leaves a truncated last line: that case never
+                # finished, so it is skipped (and --resume runs it again).
+                print(f"warning: {path}:{i}: ignoring truncated last row", file=sys.stderr)
+                return
+            raise InputError(f"line {i} is not valid JSON: {exc}", file=path) from exc
+
+
+def load_run(path: Path) -> Run:
+    """Read a run directory, upgrading old records; the latest row of each case wins."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise InputError(f"not a run directory (no {MANIFEST})", file=path)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc}", file=manifest_path) from exc
+    manifest = _upgrade(manifest, MANIFEST_UPGRADES, file=manifest_path, where="manifest")
+    latest: dict[str, dict[str, Any]] = {}
+    for i, row in _iter_jsonl(path / ROWS):
+        row = _upgrade(row, ROW_UPGRADES, file=path / ROWS, where=f"line {i}")
+        latest[row["case_id"]] = row
+    return Run(path=path, manifest=manifest, rows=tuple(latest.values()))

@@ -1,0 +1,238 @@
+"""Suite files (``suites/*.toml``) and their expansion into cases.
+
+A suite lists workloads x quantization levels x pruning levels, and how to measure::
+
+    schema_version = 1
+    description = "What this suite is for"
+    workloads = ["digits_cnn", { name = "mine", onnx = "models/mine.onnx" }]
+    quant = ["fp32", "int8-dynamic", "int8-static"]
+    prune = [0, 50]                 # % of weights removed by global magnitude pruning
+
+    [measure]
+    warmup = 10                     # untimed runs after the first inference
+    iterations = 100                # timed runs
+    timeout_s = 300                 # per case, build and measurement each
+    threads = 1                     # ONNX Runtime intra-op threads (0 = runtime default)
+
+Unknown keys are errors (with close matches), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError, check_keys, expect_type, unknown_name
+from harness.variants import PruneSpec, QuantSpec, parse_prune, parse_quant
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WorkloadRef:
+    """A workload named in a suite: a registered one, or a user's ONNX file."""
+
+    name: str
+    onnx: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"a workload name must be non-empty and contain no '/': {self.name!r}")
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """How each case is measured."""
+
+    warmup: int = 10
+    iterations: int = 100
+    timeout_s: float = 300.0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    workloads: tuple[WorkloadRef, ...]
+    quant: tuple[QuantSpec, ...]
+    prune: tuple[PruneSpec, ...]
+    measure: MeasureOptions
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cell of a sweep: workload x quantization x pruning x device."""
+
+    workload: WorkloadRef
+    quant: QuantSpec
+    prune: PruneSpec
+    device: str
+
+    @property
+    def case_id(self) -> str:
+        """Stable id, used by --resume and to join runs in comparisons."""
+        return f"{self.workload.name}/{self.quant.name}/prune-{self.prune.name}/{self.device}"
+
+
+def default_suites_dir() -> Path:
+    """Where suites live: $HARNESS_SUITES_DIR, the checkout's suites/, or packaged data."""
+    env = os.environ.get("HARNESS_SUITES_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[1] / "suites"
+    if repo.is_dir():
+        return repo
+    return Path(__file__).resolve().parent / "_data" / "suites"
+
+
+def list_suites(suites_dir: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (suites_dir or default_suites_dir()).glob("*.toml"))
+
+
+def load_suite(name_or_path: str | Path, *, suites_dir: Path | None = None) -> Suite:
+    """Load a suite by name (``default``) or path, validating every field."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        path = p
+    else:
+        d = suites_dir or default_suites_dir()
+        path = d / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise unknown_name("suite", str(name_or_path), list_suites(d))
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise InputError("no such suite file", file=path) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", file=path) from exc
+    return parse_suite(data, file=path)
+
+
+def parse_suite(data: dict[str, Any], *, file: Path | None = None) -> Suite:
+    """Validate a suite document and build a :class:`Suite`."""
+    check_keys(data, allowed={"schema_version", "description", "workloads", "quant", "prune",
+                              "measure"},
+               required={"schema_version", "workloads", "quant", "prune"}, file=file)
+    version = data["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise InputError(f"expected schema version {SCHEMA_VERSION}, got {version!r}",
+                         file=file, field="schema_version")
+    base = file.parent if file else Path.cwd()
+    workloads = tuple(_workload(w, i, file, base) for i, w in enumerate(
+        _nonempty_list(data, "workloads", file)))
+    names = [w.name for w in workloads]
+    if len(set(names)) != len(names):
+        raise InputError(f"workload names must be unique, got {names}", file=file,
+                         field="workloads")
+    quant = tuple(_parsed(parse_quant, q, file, f"quant[{i}]")
+                  for i, q in enumerate(_nonempty_list(data, "quant", file)))
+    prune = tuple(_parsed(parse_prune, p, file, f"prune[{i}]")
+                  for i, p in enumerate(_nonempty_list(data, "prune", file)))
+    measure = MeasureOptions()
+    if "measure" in data:
+        raw = expect_type(data["measure"], dict, "a table", file=file, field="measure")
+        check_keys(raw, allowed={"warmup", "iterations", "timeout_s", "threads"}, file=file,
+                   prefix="measure.")
+        for key in ("warmup", "iterations", "threads"):
+            if key in raw:
+                expect_type(raw[key], int, "an integer", file=file, field=f"measure.{key}")
+        if "timeout_s" in raw:
+            expect_type(raw["timeout_s"], (int, float), "a number of seconds", file=file,
+                        field="measure.timeout_s")
+        try:
+            measure = replace(measure, **raw)
+        except ValueError as exc:
+            raise InputError(str(exc), file=file, field="measure") from exc
+    return Suite(
+        name=file.stem if file else "inline",
+        description=str(data.get("description", "")),
+        workloads=workloads, quant=quant, prune=prune, measure=measure, path=file,
+    )
+
+
+def expand(
+    suite: Suite,
+    *,
+    devices: list[str],
+    workloads: list[str] | None = None,
+    quant: list[str] | None = None,
+    prune: list[str] | None = None,
+) -> list[Case]:
+    """The sweep product, narrowed by the --workload / --quant / --prune filters.
+
+    A filter value that matches nothing in the suite is an error that lists what the suite has,
+    so a typo never silently runs an empty sweep.
+    """
+    ws = _narrow("workload", suite.workloads, workloads, key=lambda w: w.name)
+    qs = _narrow("quantization level", suite.quant, [parse_quant(q).name for q in quant]
+                 if quant else None, key=lambda q: q.name)
+    ps = _narrow("pruning level", suite.prune, [parse_prune(p).name for p in prune]
+                 if prune else None, key=lambda p: p.name)
+    return [Case(workload=w, quant=q, prune=p, device=d)
+            for d in devices for w in ws for p in ps for q in qs]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _narrow(kind: str, items: tuple[Any, ...], wanted: list[str] | None, *, key: Any) -> list[Any]:
+    if not wanted:
+        return list(items)
+    names = [key(i) for i in items]
+    for w in wanted:
+        if w not in names:
+            raise unknown_name(f"{kind} (not in this suite)", w, names)
+    return [i for i in items if key(i) in wanted]
+
+
+def _nonempty_list(data: dict[str, Any], key: str, file: Any) -> list[Any]:
+    value = expect_type(data[key], list, "a list", file=file, field=key)
+    if not value:
+        raise InputError("expected at least one entry", file=file, field=key)
+    return value
+
+
+def _parsed(fn: Any, value: Any, file: Any, field: str) -> Any:
+    try:
+        return fn(value)
+    except InputError as exc:
+        raise InputError(str(exc), file=file, field=field) from exc
+
+
+def _workload(raw: Any, i: int, file: Any, base: Path) -> WorkloadRef:
+    from harness.workloads import registered
+
+    field = f"workloads[{i}]"
+    if isinstance(raw, str):
+        if raw not in registered():
+            raise unknown_name("workload", raw, registered(), file=file, field=field)
+        return WorkloadRef(name=raw)
+    expect_type(raw, dict, "a workload name or a table {name, onnx}", file=file, field=field)
+    check_keys(raw, allowed={"name", "onnx"}, required={"name", "onnx"}, file=file,
+               prefix=field + ".")
+    name = expect_type(raw["name"], str, "a string", file=file, field=field + ".name")
+    if not name or "/" in name:
+        raise InputError(f"expected a non-empty name without '/', got {name!r}", file=file,
+                         field=field + ".name")
+    onnx_path = Path(expect_type(raw["onnx"], str, "a path", file=file, field=field + ".onnx"))
+    if not onnx_path.is_absolute():
+        onnx_path = (base / onnx_path).resolve()
+    if not onnx_path.is_file():
+        raise InputError(f"no such ONNX file: {onnx_path}", file=file, field=field + ".onnx")
+    return WorkloadRef(name=name, onnx=onnx_path)

@@ -1,0 +1,60 @@
+"""The workload protocol shared by every model the harness benchmarks."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.variants import PruneSpec
+
+Feeds = dict[str, np.ndarray]
+RunFn = Callable[[Feeds], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Quality:
+    """A quality measurement: the metric's value and how many examples it was computed on."""
+
+    metric: str
+    value: float
+    n_examples: int
+    higher_is_better: bool = True
+
+
+class Workload(ABC):
+    """A real model plus its inputs, its calibration and evaluation data and its metric.
+
+    Methods that need torch import it themselves, so the measuring worker (which runs
+    :meth:`timing_inputs` and :meth:`evaluate`) does not pay for it.
+    """
+
+    name: str
+    metric: str | None = None
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that determines the fp32 model: changes invalidate cached artifacts."""
+
+    @abstractmethod
+    def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
+        """Write the (pruned) fp32 ONNX model to ``out``.
+
+        Raises :class:`harness.errors.Unsupported` when the workload cannot take ``prune``.
+        """
+
+    @abstractmethod
+    def timing_inputs(self) -> Feeds:
+        """One batch-1 input, as a deployed app would feed it, for latency measurement."""
+
+    @abstractmethod
+    def calibration_inputs(self) -> list[Feeds]:
+        """Inputs for static quantization calibration (from the training split, never eval)."""
+
+    def evaluate(self, run: RunFn) -> Quality | None:
+        """Quality on the held-out split through ``run``; None when there is no metric."""
+        return None

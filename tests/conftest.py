@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny models built in code, and an isolated artifact cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(d))
+    return d
+
+
+def tiny_conv_onnx(path: Path, *, seed: int = 0) -> Path:
+    """A 1x4x8x8 -> 2-class conv net exported from torch (conv, relu, pool, linear x2).
+
+    Big enough (about 7k weights) that int8 weights outweigh quantization metadata.
+    """
+    import torch
+
+    from harness.compress.torch_export import export_onnx
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(4, 64, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 64),
+        torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    export_onnx(model, {"input": np.zeros((1, 4, 8, 8), np.float32)}, path)
+    return path
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> Path:
+    return tiny_conv_onnx(tmp_path / "tiny.onnx")
