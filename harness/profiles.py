@@ -44,6 +44,7 @@ source says what the assumption rests on: such figures are *uncalibrated*) or ``
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -187,18 +188,20 @@ def list_profiles(devices_dir: Path | None = None) -> list[str]:
 def load_profile(name_or_path: str | Path, *, devices_dir: Path | None = None) -> DeviceProfile:
     """Load and validate a profile by name (``snapdragon8gen3``) or by path to a TOML file."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    if p.suffix == ".toml" or p.is_file():
         path = p
     else:
         d = devices_dir or default_devices_dir()
         path = d / f"{name_or_path}.toml"
         if not path.is_file():
-            raise unknown_name("device", str(name_or_path), list_profiles(d))
+            raise unknown_name("device", str(name_or_path), list_profiles(d), file=d)
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError as exc:
         raise InputError("no such device profile file", file=path) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read the device profile file: {exc.strerror}", file=path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=path) from exc
     return parse_profile(data, file=path)
@@ -298,6 +301,9 @@ def _figure(raw: Any, *, file: Any, field: str, check: Check) -> Figure:
     check_keys(raw, allowed={"value", "basis", "source"}, required={"value", "basis", "source"},
                file=file, prefix=field + ".")
     value = expect_type(raw["value"], (int, float), "a number", file=file, field=field + ".value")
+    if not math.isfinite(value):  # TOML allows nan and inf; no device figure is either
+        raise InputError(f"expected a finite number, got {value!r}", file=file,
+                         field=field + ".value")
     problem = check(float(value))
     if problem:
         raise InputError(f"expected {problem}, got {value!r}", file=file, field=field + ".value")

@@ -107,7 +107,7 @@ def list_suites(suites_dir: Path | None = None) -> list[str]:
 def load_suite(name_or_path: str | Path, *, suites_dir: Path | None = None) -> Suite:
     """Load a suite by name (``default``) or path, validating every field."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    if p.suffix == ".toml" or p.is_file():
         path = p
     else:
         d = suites_dir or default_suites_dir()
@@ -119,6 +119,8 @@ def load_suite(name_or_path: str | Path, *, suites_dir: Path | None = None) -> S
             data = tomllib.load(fh)
     except FileNotFoundError as exc:
         raise InputError("no such suite file", file=path) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read the suite file: {exc.strerror}", file=path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=path) from exc
     return parse_suite(data, file=path)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.cli import build_parser, main
+
+
+def test_import_and_help_do_not_load_heavy_runtimes() -> None:
+    code = ("import sys, contextlib, io\n"
+            "from harness.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+            "heavy = [m for m in ('torch', 'onnxruntime', 'onnx', 'pandas') if m in sys.modules]\n"
+            "print(heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+@pytest.mark.parametrize("command", ["bench", "devices", "report", "suites"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([command, "--help"])
+    assert exc.value.code == 0
+    assert len(capsys.readouterr().out) > 200
+
+
+def test_devices_lists_key_figures(capsys: pytest.CaptureFixture) -> None:
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    for name in ("snapdragon8gen3", "snapdragon8gen2", "raspberrypi5"):
+        assert name in out
+    assert "bandwidth (GB/s)" in out and "npu int8 (GOPS)" in out
+
+
+def test_unknown_device_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["devices", "raspberrypi"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown device 'raspberrypi'" in err and "raspberrypi5" in err
+
+
+def test_report_on_a_non_run_is_a_clear_error(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_python_dash_m_works() -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "--version"], capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.startswith("harness ")
