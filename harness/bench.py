@@ -57,6 +57,7 @@ def run_bench(
     threads: int | None = None,
     command_line: list[str] | None = None,
     progress: ProgressFn | None = None,
+    progress_note: Callable[[str], None] | None = None,
 ) -> Path:
     """Run a sweep and return its run directory.
 
@@ -66,9 +67,9 @@ def run_bench(
         raise InputError("expected at least one --device")
     profiles = {d: load_profile(d) for d in devices}
     suite_obj = load_suite(suite)
-    overrides = {k: v for k, v in {"iterations": iterations, "warmup": warmup,
-                                    "timeout_s": timeout_s, "threads": threads}.items()
-                 if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {
+        "iterations": iterations, "warmup": warmup, "timeout_s": timeout_s,
+        "threads": threads}.items() if v is not None}
     try:
         measure = replace(suite_obj.measure, **overrides)
     except ValueError as exc:
@@ -102,6 +103,9 @@ def run_bench(
         done = set()
     results.record_session(run_dir, command_line=argv, resumed=resume is not None)
 
+    pending = [c for c in cases if c.case_id not in done]
+    build_failures = prebuild(pending, cache_dir=cache, measure=measure,
+                              log=run_dir / "logs" / "build.log", progress=progress_note)
     for i, case in enumerate(cases, 1):
         if case.case_id in done:
             if progress:
@@ -110,15 +114,69 @@ def run_bench(
         if progress:
             progress(Progress(i, len(cases), case))
         row = run_case(case, profile=profiles[case.device], measure=measure, cache_dir=cache,
-                       log_dir=run_dir / "logs", index=i)
+                       log_dir=run_dir / "logs", index=i,
+                       build_failure=build_failures.get(_variant_key(case)))
         results.append_row(run_dir, row)
         if progress:
             progress(Progress(i, len(cases), case, row=row))
     return run_dir
 
 
+def prebuild(cases: list[Case], *, cache_dir: Path, measure: MeasureOptions, log: Path,
+             progress: Callable[[str], None] | None = None) -> dict[tuple[str, ...], dict]:
+    """Build every missing artifact of ``cases``, one worker per workload.
+
+    Returns the failed builds keyed by variant (status and reason), so their cases are recorded
+    without trying again. A worker that dies or times out builds nothing more; its remaining
+    variants are then built case by case in :func:`run_case`.
+    """
+    from harness.build import lookup_artifact
+    from harness.workloads import get_workload
+
+    by_workload: dict[str, list[Case]] = {}
+    for case in cases:
+        w = get_workload(case.workload)
+        key = _variant_key(case)
+        if lookup_artifact(w, quant=case.quant, prune=case.prune, cache_dir=cache_dir) is None:
+            group = by_workload.setdefault(case.workload.name, [])
+            if all(_variant_key(c) != key for c in group):
+                group.append(case)
+    failures: dict[tuple[str, ...], dict] = {}
+    for name, group in by_workload.items():
+        if progress:
+            progress(f"building {len(group)} artifact(s) for {name} ...")
+        started = time.monotonic()
+        out = _in_worker({
+            "kind": "build_many", "workload": _workload_task(group[0]),
+            "cache_dir": str(cache_dir),
+            "variants": [{"quant": c.quant.name, "prune": {"method": c.prune.method,
+                                                           "amount": c.prune.amount}}
+                         for c in group]}, timeout_s=measure.timeout_s * len(group), log=log)
+        if out["status"] != "ok":
+            if progress:
+                progress(f"building for {name} stopped ({out['status']}: {out['reason']}); "
+                         "the rest is built case by case")
+            continue
+        for case, outcome in zip(group, out["result"]["outcomes"], strict=True):
+            if outcome["status"] != "ok":
+                failures[_variant_key(case)] = outcome
+        if progress:
+            progress(f"built {len(group)} artifact(s) for {name} in "
+                     f"{time.monotonic() - started:.1f} s")
+    return failures
+
+
+def _variant_key(case: Case) -> tuple[str, ...]:
+    return (case.workload.name, case.quant.name, case.prune.name)
+
+
+def _workload_task(case: Case) -> dict[str, Any]:
+    return {"name": case.workload.name,
+            "onnx": str(case.workload.onnx) if case.workload.onnx else None}
+
+
 def run_case(case: Case, *, profile: DeviceProfile, measure: MeasureOptions, cache_dir: Path,
-             log_dir: Path, index: int) -> dict[str, Any]:
+             log_dir: Path, index: int, build_failure: dict | None = None) -> dict[str, Any]:
     """Build, emulate and measure one case; always returns a row, never raises."""
     started = time.monotonic()
     row: dict[str, Any] = {
@@ -135,10 +193,10 @@ def run_case(case: Case, *, profile: DeviceProfile, measure: MeasureOptions, cac
         return row
 
     try:
-        workload_task = {"name": case.workload.name,
-                         "onnx": str(case.workload.onnx) if case.workload.onnx else None}
+        workload_task = _workload_task(case)
         log = log_dir / f"{index:04d}.log"
-        built = _artifact_for(case, workload_task, cache_dir=cache_dir, measure=measure, log=log)
+        built = build_failure or _artifact_for(case, workload_task, cache_dir=cache_dir,
+                                               measure=measure, log=log)
         if built["status"] != "ok":
             return finish(built["status"], "build: " + built["reason"])
         artifact = Path(built["result"]["artifact"])

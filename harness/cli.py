@@ -86,6 +86,10 @@ def _print_progress(p: Any) -> None:
               f"[{left} left]", file=sys.stderr, flush=True)
 
 
+def _print_note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench import run_bench
     from harness.report.tables import write_report
@@ -95,7 +99,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         prune=args.prune, results_dir=args.results_dir, resume=args.resume,
         cache_dir=args.cache_dir, iterations=args.iterations, warmup=args.warmup,
         timeout_s=args.timeout_s, threads=args.threads, command_line=sys.argv,
-        progress=None if args.quiet else _print_progress)
+        progress=None if args.quiet else _print_progress,
+        progress_note=None if args.quiet else _print_note)
     print(write_report(run_dir))
     print(f"\nrun saved in {run_dir} (report.md, report.csv, cases.jsonl)")
     return 0
@@ -185,7 +190,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _add_suites(sub: Any) -> None:
     p = sub.add_parser("suites", help="list the suites and what they sweep",
-                       description="List the suite files in suites/ and what each sweeps.")
+                       description="List the suite files in suites/ (or $HARNESS_SUITES_DIR) "
+                                   "with their workloads, quantization and pruning levels and "
+                                   "measurement settings. Pick one with `harness bench --suite "
+                                   "NAME`, or pass the path of your own suite file; the format "
+                                   "is described in README.md, section Suites.")
     p.set_defaults(func=_cmd_suites)
 
 

@@ -71,7 +71,8 @@ def check_keys(
             raise InputError("required field is missing", file=file, field=prefix + key)
 
 
-def expect_type(value: Any, typ: type | tuple[type, ...], what: str, *, file: Any, field: str) -> Any:
+def expect_type(value: Any, typ: type | tuple[type, ...], what: str, *, file: Any,
+                field: str) -> Any:
     """Return ``value`` if it is a ``typ`` (bools are not numbers), else raise an InputError."""
     ok = isinstance(value, typ) and not (isinstance(value, bool) and bool not in _as_tuple(typ))
     if not ok:

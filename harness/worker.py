@@ -72,7 +72,20 @@ def _inputs(task: dict[str, Any]) -> dict[str, Any]:
     return {"inputs": str(out)}
 
 
-TASKS: dict[str, Task] = {"build": _build, "inputs": _inputs, "measure": _measure}
+def _build_many(task: dict[str, Any]) -> dict[str, Any]:
+    """Build several variants of one workload in one process (torch is imported once).
+
+    Each variant's outcome is classified on its own, so one failing variant does not cost the
+    others; finished artifacts are in the cache even if this worker dies later.
+    """
+    outcomes = [run_task({"kind": "build", "workload": task["workload"],
+                          "cache_dir": task["cache_dir"], **variant})
+                for variant in task["variants"]]
+    return {"outcomes": outcomes}
+
+
+TASKS: dict[str, Task] = {"build": _build, "build_many": _build_many, "inputs": _inputs,
+                          "measure": _measure}
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def _broken_onnx(path: Path) -> Path:
     """A valid graph that fails at run time: [N, 4] @ [4, 4] reshaped to [3]."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [0.5] * 16)
     shape = helper.make_tensor("shape", TensorProto.INT64, [1], [3])
     graph = helper.make_graph(

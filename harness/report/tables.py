@@ -136,7 +136,10 @@ def write_report(run_dir: Path) -> str:
               f"- cases: {status_line}\n\n"
               "Host latency is measured on this machine (warm runs, batch 1); device latency "
               "and footprint are the emulator's predictions for the device profile.\n\n")
-    (run_dir / "report.md").write_text(header + shown.to_markdown(index=False) + "\n")
+    text_cols = {"workload", "quant", "device", "status", "fits", "metric", "reason"}
+    align = ["left" if c in text_cols else "right" for c in COLUMNS]
+    table = shown.to_markdown(index=False, disable_numparse=True, colalign=align)
+    (run_dir / "report.md").write_text(header + table + "\n")
     with pd.option_context("display.width", 250, "display.max_columns", None,
                            "display.max_colwidth", 60):
         return shown.drop(columns=["reason"]).to_string(index=False) + _reasons(df)

@@ -114,8 +114,9 @@ def _train(model: torch.nn.Module) -> None:
     try:
         torch.manual_seed(_SEED)
         for m in model.modules():  # re-initialise under the seed
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
         gen = torch.Generator().manual_seed(_SEED)
         x, y = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
         opt = torch.optim.Adam(model.parameters(), lr=_LR)

@@ -19,7 +19,8 @@ def main() -> int:
     parser.add_argument("json_file")
     parser.add_argument("--max-overhead-pct", type=float, default=1.0)
     args = parser.parse_args()
-    data = json.load(open(args.json_file))
+    with open(args.json_file) as fh:
+        data = json.load(fh)
     stats = {b["name"]: b["stats"] for b in data["benchmarks"]}
     bare = stats["test_bare_session_run_loop"]["min"]
     harness = stats["test_harness_timing_loop"]["min"]
