@@ -104,3 +104,32 @@ def test_artifact_store_commit_is_atomic(tmp_path: Path, tiny_model: Path) -> No
     (stage / "model.onnx").write_bytes(tiny_model.read_bytes())
     path = store.commit("k", stage)
     assert store.get("k") == path and not stage.exists()
+
+
+def test_onnx_magnitude_pruning_matches_torch(tmp_path: Path) -> None:
+    """Pruning an ONNX file's initializers zeroes exactly what torch's global pruning does."""
+    from onnx import numpy_helper
+
+    from harness.compress.prune import prune_onnx
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(8 * 64, 4))
+    example = {"input": np.zeros((1, 4, 8, 8), np.float32)}
+    export_onnx(model, example, tmp_path / "dense.onnx")
+    export_onnx(prune_model(model, parse_prune(50)), example, tmp_path / "torch.onnx")
+    pruned = prune_onnx(onnx.load(str(tmp_path / "dense.onnx")), parse_prune(50))
+    onnx.save(pruned, str(tmp_path / "onnx.onnx"))
+
+    def masks(path: Path) -> dict[str, np.ndarray]:
+        m = onnx.load(str(path))
+        return {i.name: numpy_helper.to_array(i) == 0 for i in m.graph.initializer
+                if len(i.dims) >= 2}
+
+    a, b = masks(tmp_path / "torch.onnx"), masks(tmp_path / "onnx.onnx")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+    assert inspect_artifact(tmp_path / "onnx.onnx").sparsity == pytest.approx(0.5, abs=1e-3)
+    # the input model is untouched
+    assert inspect_artifact(tmp_path / "dense.onnx").sparsity == 0.0

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import Unsupported
 from harness.variants import PruneSpec
 from harness.workloads.base import Feeds, Workload
 
@@ -27,14 +26,13 @@ class OnnxFileWorkload(Workload):
         return {"workload": "onnx-file", "sha256": digest}
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
-        if not prune.is_dense:
-            raise Unsupported(
-                f"pruning needs the PyTorch source model; {self.path.name} is an ONNX file")
         import onnx
+
+        from harness.compress.prune import prune_onnx
 
         # load + save (rather than copy) pulls any external data files in with the model;
         # protobuf cannot hold more than 2 GiB, so big models keep their weights outside.
-        model = onnx.load(str(self.path))
+        model = prune_onnx(onnx.load(str(self.path)), prune)
         big = model.ByteSize() > 1_800_000_000
         onnx.save(model, str(out), save_as_external_data=big,
                   location=out.name + ".data" if big else None)
