@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -255,7 +255,7 @@ class Graph:
     fixed_dims: tuple[str, ...]    # "input[axis] 'param' = value" for each dimension we chose
     unknown_ops: tuple[str, ...]   # op types charged at the unknown-op rate, sorted
     unresolved: tuple[str, ...]    # tensors read or output whose shape/type was guessed
-    metadata: Mapping[str, str] = MappingProxyType({})   # the model's metadata_props
+    metadata: Mapping[str, str] = field(default_factory=dict)   # the model's metadata_props
 
     @property
     def sparsity_pattern(self) -> str | None:
