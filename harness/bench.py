@@ -294,7 +294,7 @@ def _device_prediction(artifact: Path, profile: DeviceProfile, measure: MeasureO
 
     em = emulate(artifact, profile)
     trace = simulate(em.latency, profile, duration_s=measure.sustained_s,
-                     period_ms=measure.period_ms)
+                     period_ms=measure.period_ms, max_points=300)
     summary = em.summary()
     summary.update({
         "burst_latency_ms": trace.burst_latency_ms,

@@ -21,6 +21,7 @@ File format (``schema_version = 1``)::
     runtime_overhead_mb = { ... }         # runtime + process baseline, added to footprints
 
     dram_pj_per_byte = { ... }            # energy per byte of DRAM traffic (v2)
+    bandwidth_efficiency = { ... }        # optional (v2): share of peak bandwidth reached
 
     [power]
     idle_w = { ... }
@@ -155,6 +156,13 @@ class MemorySpec:
     bandwidth_gb_s: Figure
     runtime_overhead_mb: Figure
     dram_pj_per_byte: Figure
+    # Share of the peak bandwidth real kernels reach (1 when not given); calibration fits it.
+    bandwidth_efficiency: Figure | None = None
+
+    @property
+    def effective_bandwidth_gb_s(self) -> float:
+        eff = self.bandwidth_efficiency.value if self.bandwidth_efficiency else 1.0
+        return self.bandwidth_gb_s.value * eff
 
 
 @dataclass(frozen=True)
@@ -258,7 +266,58 @@ def load_profile(name_or_path: str | Path, *, devices_dir: Path | None = None) -
         raise InputError(f"cannot read the device profile file: {exc.strerror}", file=path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=path) from exc
+    data = upgrade(data, file=path)
+    overlay = path.parent / FITTED_OVERLAY
+    if overlay.is_file():
+        data = apply_overlay(data, overlay)
     return parse_profile(data, file=path)
+
+
+# Fitted figures live in a generated file beside the hand-written profiles (which keep their
+# comments): `harness calibrate --write` rewrites it; load_profile merges it in.
+FITTED_OVERLAY = Path("fitted") / "calibration.toml"
+
+
+def apply_overlay(data: dict[str, Any], overlay: Path) -> dict[str, Any]:
+    """``data`` with the overlay's figures for this profile merged over it.
+
+    The overlay holds ``[profiles.<name>.<section>.<field>]`` figure tables; units are
+    addressed by name (``[profiles.<name>.units.npu.op_efficiency.conv]``).
+    """
+    try:
+        with overlay.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", file=overlay) from exc
+    if doc.get("schema_version") != 1:
+        raise InputError(f"expected schema version 1, got {doc.get('schema_version')!r}",
+                         file=overlay, field="schema_version")
+    patch = doc.get("profiles", {}).get(data.get("name"))
+    if not patch:
+        return data
+    out = dict(data)
+    for key, value in patch.items():
+        if key == "units":
+            units = [dict(u) for u in out.get("units", [])]
+            for uname, upatch in value.items():
+                target = next((u for u in units if u.get("name") == uname), None)
+                if target is None:
+                    raise unknown_name("compute unit", uname, [str(u.get("name")) for u in units],
+                                       file=overlay, field=f"profiles.{data['name']}.units")
+                target.update(_deep_merge(target, upatch))
+            out["units"] = units
+        else:
+            out[key] = _deep_merge(out.get(key, {}), value)
+    return out
+
+
+def _deep_merge(base: Any, patch: Any) -> Any:
+    if not isinstance(base, dict) or not isinstance(patch, dict) or "value" in patch:
+        return patch
+    merged = dict(base)
+    for k, v in patch.items():
+        merged[k] = _deep_merge(base.get(k), v)
+    return merged
 
 
 def upgrade(data: dict[str, Any], *, file: Any) -> dict[str, Any]:
@@ -299,7 +358,8 @@ def parse_profile(data: dict[str, Any], *, file: Path | str | None = None) -> De
                        file=file, field="reference_devices")
     memory = _section(data, "memory", MemorySpec, file, {
         "ram_mb": _positive, "app_cap_mb": _positive, "bandwidth_gb_s": _positive,
-        "runtime_overhead_mb": _non_negative, "dram_pj_per_byte": _non_negative})
+        "runtime_overhead_mb": _non_negative, "dram_pj_per_byte": _non_negative},
+        optional={"bandwidth_efficiency": _fraction})
     power = _section(data, "power", PowerSpec, file, {"idle_w": _non_negative},
                      optional={"battery_wh": _positive})
     thermal = _section(data, "thermal", ThermalSpec, file, {

@@ -322,7 +322,7 @@ class _Placer:
         self.profile = profile
         self.allowed = allowed
         self.asked = asked
-        self.bandwidth = profile.memory.bandwidth_gb_s.value
+        self.bandwidth = profile.memory.effective_bandwidth_gb_s
         self.pj_per_byte = profile.memory.dram_pj_per_byte.value
         self.units = {u.name: u for u in profile.units}
         self.cpu = next((u for u in profile.units if u.kind == "cpu"), profile.units[0])
