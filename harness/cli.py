@@ -362,6 +362,72 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- calibrate
+
+
+def _add_calibrate(sub: Any) -> None:
+    p = sub.add_parser(
+        "calibrate", help="fit the emulator's NPU parameters on published latencies",
+        description="Fit the NPU efficiency per op class, dispatch cost, fp16 rate and DRAM "
+                    "bandwidth efficiency on the AI Hub NPU latencies in "
+                    "shared/calibration/published_latency.csv (runtimes TFLITE and QNN_DLC), "
+                    "using reference architectures built in PyTorch, and print the fit error "
+                    "per device and model (median absolute %% error, worst rows) in sample and "
+                    "leave-one-device-out. --write stores the fitted figures, with their "
+                    "provenance, in devices/fitted/calibration.toml, which profiles load.")
+    p.add_argument("--write", action="store_true",
+                   help="write the fitted figures into devices/fitted/calibration.toml")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="where reference models are cached (default: the artifact cache)")
+    p.add_argument("--worst", type=int, default=8, metavar="N", help="worst rows to list")
+    p.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from harness.cache import default_cache_dir
+    from harness.calibrate import run_calibration, write_overlay
+
+    report = run_calibration(cache_dir=args.cache_dir or default_cache_dir(),
+                             progress=_print_note)
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print("fitted parameters (shared by all NPUs):")
+        print(tabulate(sorted(report.parameters.items()), headers=["parameter", "value"],
+                       floatfmt=".4g"))
+        for title, key in (("device", "device"), ("model", "model")):
+            ins = report.summary_by(key, report.in_sample)
+            cv = report.summary_by(key, report.leave_one_device_out)
+            print(f"\nmedian |error| % by {title}:")
+            print(tabulate([[k, f"{v:.1f}", f"{cv[k]:.1f}" if k in cv else ""]
+                            for k, v in ins.items()],
+                           headers=[title, "in sample", "leave one device out"]))
+        print("\nmodel ordering per device (Kendall tau, 1 = same order as published):")
+        print(tabulate(sorted(report.rank_agreement.items()), headers=["device / precision",
+                                                                         "tau"],
+                       floatfmt=".2f"))
+        worst = sorted(report.leave_one_device_out or report.in_sample,
+                       key=lambda r: -abs(r["error_pct"]))[:args.worst]
+        print("\nworst rows (leave one device out):")
+        print(tabulate([[r["label"], f"{r['observed_ms']:.3f}", f"{r['predicted_ms']:.3f}",
+                         f"{r['error_pct']:+.0f}"] for r in worst],
+                       headers=["target", "published (ms)", "predicted (ms)", "error %"]))
+        all_in = [abs(r["error_pct"]) for r in report.in_sample]
+        all_cv = [abs(r["error_pct"]) for r in report.leave_one_device_out]
+        import statistics
+
+        print(f"\noverall median |error|: {statistics.median(all_in):.1f}% in sample"
+              + (f", {statistics.median(all_cv):.1f}% leave-one-device-out" if all_cv else "")
+              + f" over {len(all_in)} targets; {len(report.skipped)} left out")
+    if args.write:
+        path = write_overlay(report)
+        print(f"\nfitted figures written to {path}", file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------- suites
 
 
@@ -388,8 +454,8 @@ def _cmd_suites(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_emulate, _add_devices, _add_report,
-                                         _add_suites]
+COMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_emulate, _add_calibrate,
+                                         _add_devices, _add_report, _add_suites]
 
 
 def build_parser() -> argparse.ArgumentParser:
