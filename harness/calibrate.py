@@ -80,7 +80,7 @@ def observations(*, cache_dir: Path, progress: Callable[[str], None] | None = No
             skipped.append(f"{label}: profile has no {FIT_UNIT} unit")
             continue
         obs.append(Observation(label=label, model=t.model, graph=graphs[t.model], profile=prof,
-                               precision=PRECISION_MAP[t.precision], observed_ms=t.value_ms))
+                               precision=PRECISION_MAP[t.precision], observed_ms=t.median))
     if not obs:
         raise InputError("no calibration targets could be used")
     return obs, skipped
