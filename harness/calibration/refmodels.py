@@ -796,9 +796,10 @@ _MODELS = (
                       InputSpec("attention_masks", (1, 384)),
                       InputSpec("mask_indices", (1,), "int32")),
         published_macs=None, published_params=None,
-        macs_source="no published MAC count for 384 tokens with the MLM head (the paper's "
-                    "5.7G FLOPs / 25.3M params are the encoder at 128 tokens, Sun et al. 2020, "
-                    f"Table 2); input spec 1x384 from {AIHUB}/_shared/bert_hf/model.py",
+        macs_source="no published MAC count for 384 tokens with the MLM head; the paper's "
+                    "5.7 GFLOPs / 25.3M params (Sun et al. 2020, MobileBERT) are the encoder at "
+                    "128 tokens, which this config reproduces (a slow test checks it); input "
+                    f"spec 1x384 from {AIHUB}/_shared/bert_hf/model.py",
         builder=_mobile_bert, output_names=("token_id",), needs=("transformers",)),
     RefModel(
         name="whisper_tiny_en/WhisperEncoderInf",
