@@ -86,7 +86,7 @@ class DigitsCNN(Workload):
         from harness.compress.prune import prune_model
         from harness.compress.torch_export import export_onnx
 
-        model = prune_model(self.trained_model(cache_dir), prune)
+        model = prune_model(self.trained_model(cache_dir), prune, example=self.timing_inputs())
         export_onnx(model, self.timing_inputs(), out)
 
     def timing_inputs(self) -> Feeds:
