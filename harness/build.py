@@ -60,6 +60,12 @@ def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
     key = fp32_key(workload, prune)
     fp32 = store.get(key)
     if fp32 is None:
+        if prune.finetune and not workload.can_finetune():
+            # checked here, so a workload that ignores the flag cannot mislabel an artifact
+            from harness.errors import Unsupported
+
+            raise Unsupported(f"pruning level {prune.name!r} fine-tunes after pruning; "
+                              f"workload {workload.name!r} has no fine-tuning recipe")
         stage = store.staging(key)
         workload.export_fp32(stage / "model.onnx", prune=prune, cache_dir=cache_dir)
         record_sparsity_pattern(stage / "model.onnx", prune)

@@ -33,6 +33,7 @@ class PruneMethod:
     pattern: str  # value of the artifact's `harness.sparsity_pattern` metadata
     structured: bool  # removes whole channels / heads / neurons (needs the PyTorch model)
     fixed_amount: float | None = None  # the only share the method can remove (2:4: half)
+    finetune: bool = False  # the workload fine-tunes the pruned model (Workload.finetune)
 
 
 PRUNE_METHODS: dict[str, PruneMethod] = {
@@ -57,6 +58,15 @@ PRUNE_METHODS: dict[str, PruneMethod] = {
         f"{norm.upper()} norm (input row + output column), physically removed, same share "
         "per layer", pattern="neuron", structured=True) for norm in ("l1", "l2")},
 }
+# "+ft": the same structured pruning, then a short deterministic fine-tune by the workload on
+# its training split (see Workload.finetune). Only structured methods: their removed weights
+# are gone from the graph, so training cannot bring them back (it would refill zeros).
+FINETUNE_SUFFIX = "+ft"
+PRUNE_METHODS.update({
+    name + FINETUNE_SUFFIX: PruneMethod(
+        info.description + "; then fine-tuned by the workload", pattern=info.pattern,
+        structured=True, finetune=True)
+    for name, info in list(PRUNE_METHODS.items()) if info.structured})
 # Shares written in the level names that suites and error hints offer.
 _SUGGESTED_PCTS: dict[str, tuple[int, ...]] = {"magnitude": (0, 30, 50, 70, 90)}
 _STRUCTURED_PCTS = (25, 50)
@@ -101,11 +111,14 @@ class PruneSpec:
 
     @property
     def name(self) -> str:
-        """The level as users write it: '0', '50', 'channel-l1-25', 'head-l2-50', '2:4'."""
+        """The level as users write it: '0', '50', 'channel-l1-25', 'channel-l2-50+ft', '2:4'."""
         if PRUNE_METHODS[self.method].fixed_amount is not None:
             return self.method
         pct = f"{self.amount * 100:.6g}"
-        return pct if self.method == "magnitude" else f"{self.method}-{pct}"
+        if self.method == "magnitude":
+            return pct
+        base = self.method.removesuffix(FINETUNE_SUFFIX)
+        return f"{base}-{pct}{FINETUNE_SUFFIX if self.finetune else ''}"
 
     @property
     def is_dense(self) -> bool:
@@ -114,6 +127,16 @@ class PruneSpec:
     @property
     def structured(self) -> bool:
         return PRUNE_METHODS[self.method].structured
+
+    @property
+    def finetune(self) -> bool:
+        """Whether the workload fine-tunes the model after pruning."""
+        return PRUNE_METHODS[self.method].finetune
+
+    @property
+    def base_method(self) -> str:
+        """The pruning method without the fine-tune: what the pruner registries are keyed by."""
+        return self.method.removesuffix(FINETUNE_SUFFIX)
 
     @property
     def sparsity_pattern(self) -> str | None:
@@ -130,7 +153,9 @@ def prune_level_names() -> list[str]:
         elif method == "magnitude":
             names += [str(p) for p in _SUGGESTED_PCTS["magnitude"]]
         else:
-            names += [f"{method}-{p}" for p in _STRUCTURED_PCTS]
+            base = method.removesuffix(FINETUNE_SUFFIX)
+            suffix = FINETUNE_SUFFIX if info.finetune else ""
+            names += [f"{base}-{p}{suffix}" for p in _STRUCTURED_PCTS]
     return names
 
 
@@ -149,7 +174,8 @@ def parse_prune(value: Any) -> PruneSpec:
 
     ``50`` / ``"50"`` / ``"50%"``: global magnitude pruning of half the weights;
     ``"channel-l1-25"``, ``"head-l2-50"``, ``"neuron-l1-25"``: structured pruning of that share
-    of channels / heads / neurons per layer; ``"2:4"``: 2:4 semi-structured sparsity.
+    of channels / heads / neurons per layer, ``"channel-l1-25+ft"`` the same then fine-tuned;
+    ``"2:4"``: 2:4 semi-structured sparsity.
     Anything else is an :class:`InputError` naming the close matches.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -159,9 +185,11 @@ def parse_prune(value: Any) -> PruneSpec:
     if text in PRUNE_METHODS and PRUNE_METHODS[text].fixed_amount is not None:
         return PruneSpec(method=text, amount=PRUNE_METHODS[text].fixed_amount or 0.0)
     method, pct_text = "magnitude", text.removesuffix("%")
-    match = _LEVEL.fullmatch(text)
-    if match and match["method"] in PRUNE_METHODS:
-        method, pct_text = match["method"], match["pct"]
+    core, ft = (text[:-len(FINETUNE_SUFFIX)], FINETUNE_SUFFIX) if text.endswith(
+        FINETUNE_SUFFIX) else (text, "")
+    match = _LEVEL.fullmatch(core)
+    if match and match["method"] + ft in PRUNE_METHODS:
+        method, pct_text = match["method"] + ft, match["pct"]
     try:
         pct = float(pct_text)
     except ValueError:

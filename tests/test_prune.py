@@ -66,7 +66,8 @@ def _weights(path: Path) -> dict[str, np.ndarray]:
 def test_every_offered_level_parses_and_round_trips() -> None:
     names = prune_level_names()
     for required in ("0", "30", "50", "70", "90", "2:4", "channel-l1-25", "channel-l2-50",
-                     "head-l1-25", "head-l2-50", "neuron-l1-25", "neuron-l2-50"):
+                     "head-l1-25", "head-l2-50", "neuron-l1-25", "neuron-l2-50",
+                     "channel-l2-50+ft", "head-l1-25+ft"):
         assert required in names
     for name in names:
         spec = parse_prune(name)
@@ -76,6 +77,9 @@ def test_every_offered_level_parses_and_round_trips() -> None:
     assert parse_prune("2:4") == PruneSpec("2:4", 0.5)
     assert parse_prune("0").sparsity_pattern is None
     assert parse_prune("head-l2-50").sparsity_pattern == "head"
+    ft = parse_prune("channel-l2-50+ft")
+    assert ft.finetune and ft.base_method == "channel-l2" and ft.sparsity_pattern == "channel"
+    assert not parse_prune("channel-l2-50").finetune
 
 
 @pytest.mark.parametrize(("typo", "hints"), [
@@ -93,7 +97,7 @@ def test_unknown_level_names_list_close_matches(typo: str, hints: list[str]) -> 
 
 
 @pytest.mark.parametrize("bad", [150, -1, "channel-l1-0", "channel-l2-100", "2:4-50", True,
-                                 [50]])
+                                 [50], "50+ft", "2:4+ft"])
 def test_out_of_range_levels_are_input_errors(bad: Any) -> None:
     with pytest.raises(InputError):
         parse_prune(bad)
@@ -396,6 +400,15 @@ def test_prune_then_quantize_keeps_pattern_and_params(tmp_path: Path, quant: str
     assert _run(int8_ch, X).shape == (1, 3)
 
 
+def test_finetune_levels_need_a_workload_that_can_finetune(tmp_path: Path) -> None:
+    from harness.build import build_artifact
+    from harness.variants import parse_quant
+
+    with pytest.raises(Unsupported, match="no fine-tuning recipe"):
+        build_artifact(_TinyCNN(), quant=parse_quant("fp32"),
+                       prune=parse_prune("channel-l1-25+ft"), cache_dir=tmp_path)
+
+
 def test_build_refuses_a_2_4_claim_the_weights_do_not_keep(tmp_path: Path) -> None:
     from harness.build import build_artifact
     from harness.variants import parse_quant
@@ -406,3 +419,31 @@ def test_build_refuses_a_2_4_claim_the_weights_do_not_keep(tmp_path: Path) -> No
     stamped = tmp_path / "s.onnx"
     _export(_cnn(), parse_prune("2:4"), stamped)
     assert {p.key for p in onnx.load(str(stamped)).metadata_props} >= {PATTERN_KEY}
+
+
+@pytest.mark.slow
+def test_digits_channel_pruning_shrinks_and_finetune_recovers(tmp_path: Path) -> None:
+    """The real digits CNN: 50% of channels go, and the deterministic fine-tune pays back."""
+    from harness.workloads.digits import DigitsCNN
+
+    work = DigitsCNN()
+
+    def build(level: str, name: str) -> tuple[Path, float]:
+        path = tmp_path / f"{name}.onnx"
+        work.export_fp32(path, prune=parse_prune(level), cache_dir=tmp_path)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        quality = work.evaluate(lambda f: sess.run(None, f))
+        assert quality is not None
+        return path, quality.value
+
+    dense, acc_dense = build("0", "dense")
+    pruned, acc_pruned = build("channel-l1-50", "pruned")
+    tuned, acc_tuned = build("channel-l1-50+ft", "tuned")
+    again, _ = build("channel-l1-50+ft", "again")
+    assert inspect_artifact(pruned).params < 0.4 * inspect_artifact(dense).params
+    assert inspect_artifact(tuned).params == inspect_artifact(pruned).params
+    assert artifact_size_bytes(pruned) < 0.4 * artifact_size_bytes(dense)
+    assert acc_tuned > acc_pruned and acc_tuned >= acc_dense - 0.02
+    assert _weights(tuned).keys() == _weights(again).keys()
+    for name, w in _weights(tuned).items():  # the fine-tune is deterministic
+        assert np.array_equal(w, _weights(again)[name]), name

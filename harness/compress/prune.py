@@ -27,7 +27,7 @@ import numpy as np
 
 from harness.compress.inspect import LEVEL_KEY, PATTERN_KEY, input_axis
 from harness.errors import Unsupported
-from harness.variants import PRUNE_METHODS, PruneSpec
+from harness.variants import FINETUNE_SUFFIX, PRUNE_METHODS, PruneSpec
 
 if TYPE_CHECKING:
     import onnx
@@ -279,6 +279,7 @@ def _with_norm(fn: Callable[..., None], p: int) -> TorchPruner:
     return pruner
 
 
+# Keyed by PruneSpec.base_method: "+ft" levels prune the same way, the workload fine-tunes.
 PRUNERS: dict[str, TorchPruner] = {
     "magnitude": _magnitude,
     "2:4": _two_four,
@@ -289,7 +290,8 @@ PRUNERS: dict[str, TorchPruner] = {
     "neuron-l1": _with_norm(_neurons, 1),
     "neuron-l2": _with_norm(_neurons, 2),
 }
-assert set(PRUNERS) == set(PRUNE_METHODS), "every declared pruning method needs a pruner"
+assert set(PRUNERS) == {m.removesuffix(FINETUNE_SUFFIX) for m in PRUNE_METHODS}, \
+    "every declared pruning method needs a pruner"
 
 
 def prune_model(model: torch.nn.Module, spec: PruneSpec, *,
@@ -298,12 +300,13 @@ def prune_model(model: torch.nn.Module, spec: PruneSpec, *,
 
     ``example`` (input name -> array, in the model's argument order) is needed by the channel
     methods, which trace the model. Raises :class:`Unsupported` when the model has nothing the
-    method can prune (channels on a transformer, heads on a CNN).
+    method can prune (channels on a transformer, heads on a CNN). Fine-tuning ("+ft" levels) is
+    the workload's job (:meth:`Workload.finetune`): only it has training data.
     """
     if spec.is_dense:
         return model
     pruned = copy.deepcopy(model)
-    PRUNERS[spec.method](pruned, spec.amount, example)
+    PRUNERS[spec.base_method](pruned, spec.amount, example)
     return pruned
 
 
