@@ -193,12 +193,17 @@ def parse_prune(value: Any) -> PruneSpec:
     try:
         pct = float(pct_text)
     except ValueError:
-        raise unknown_name("pruning level", str(value), prune_level_names()) from None
+        raise _unknown_level(value) from None
     if method == "magnitude" and not 0 <= pct < 100:
         raise InputError(f"expected a pruning percentage in [0, 100), got {value!r}")
     if method != "magnitude" and not 0 < pct < 100:
         raise InputError(f"expected a share in (0, 100) after {method!r}, got {value!r} "
                          "(use 0 for the dense model)")
     if PRUNE_METHODS[method].fixed_amount is not None:  # "2:4-50" and the like
-        raise unknown_name("pruning level", str(value), prune_level_names())
+        raise _unknown_level(value)
     return PruneSpec(method=method, amount=pct / 100.0)
+
+
+def _unknown_level(value: Any) -> InputError:
+    err = unknown_name("pruning level", str(value), prune_level_names())
+    return InputError(f"{err} Other shares work too, e.g. 60 or channel-l1-40.")
