@@ -447,3 +447,32 @@ def test_digits_channel_pruning_shrinks_and_finetune_recovers(tmp_path: Path) ->
     assert _weights(tuned).keys() == _weights(again).keys()
     for name, w in _weights(tuned).items():  # the fine-tune is deterministic
         assert np.array_equal(w, _weights(again)[name]), name
+
+
+class _Residual(torch.nn.Module):
+    """Stem, a residual block with a depthwise conv, global pool, classifier."""
+
+    def __init__(self) -> None:
+        from torch import nn
+
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(4, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pw = nn.Conv2d(16, 16, 1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        return self.head(h + self.pw(torch.relu(self.dw(h))))
+
+
+def test_channel_pruning_follows_residual_and_depthwise_couplings(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _Residual().eval()
+    pruned = prune_model(model, parse_prune("channel-l2-50"), example=X)
+    # the add couples stem and pw outputs; the depthwise conv follows its input channels
+    assert pruned.stem[0].out_channels == pruned.pw.out_channels == pruned.dw.groups == 8
+    assert pruned.head[2].in_features == 8
+    path = _export(model, parse_prune("channel-l2-50"), tmp_path / "res.onnx")
+    assert _run(path, X).shape == (1, 3)
+    assert inspect_artifact(path).params == 4 * 8 * 9 + 8 * 9 + 8 * 8 + 8 * 3

@@ -130,7 +130,7 @@ def _channels(model: torch.nn.Module, amount: float, example: Feeds | None, *, p
 
     torch-pruning's DependencyGraph finds what else must shrink with a conv's output channels
     (the next conv's input channels, BatchNorm, the Linear after a Flatten, concat / add
-    partners). Only convs are roots: Linear layers shrink only as dependents. Convs whose
+    partners). Only convs are roots: other layers shrink only as dependents. Convs whose
     channels reach the model's output (a detector head) are kept whole, so the output shape
     never changes.
     """
@@ -153,16 +153,25 @@ def _channels(model: torch.nn.Module, amount: float, example: Feeds | None, *, p
         if probe_conv.out_channels < 2:
             keep_whole.append(conv)
             continue
-        group = graph.get_pruning_group(probe_conv, tp.prune_conv_out_channels, idxs=[0])
-        group.prune()
-        if _output_shapes(probe, args) != reference:
+        try:
+            graph.get_pruning_group(probe_conv, tp.prune_conv_out_channels, idxs=[0]).prune()
+            shapes = _output_shapes(probe, args)
+        except RuntimeError:
+            # A coupling the probe could not cut leaves the probe unusable: from here on every
+            # conv is kept whole, which is conservative (less pruned), never wrong.
+            shapes = None
+        if shapes != reference:
             keep_whole.append(conv)
-            reference = _output_shapes(probe, args)  # later probes compare against this
+            if shapes is not None:
+                reference = shapes  # later probes compare against the probe's new output
     if len(keep_whole) == len(convs):
         raise Unsupported("channel pruning: every conv's channels reach the model's output")
 
+    # Only plain convs are roots: transposed convs (not probed above) and Linear / recurrent /
+    # attention layers shrink only where a pruned conv feeds them.
     not_conv = [m for m in model.modules()
-                if isinstance(m, nn.Linear | nn.LSTM | nn.MultiheadAttention)]
+                if isinstance(m, nn.Linear | nn.LSTM | nn.MultiheadAttention
+                              | nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d)]
     importance = tp.importance.MagnitudeImportance(p=p, group_reduction="first",
                                                    normalizer=None)
     pruner = tp.pruner.MetaPruner(model, args, importance=importance, pruning_ratio=amount,
