@@ -476,3 +476,31 @@ def test_channel_pruning_follows_residual_and_depthwise_couplings(tmp_path: Path
     path = _export(model, parse_prune("channel-l2-50"), tmp_path / "res.onnx")
     assert _run(path, X).shape == (1, 3)
     assert inspect_artifact(path).params == 4 * 8 * 9 + 8 * 9 + 8 * 8 + 8 * 3
+
+
+def test_onnx_weights_stored_in_constant_nodes_are_pruned_and_counted(tmp_path: Path) -> None:
+    """PaddlePaddle exports (PP-OCR) keep conv weights in Constant nodes, not initializers."""
+    w = np.random.default_rng(7).standard_normal((8, 8, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(w, "w")),
+             helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(
+        nodes, "c", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 4, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8, 4, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    onnx.save(model, str(tmp_path / "dense.onnx"))
+    assert inspect_artifact(tmp_path / "dense.onnx").params == w.size
+    for level in ("2:4", "50"):
+        path = tmp_path / "p.onnx"
+        onnx.save(prune_onnx(model, parse_prune(level)), str(path))
+        stats = inspect_artifact(path)
+        assert stats.params == w.size and stats.sparsity == pytest.approx(0.5)
+        assert stats.is_2_4 == (level == "2:4")
+        x = {"x": np.ones((1, 8, 4, 4), np.float32)}
+        assert _run(path, x).shape == (1, 8, 4, 4)
+    empty = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "e",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])]), ir_version=10)
+    for level in ("2:4", "50"):
+        with pytest.raises(Unsupported):
+            prune_onnx(empty, parse_prune(level))

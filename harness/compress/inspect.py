@@ -79,6 +79,12 @@ def inspect_artifact(path: Path) -> ArtifactStats:
 
     model = onnx.load(str(path))
     inits = {i.name: i for i in model.graph.initializer}
+    # Some exporters (PaddlePaddle's) store weights in Constant nodes: the same tensors.
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            if value is not None:
+                inits.setdefault(node.output[0], value)
     # In QDQ graphs the weight reaches the conv through DequantizeLinear(w, scale, zp, axis).
     dq_source: dict[str, tuple[str, str | None, int]] = {}
     for node in model.graph.node:

@@ -53,6 +53,8 @@ def _magnitude(model: torch.nn.Module, amount: float, example: Feeds | None) -> 
     from torch.nn.utils import prune
 
     params = _prunable(model)
+    if not params:
+        raise Unsupported("magnitude pruning needs conv or linear layers; this model has none")
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
     for module, name in params:
         prune.remove(module, name)  # bake the mask into the weight: no reparametrisation left
@@ -363,7 +365,8 @@ def _magnitude_onnx(model: onnx.ModelProto, amount: float) -> None:
     inits = [i for i in model.graph.initializer if i.name in names]
     arrays = [numpy_helper.to_array(i) for i in inits]
     if not arrays:
-        return
+        raise Unsupported("magnitude pruning found no float conv / matmul / gemm weights in "
+                          "this model")
     flat = np.concatenate([np.abs(a.astype(np.float32)).ravel() for a in arrays])
     k = round(amount * flat.size)
     if k == 0:
@@ -423,8 +426,32 @@ def prune_onnx(model: onnx.ModelProto, spec: PruneSpec) -> onnx.ModelProto:
 
     pruned = onnx.ModelProto()
     pruned.CopyFrom(model)
+    _weight_constants_to_initializers(pruned)
     ONNX_PRUNERS[spec.method](pruned, spec.amount)
     return pruned
+
+
+def _weight_constants_to_initializers(model: onnx.ModelProto) -> None:
+    """Turn Constant nodes that feed a conv / matmul / gemm weight into initializers, in place.
+
+    Some exporters (PaddlePaddle's, for PP-OCR) store weights as Constant nodes; as
+    initializers they are the same tensors, and the pruners and the inspector see them.
+    """
+    weight_names = {node.input[idx] for node in model.graph.node
+                    if (idx := _ONNX_WEIGHT_INPUT.get(node.op_type)) is not None
+                    and len(node.input) > idx}
+    keep = []
+    for node in model.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and node.output[0] in weight_names and value is not None:
+            init = model.graph.initializer.add()
+            init.CopyFrom(value)
+            init.name = node.output[0]
+        else:
+            keep.append(node)
+    if len(keep) != len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
 
 
 # ----------------------------------------------------------------------------- recording
