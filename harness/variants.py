@@ -199,8 +199,6 @@ def parse_prune(value: Any) -> PruneSpec:
     if method != "magnitude" and not 0 < pct < 100:
         raise InputError(f"expected a share in (0, 100) after {method!r}, got {value!r} "
                          "(use 0 for the dense model)")
-    if PRUNE_METHODS[method].fixed_amount is not None:  # "2:4-50" and the like
-        raise _unknown_level(value)
     return PruneSpec(method=method, amount=pct / 100.0)
 
 

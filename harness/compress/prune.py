@@ -1,9 +1,10 @@
 """Pruning: a :class:`PruneSpec` applied to a PyTorch model or, for ONNX-only workloads, to an
 ONNX model's weight initializers.
 
-Pruners are picked from registries keyed by the method name of the spec (``PRUNERS`` for torch
-models, ``ONNX_PRUNERS`` for ONNX files). Every pruner works on a copy and leaves no
-reparametrisation behind, so the exported graph holds exactly what was pruned:
+Pruners are picked from registries keyed by the spec's method without its ``+ft`` suffix
+(``PRUNERS`` for torch models, ``ONNX_PRUNERS`` for ONNX files; fine-tuning is the workload's
+job). Every pruner works on a copy and leaves no reparametrisation behind, so the exported graph
+holds exactly what was pruned:
 
 * ``magnitude``: global unstructured L1 magnitude (zeros; same shapes);
 * ``2:4``: in every group of 4 consecutive weights along the input dimension, the 2 smallest
