@@ -77,8 +77,10 @@ def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
     if artifact is None:
         stage = store.staging(qkey)
         quantize(fp32, stage / "model.onnx", quant, calibration=workload.calibration_inputs())
-        # ORT's int8 quantizers keep metadata_props; re-stamping guards every other converter.
-        record_sparsity_pattern(stage / "model.onnx", prune)
+        # ORT's int8 quantizers keep metadata_props; re-stamping guards every other converter
+        # (and any ONNX file a stage writes beside its artifact).
+        for onnx_file in sorted(stage.glob("*.onnx")):
+            record_sparsity_pattern(onnx_file, prune)
         artifact = store.commit(qkey, stage)
     return artifact
 

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
+    from harness.workloads.base import Workload
+
 Feeds = dict[str, np.ndarray]
 # (model, amount, example inputs or None) -> None; the model is pruned in place.
 TorchPruner = Callable[["torch.nn.Module", float, "Feeds | None"], None]
@@ -319,6 +321,17 @@ def prune_model(model: torch.nn.Module, spec: PruneSpec, *,
         return model
     pruned = copy.deepcopy(model)
     PRUNERS[spec.base_method](pruned, spec.amount, example)
+    return pruned
+
+
+def prune_workload_model(workload: Workload, model: torch.nn.Module, spec: PruneSpec, *,
+                         cache_dir: Path) -> torch.nn.Module:
+    """``model`` pruned as ``workload``'s artifacts are: the workload's timing inputs serve as
+    the trace example, and "+ft" levels get the workload's fine-tune. Every path that builds a
+    pruned torch model for a workload goes through here, so they all agree."""
+    pruned = prune_model(model, spec, example=workload.timing_inputs())
+    if spec.finetune and not spec.is_dense:
+        workload.finetune(pruned, cache_dir=cache_dir)
     return pruned
 
 

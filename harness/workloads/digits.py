@@ -88,12 +88,11 @@ class DigitsCNN(Workload):
         return model.eval()
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
-        from harness.compress.prune import prune_model
+        from harness.compress.prune import prune_workload_model
         from harness.compress.torch_export import export_onnx
 
-        model = prune_model(self.trained_model(cache_dir), prune, example=self.timing_inputs())
-        if prune.finetune:
-            self.finetune(model, cache_dir=cache_dir)
+        model = prune_workload_model(self, self.trained_model(cache_dir), prune,
+                                     cache_dir=cache_dir)
         export_onnx(model, self.timing_inputs(), out)
 
     def finetune(self, model: Any, *, cache_dir: Path) -> None:
