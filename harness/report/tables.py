@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 COLUMNS: dict[str, str] = {
     "workload": "workload",
     "quant": "quant",
-    "prune": "prune %",
+    "prune": "prune",
     "device": "device",
     "status": "status",
     "host_p50_ms": "host p50 (ms)",
@@ -93,10 +93,15 @@ def summary_frame(run: Run) -> pd.DataFrame:
 
 
 def _order(prune: str) -> float:
+    """Magnitude levels by percentage, then each other method (registry order) by share."""
+    from harness.errors import InputError
+    from harness.variants import PRUNE_METHODS, parse_prune
+
     try:
-        return float(prune)
-    except ValueError:
+        spec = parse_prune(prune)
+    except InputError:
         return float("inf")
+    return list(PRUNE_METHODS).index(spec.method) * 1000.0 + spec.amount * 100.0
 
 
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
