@@ -268,17 +268,34 @@ def _inputs_path(case: Case, workload_task: dict[str, Any], cache_dir: Path,
 def _artifact_facts(artifact: Path) -> dict[str, Any]:
     from harness.cache import artifact_sha256, artifact_size_bytes
     from harness.compress.inspect import inspect_artifact
+    from harness.runtimes import runtime_of
 
     stats = inspect_artifact(artifact)
-    return {"path": str(artifact), "sha256": artifact_sha256(artifact),
-            "size_bytes": artifact_size_bytes(artifact), "params": stats.params,
-            "zero_params": stats.zero_params, "sparsity": round(stats.sparsity, 6)}
+    facts: dict[str, Any] = {
+        "path": str(artifact), "runtime": runtime_of(artifact),
+        "sha256": artifact_sha256(artifact), "size_bytes": artifact_size_bytes(artifact),
+        "params": stats.params, "zero_params": stats.zero_params,
+        "sparsity": round(stats.sparsity, 6)}
+    if artifact.suffix == ".onnx":
+        import onnx
+
+        from harness.compress.quantize import quant_metadata
+
+        # What the quantizer recorded, e.g. the nodes a mixed-precision level kept in float.
+        facts.update(quant_metadata(onnx.load(str(artifact), load_external_data=False)))
+    return facts
 
 
 def _device_prediction(artifact: Path, profile: DeviceProfile) -> dict[str, Any]:
     from harness.emulator import emulate
 
-    return emulate(artifact, profile).summary()
+    if artifact.suffix == ".onnx":
+        return emulate(artifact, profile).summary()
+    # The emulator reads ONNX graphs: a PyTorch artifact is predicted from its ONNX twin, the
+    # same recipe applied with onnxruntime's tools (harness.compress.torch_quant).
+    from harness.compress.torch_quant import TWIN_FILE
+
+    return {**emulate(artifact.with_name(TWIN_FILE), profile).summary(), "onnx_twin": True}
 
 
 def _in_worker(task: dict[str, Any], *, timeout_s: float, log: Path) -> dict[str, Any]:

@@ -33,6 +33,10 @@ _WEIGHT_INPUTS: dict[str, tuple[int, int | None]] = {
 
 
 def inspect_artifact(path: Path) -> ArtifactStats:
+    """Parameters and zeros of the conv / matmul / gemm / linear weights stored in ``path``
+    (an ONNX model, or a PyTorch ``model.pt`` from :mod:`harness.runtimes.torch`)."""
+    if path.suffix == ".pt":
+        return _inspect_torch(path)
     import onnx
     from onnx import numpy_helper
 
@@ -122,3 +126,35 @@ def _matmul_nbits_stats(node: Any, inits: dict[str, Any]) -> tuple[int, int]:
         zero = _unpack(zp.reshape(n, -1), bits)[:, :k_blocks, None]
     is_zero = (q == zero).reshape(n, -1)[:, :k]  # drop the padding of the last block
     return k * n, int(np.count_nonzero(is_zero))
+
+
+def _inspect_torch(path: Path) -> ArtifactStats:
+    """The same count on a PyTorch artifact: conv and linear weights, float or quantized (a
+    quantized weight is zero where its integer value equals its zero point)."""
+    import torch
+    from torch import nn
+
+    from harness.runtimes.torch import load_module
+
+    module, _ = load_module(path)
+    params = zeros = 0
+    for m in module.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d | nn.Linear):
+            w = m.weight.detach()
+        elif callable(getattr(m, "weight", None)) and "quantized" in type(m).__module__:
+            w = m.weight()  # type: ignore[operator]  # torch.ao quantized: unpacked on request
+        else:
+            continue
+        if w.is_quantized:
+            q = w.int_repr()
+            if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                shape = [1] * q.dim()
+                shape[w.q_per_channel_axis()] = -1
+                zero = w.q_per_channel_zero_points().reshape(shape)
+                zeros += int((q == zero).sum())
+            else:
+                zeros += int((q == w.q_zero_point()).sum())
+        else:
+            zeros += int((w == 0).sum())
+        params += w.numel()
+    return ArtifactStats(params=params, zero_params=zeros)
