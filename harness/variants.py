@@ -57,9 +57,6 @@ QUANT_LEVELS: dict[str, QuantLevel] = {
     "int8-static-percentile": QuantLevel(
         "int8", "as int8-static, activation ranges from the 99.999th percentile of calibration "
                 "values (CalibrationMethod.Percentile) so outliers do not stretch the scale"),
-    "int8-static-entropy": QuantLevel(
-        "int8", "as int8-static, activation ranges minimising the KL divergence of the "
-                "quantized histogram (CalibrationMethod.Entropy)"),
     "int4": QuantLevel(
         "int4", "4-bit weight-only, symmetric, blockwise along K (MatMulNBits); MatMul and "
                 "Gemm (as MatMul + Add) only, other ops stay fp32",
