@@ -43,8 +43,8 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--workload", action="append", metavar="NAME",
                    help="only this workload of the suite (repeatable)")
     p.add_argument("--quant", action="append", metavar="LEVEL",
-                   help="only this quantization level, e.g. fp32, int8-dynamic, int8-static "
-                        "(repeatable)")
+                   help="only this quantization level, e.g. fp32, fp16, int8-static, int4-b64, "
+                        "int8-mixed-10, torch-int8-dynamic (repeatable; see README)")
     p.add_argument("--prune", action="append", metavar="PCT",
                    help="only this pruning level in percent, e.g. 0 or 50 (repeatable)")
     p.add_argument("--iterations", type=int, metavar="N",

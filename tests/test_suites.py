@@ -6,18 +6,21 @@ import pytest
 
 from harness.errors import InputError
 from harness.suites import expand, list_suites, load_suite, parse_suite
-from harness.variants import parse_prune, parse_quant
+from harness.variants import QUANT_LEVELS, parse_prune, parse_quant
 
 BASE = {"schema_version": 1, "workloads": ["digits_cnn"], "quant": ["fp32", "int8-static"],
         "prune": [0, 50]}
 
 
 def test_shipped_suites_load() -> None:
-    assert {"default", "smoke"} <= set(list_suites())
+    assert {"default", "smoke", "quant"} <= set(list_suites())
     default = load_suite("default")
     assert [w.name for w in default.workloads] == ["digits_cnn"]
-    assert [q.name for q in default.quant] == ["fp32", "int8-dynamic", "int8-static"]
+    assert [q.name for q in default.quant] == ["fp32", "fp16", "int8-dynamic", "int8-static",
+                                               "int4", "int8-mixed-10", "torch-int8-dynamic"]
     assert [p.name for p in default.prune] == ["0", "50"]
+    # the quant suite names every level the harness has
+    assert {q.level for q in load_suite("quant").quant} == set(QUANT_LEVELS)
 
 
 def test_expand_is_the_product_with_stable_ids() -> None:
