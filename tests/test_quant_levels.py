@@ -105,6 +105,24 @@ def test_fp16_halves_the_weights_and_keeps_fp32_io(tiny_model: Path, tmp_path: P
     assert _rel_err(ref, got) < 1e-2
 
 
+def test_fp16_keeps_ops_without_fp16_in_fp32(tmp_path: Path) -> None:
+    """Celu has no float16 in its schema: it stays fp32 between Casts, and the row says so."""
+    w = RNG.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["h"], name="conv"),
+         helper.make_node("Celu", ["h"], ["y"], name="celu")], "celu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])],
+        initializer=[numpy_helper.from_array(w, "w")])
+    src = _save(graph, tmp_path / "celu.onnx")
+    out = tmp_path / "fp16.onnx"
+    quantize(src, out, parse_quant("fp16"), calibration=[])
+    assert quant_metadata(onnx.load(str(out)))["float_nodes"] == ["celu"]
+    assert onnx.load(str(out)).graph.initializer[0].data_type == TensorProto.FLOAT16
+    x = {"x": RNG.standard_normal((1, 4, 8, 8)).astype(np.float32)}
+    assert _rel_err(_run(src, x), _run(out, x)) < 1e-2
+
+
 # ------------------------------------------------------------ histogram calibration
 
 

@@ -80,15 +80,18 @@ def _fp32(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> No
     shutil.copy(src, dst)
 
 
-# "Could not find an implementation for Conv(11) node with name '/0/Conv'"
-_NO_KERNEL = re.compile(r"implementation for (\w+)\(\d+\) node")
+# "Could not find an implementation for Conv(11) node with name '/0/Conv'", or an op whose
+# schema has no float16 at all: "Type (tensor(float16)) of input parameter (x) of operator
+# (Celu) in node (n) is invalid."
+_NO_KERNEL = re.compile(r"implementation for (\w+)\(\d+\) node|of operator \((\w+)\) in node")
 
 
 def _fp16(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
     """float16 weights and arithmetic; graph inputs and outputs stay fp32 (keep_io_types).
 
-    ORT's CPU provider lacks fp16 kernels for some ops (it depends on the build and the CPU);
-    such ops are put on the converter's block list, so they run in fp32 between Cast nodes,
+    ORT's CPU provider lacks fp16 kernels for some ops (it depends on the build and the CPU),
+    and some ops have no fp16 in their schema (Celu); such ops are put on the converter's
+    block list, so they run in fp32 between Cast nodes,
     until the model loads. Which ops that was is recorded in the metadata.
     """
     import onnx
@@ -102,9 +105,10 @@ def _fp16(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> No
             _session(model.SerializeToString())
         except Exception as exc:
             m = _NO_KERNEL.search(str(exc))
-            if not m or m.group(1) in blocked:
+            op = m and (m.group(1) or m.group(2))
+            if not op or op in blocked:
                 raise
-            blocked.append(m.group(1))
+            blocked.append(op)
             continue
         if blocked:
             _set_meta(model, {META_FLOAT_NODES: json.dumps(
