@@ -280,12 +280,23 @@ def _inputs_path(case: Case, workload_task: dict[str, Any], cache_dir: Path,
 def _artifact_facts(artifact: Path) -> dict[str, Any]:
     from harness.cache import artifact_sha256, artifact_size_bytes
     from harness.compress.inspect import inspect_artifact
+    from harness.runtimes import runtime_of
 
     stats = inspect_artifact(artifact)
-    return {"path": str(artifact), "sha256": artifact_sha256(artifact),
-            "size_bytes": artifact_size_bytes(artifact), "params": stats.params,
-            "zero_params": stats.zero_params, "sparsity": round(stats.sparsity, 6),
-            "sparsity_pattern": stats.sparsity_pattern, "is_2_4": stats.is_2_4}
+    facts: dict[str, Any] = {
+        "path": str(artifact), "runtime": runtime_of(artifact),
+        "sha256": artifact_sha256(artifact), "size_bytes": artifact_size_bytes(artifact),
+        "params": stats.params, "zero_params": stats.zero_params,
+        "sparsity": round(stats.sparsity, 6),
+        "sparsity_pattern": stats.sparsity_pattern, "is_2_4": stats.is_2_4}
+    if artifact.suffix == ".onnx":
+        import onnx
+
+        from harness.compress.quantize import quant_metadata
+
+        # What the quantizer recorded, e.g. the nodes a mixed-precision level kept in float.
+        facts.update(quant_metadata(onnx.load(str(artifact), load_external_data=False)))
+    return facts
 
 
 def _device_prediction(artifact: Path, profile: DeviceProfile, measure: MeasureOptions
@@ -293,10 +304,19 @@ def _device_prediction(artifact: Path, profile: DeviceProfile, measure: MeasureO
     """(summary, sustained trace, per-node breakdown) of the artifact on the device."""
     from harness.emulator import emulate, simulate
 
+    twin = artifact.suffix != ".onnx"
+    if twin:
+        # The emulator reads ONNX graphs: a PyTorch artifact is predicted from its ONNX twin,
+        # the same recipe applied with onnxruntime's tools (harness.compress.torch_quant).
+        from harness.compress.torch_quant import TWIN_FILE
+
+        artifact = artifact.with_name(TWIN_FILE)
     em = emulate(artifact, profile)
     trace = simulate(em.latency, profile, duration_s=measure.sustained_s,
                      period_ms=measure.period_ms, max_points=300)
     summary = em.summary()
+    if twin:
+        summary["onnx_twin"] = True
     summary.update({
         "burst_latency_ms": trace.burst_latency_ms,
         "sustained_latency_ms": trace.sustained_latency_ms,

@@ -1,7 +1,9 @@
 """Variant -> Artifact: prune and export the fp32 model, then quantize it; both stages cached.
 
 The fp32 stage is keyed by the workload's fingerprint and the pruning spec; the quantized stage
-by the sha256 of the fp32 artifact and the quantization level; both by the tool versions. A
+by the sha256 of the fp32 artifact and the quantization level; both by the tool versions.
+Levels run by PyTorch (``torch-*``) build a ``model.pt`` from the workload's torch model under
+the same pruning, keyed by that same fp32 ONNX artifact (plus an ONNX twin for the emulator). A
 sweep therefore exports each pruning level once and quantizes each (pruning, level) once.
 """
 
@@ -12,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.cache import ArtifactStore, artifact_sha256, key_of
+from harness.runtimes import artifact_file
 from harness.variants import PruneSpec, QuantSpec
 from harness.workloads.base import Workload
 
@@ -47,7 +50,7 @@ def lookup_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
     fp32 = store.get(fp32_key(workload, prune))
     if fp32 is None:
         return None
-    return store.get(quant_key(fp32, quant))
+    return store.get(quant_key(fp32, quant), artifact_file(quant.runtime))
 
 
 def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
@@ -73,15 +76,19 @@ def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
         fp32 = store.commit(key, stage)
 
     qkey = quant_key(fp32, quant)
-    artifact = store.get(qkey)
+    filename = artifact_file(quant.runtime)
+    artifact = store.get(qkey, filename)
     if artifact is None:
         stage = store.staging(qkey)
-        quantize(fp32, stage / "model.onnx", quant, calibration=workload.calibration_inputs())
+        if quant.runtime == "torch":
+            _build_torch(workload, quant, prune, fp32=fp32, stage=stage, cache_dir=cache_dir)
+        else:
+            quantize(fp32, stage / filename, quant, calibration=workload.calibration_inputs())
         # ORT's int8 quantizers keep metadata_props; re-stamping guards every other converter
-        # (and any ONNX file a stage writes beside its artifact).
+        # (and the ONNX twin a torch level writes beside its model.pt).
         for onnx_file in sorted(stage.glob("*.onnx")):
             record_sparsity_pattern(onnx_file, prune)
-        artifact = store.commit(qkey, stage)
+        artifact = store.commit(qkey, stage, filename)
     return artifact
 
 
@@ -97,3 +104,18 @@ def _check_pattern(path: Path, prune: PruneSpec) -> None:
             f"the exported model does not follow 2:4 ({stats.params_2_4} of "
             f"{stats.params_2_4_eligible} eligible weights do): the workload's export ignored "
             "the pruning level")
+
+
+def _build_torch(workload: Workload, quant: QuantSpec, prune: PruneSpec, *, fp32: Path,
+                 stage: Path, cache_dir: Path) -> None:
+    """A level PyTorch runs: the workload's torch model, pruned as the fp32 ONNX export was
+    (so the ONNX artifact of the same prune level is its fp32 source and key), quantized by
+    torch, plus the ONNX twin the emulator reads."""
+    from harness.compress.prune import prune_workload_model
+    from harness.compress.torch_quant import build_torch_artifact
+
+    # The same pruning path as the export (trace example, fine-tune for +ft levels).
+    model = prune_workload_model(workload, workload.torch_model(cache_dir), prune,
+                                 cache_dir=cache_dir)
+    build_torch_artifact(model, quant, input_names=list(workload.timing_inputs()),
+                         fp32_onnx=fp32, out_dir=stage)

@@ -38,7 +38,10 @@ def file_sha256(path: Path) -> str:
 
 
 def model_files(model: Path) -> list[Path]:
-    """The model file plus the external data files that sit beside it."""
+    """The model file plus the external data files that sit beside it (ONNX); other
+    artifacts (a PyTorch ``model.pt``) are one file."""
+    if model.suffix != ".onnx":
+        return [model]
     import onnx
 
     proto = onnx.load(str(model), load_external_data=False)
@@ -66,17 +69,18 @@ def artifact_size_bytes(model: Path) -> int:
 
 
 class ArtifactStore:
-    """``<cache>/artifacts/<key>/model.onnx``, written atomically (build in a temp dir, rename)."""
+    """``<cache>/artifacts/<key>/model.onnx`` (or another ``filename``, e.g. ``model.pt``),
+    written atomically (build in a temp dir, rename)."""
 
     def __init__(self, cache_dir: Path):
         self.cache_dir = cache_dir
         self.root = cache_dir / "artifacts"
 
-    def path_for(self, key: str) -> Path:
-        return self.root / key / "model.onnx"
+    def path_for(self, key: str, filename: str = "model.onnx") -> Path:
+        return self.root / key / filename
 
-    def get(self, key: str) -> Path | None:
-        p = self.path_for(key)
+    def get(self, key: str, filename: str = "model.onnx") -> Path | None:
+        p = self.path_for(key, filename)
         return p if p.is_file() else None
 
     def staging(self, key: str) -> Path:
@@ -86,10 +90,10 @@ class ArtifactStore:
         d.mkdir(parents=True)
         return d
 
-    def commit(self, key: str, staging: Path) -> Path:
+    def commit(self, key: str, staging: Path, filename: str = "model.onnx") -> Path:
         final = self.root / key
         if final.exists():  # built meanwhile by another run: keep that one
             shutil.rmtree(staging, ignore_errors=True)
         else:
             staging.rename(final)
-        return self.path_for(key)
+        return self.path_for(key, filename)

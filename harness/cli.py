@@ -44,8 +44,8 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--workload", action="append", metavar="NAME",
                    help="only this workload of the suite (repeatable)")
     p.add_argument("--quant", action="append", metavar="LEVEL",
-                   help="only this quantization level, e.g. fp32, int8-dynamic, int8-static "
-                        "(repeatable)")
+                   help="only this quantization level, e.g. fp32, fp16, int8-static, int4-b64, "
+                        "int8-mixed-10, torch-int8-dynamic (repeatable; see README)")
     p.add_argument("--prune", action="append", metavar="LEVEL",
                    help="only this pruning level, e.g. 0, 50 (global magnitude %%), 2:4, "
                         "channel-l1-25, channel-l2-50+ft, head-l2-25, neuron-l1-50 "

@@ -1,8 +1,9 @@
 """The timing loop and the in-worker measurement of one artifact.
 
-Runs inside a fresh worker process (see :mod:`harness.worker`): only numpy, onnxruntime and the
-workload's evaluation code are imported here, so the host peak memory is the runtime's, not the
-harness's. Raw samples are kept in nanoseconds; statistics are computed when reading.
+Runs inside a fresh worker process (see :mod:`harness.worker`): only numpy, the artifact's
+runtime (:mod:`harness.runtimes`) and the workload's evaluation code are imported here, so the
+host peak memory is the runtime's, not the harness's. Raw samples are kept in nanoseconds;
+statistics are computed when reading.
 """
 
 from __future__ import annotations
@@ -92,38 +93,37 @@ def measure_artifact(
     threads: int,
     pace_ms: float | None = None,
 ) -> dict[str, Any]:
-    """Cold start, warm-up, then ``iterations`` timed runs of ``artifact`` on ONNX Runtime.
+    """Cold start, warm-up, then ``iterations`` timed runs of ``artifact`` in its runtime.
 
     With ``pace_ms`` each timed run is padded to that wall time (see :func:`paced_runs`).
+    Returns ``{"loaded": Loaded, "row": {...}}``; the row's ``runtime`` names the runtime
+    (:mod:`harness.runtimes`) that ran it.
     """
-    import onnxruntime as ort
+    from harness.runtimes import runtime_module
 
+    runtime = runtime_module(artifact)  # imports the runtime library: not part of cold start
     rss_before = current_rss_mb()
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
     t0 = time.perf_counter_ns()
-    session = ort.InferenceSession(str(artifact), sess_options=opts,
-                                   providers=["CPUExecutionProvider"])
+    loaded = runtime.load(artifact, threads=threads)
     t1 = time.perf_counter_ns()
-    session.run(None, feeds)
+    loaded.timing_call(None, feeds)
     t2 = time.perf_counter_ns()
     for _ in range(warmup):
-        session.run(None, feeds)
+        loaded.timing_call(None, feeds)
     pace: dict[str, Any] | None = None
     if pace_ms:
-        samples, overruns = paced_runs(session.run, feeds, iterations, round(pace_ms * 1e6))
+        samples, overruns = paced_runs(loaded.timing_call, feeds, iterations,
+                                       round(pace_ms * 1e6))
         pace = {"target_ms": pace_ms, "overruns": overruns}
     else:
-        samples = time_runs(session.run, feeds, iterations)
+        samples = time_runs(loaded.timing_call, feeds, iterations)
     peak = peak_rss_mb()
     return {
-        "session": session,
+        "loaded": loaded,
         "row": {
-            "runtime": "onnxruntime",
-            "runtime_version": ort.__version__,
-            "providers": session.get_providers(),
+            "runtime": loaded.runtime,
+            "runtime_version": loaded.version,
+            "providers": loaded.providers,
             "threads": threads,
             "cold_start": {"session_create_ns": t1 - t0, "first_inference_ns": t2 - t1},
             "warmup_runs": warmup,

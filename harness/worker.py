@@ -53,9 +53,8 @@ def _measure(task: dict[str, Any]) -> dict[str, Any]:
                            iterations=task["iterations"], threads=task["threads"],
                            pace_ms=task.get("pace_ms"))
     row = out["row"]
-    session = out["session"]
     # Quality after timing: evaluation data would otherwise inflate the measured peak memory.
-    quality = workload.evaluate(lambda f: session.run(None, f))
+    quality = workload.evaluate(out["loaded"].run)
     row["quality"] = None if quality is None else {
         "metric": quality.metric, "value": quality.value, "n_examples": quality.n_examples,
         "higher_is_better": quality.higher_is_better}

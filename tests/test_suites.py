@@ -6,19 +6,24 @@ import pytest
 
 from harness.errors import InputError
 from harness.suites import expand, list_suites, load_suite, parse_suite
-from harness.variants import parse_prune, parse_quant
+from harness.variants import QUANT_LEVELS, parse_prune, parse_quant
 
 BASE = {"schema_version": 1, "workloads": ["digits_cnn"], "quant": ["fp32", "int8-static"],
         "prune": [0, 50]}
 
 
 def test_shipped_suites_load() -> None:
-    assert {"default", "smoke"} <= set(list_suites())
+    assert {"default", "smoke", "quant"} <= set(list_suites())
     default = load_suite("default")
     assert [w.name for w in default.workloads] == ["digits_cnn"]
-    assert [q.name for q in default.quant] == ["fp32", "int8-dynamic", "int8-static"]
-    assert [p.name for p in default.prune][:6] == ["0", "30", "50", "70", "90", "2:4"]
-    assert {"channel-l1-25", "channel-l2-50", "channel-l2-50+ft"} <= {p.name for p in default.prune}
+    assert [q.name for q in default.quant] == ["fp32", "fp16", "int8-dynamic", "int8-static",
+                                               "int4", "int8-mixed-10", "torch-int8-dynamic"]
+    assert [p.name for p in default.prune] == ["0", "50", "2:4", "channel-l2-50",
+                                               "channel-l2-50+ft"]
+    # the quant and prune suites name every level the harness has
+    assert {q.level for q in load_suite("quant").quant} == set(QUANT_LEVELS)
+    assert {"30", "70", "90", "channel-l1-25", "channel-l1-50+ft"} <= {
+        p.name for p in load_suite("prune").prune}
 
 
 def test_expand_is_the_product_with_stable_ids() -> None:

@@ -3,14 +3,16 @@
 Sparsity is counted on the stored weights, so a pruning level is checked rather than assumed.
 For quantized weights a weight is zero when it equals its zero point (that is what dequantizes
 to 0.0). The 2:4 pattern is verified on the stored weights too; the declared pattern is the
-``harness.sparsity_pattern`` metadata the build writes.
+``harness.sparsity_pattern`` metadata the build writes. fp16 weights count like fp32 ones;
+MatMulNBits (int4/int8 weight-only) weights are unpacked from their blocks, so a K x N weight
+counts K * N parameters whatever its packing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -74,6 +76,10 @@ _WEIGHT_INPUTS: dict[str, tuple[int, int | None]] = {
 
 
 def inspect_artifact(path: Path) -> ArtifactStats:
+    """Parameters and zeros of the conv / matmul / gemm / linear weights stored in ``path``
+    (an ONNX model, or a PyTorch ``model.pt`` from :mod:`harness.runtimes.torch`)."""
+    if path.suffix == ".pt":
+        return _inspect_torch(path)
     import onnx
     from onnx import numpy_helper
 
@@ -96,6 +102,14 @@ def inspect_artifact(path: Path) -> ArtifactStats:
     params = zeros = eligible = follows = 0
     seen: set[str] = set()
     for node in model.graph.node:
+        if node.op_type == "MatMulNBits" and node.input[1] in inits:
+            if node.input[1] in seen:
+                continue
+            seen.add(node.input[1])
+            n, z = _matmul_nbits_stats(node, inits)
+            params += n
+            zeros += z
+            continue
         if node.op_type not in _WEIGHT_INPUTS:
             continue
         w_idx, zp_idx = _WEIGHT_INPUTS[node.op_type]
@@ -131,3 +145,72 @@ def inspect_artifact(path: Path) -> ArtifactStats:
     pattern = next((p.value for p in model.metadata_props if p.key == PATTERN_KEY), None)
     return ArtifactStats(params=params, zero_params=zeros, sparsity_pattern=pattern,
                          params_2_4_eligible=eligible, params_2_4=follows)
+
+
+def _unpack(packed: np.ndarray, bits: int) -> np.ndarray:
+    """Unsigned ``bits``-wide values from bytes, lowest bits first (MatMulNBits' layout)."""
+    b = packed.astype(np.uint8)
+    if bits == 8:
+        return b
+    per_byte = 8 // bits
+    shifts = np.arange(per_byte, dtype=np.uint8) * bits
+    vals = (b[..., None] >> shifts) & np.uint8((1 << bits) - 1)
+    return vals.reshape(*b.shape[:-1], b.shape[-1] * per_byte)
+
+
+def _matmul_nbits_stats(node: Any, inits: dict[str, Any]) -> tuple[int, int]:
+    """(parameters, zeros) of a com.microsoft MatMulNBits weight.
+
+    B is uint8 [N, k_blocks, block_size * bits / 8]; K and N are attributes. A weight is zero
+    where its quantized value equals its block's zero point: the packed ``zero_points`` input
+    when present (uint8; float zero points cannot be compared and count no zeros), else the
+    symmetric default 2^(bits-1).
+    """
+    from onnx import helper, numpy_helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    k, n, bits = attrs["K"], attrs["N"], attrs.get("bits", 4)
+    q = _unpack(numpy_helper.to_array(inits[node.input[1]]), bits)  # [N, k_blocks, block]
+    k_blocks = q.shape[1]
+    zp_name = node.input[3] if len(node.input) > 3 and node.input[3] else None
+    if zp_name is None:
+        zero = np.full((n, k_blocks, 1), 1 << (bits - 1), dtype=np.uint8)
+    else:
+        zp = numpy_helper.to_array(inits[zp_name]) if zp_name in inits else None
+        if zp is None or zp.dtype != np.uint8:
+            return k * n, 0
+        zero = _unpack(zp.reshape(n, -1), bits)[:, :k_blocks, None]
+    is_zero = (q == zero).reshape(n, -1)[:, :k]  # drop the padding of the last block
+    return k * n, int(np.count_nonzero(is_zero))
+
+
+def _inspect_torch(path: Path) -> ArtifactStats:
+    """The same count on a PyTorch artifact: conv and linear weights, float or quantized (a
+    quantized weight is zero where its integer value equals its zero point)."""
+    import torch
+    from torch import nn
+
+    from harness.runtimes.torch import load_module
+
+    module, _ = load_module(path)
+    params = zeros = 0
+    for m in module.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d | nn.Linear):
+            w = m.weight.detach()
+        elif callable(getattr(m, "weight", None)) and "quantized" in type(m).__module__:
+            w = m.weight()  # type: ignore[operator]  # torch.ao quantized: unpacked on request
+        else:
+            continue
+        if w.is_quantized:
+            q = w.int_repr()
+            if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                shape = [1] * q.dim()
+                shape[w.q_per_channel_axis()] = -1
+                zero = w.q_per_channel_zero_points().reshape(shape)
+                zeros += int((q == zero).sum())
+            else:
+                zeros += int((q == w.q_zero_point()).sum())
+        else:
+            zeros += int((w == 0).sum())
+        params += w.numel()
+    return ArtifactStats(params=params, zero_params=zeros)

@@ -6,11 +6,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.errors import Unsupported
 from harness.variants import PruneSpec
+
+if TYPE_CHECKING:
+    import torch
 
 Feeds = dict[str, np.ndarray]
 RunFn = Callable[[Feeds], list[np.ndarray]]
@@ -46,6 +50,14 @@ class Workload(ABC):
 
         Raises :class:`harness.errors.Unsupported` when the workload cannot take ``prune``.
         """
+
+    def torch_model(self, cache_dir: Path) -> torch.nn.Module:
+        """The fp32 PyTorch model (eval mode, unpruned) for the levels PyTorch runs.
+
+        Its positional inputs are the :meth:`timing_inputs` in order. Workloads that ship as
+        ONNX only have none: they raise :class:`harness.errors.Unsupported`.
+        """
+        raise Unsupported(f"workload {self.name!r} ships as ONNX, no PyTorch model")
 
     @abstractmethod
     def timing_inputs(self) -> Feeds:

@@ -87,6 +87,9 @@ class DigitsCNN(Workload):
             tmp.replace(path)
         return model.eval()
 
+    def torch_model(self, cache_dir: Path) -> torch.nn.Module:
+        return self.trained_model(cache_dir)
+
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
         from harness.compress.prune import prune_workload_model
         from harness.compress.torch_export import export_onnx
