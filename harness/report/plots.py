@@ -46,7 +46,17 @@ def _slug(text: str) -> str:
 
 
 def _variant(r: Any) -> str:
-    return f"{r['quant']}/p{r['prune']}"
+    return f"{r['quant']} / prune {r['prune']}"
+
+
+def _plain_log_ticks(axis: Any, *, minor: bool = False) -> None:
+    """Log-scale ticks as plain numbers (0.5, 1, 2) instead of 5x10^-1; minor labels only
+    where the axis spans about a decade (more would overlap)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fmt = FuncFormatter(lambda v, _pos: f"{v:g}")
+    axis.set_major_formatter(fmt)
+    axis.set_minor_formatter(fmt if minor else NullFormatter())
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -87,6 +97,10 @@ def pareto_figure(df: pd.DataFrame, device: str) -> Figure | None:
         ax.step([p[0] for p in fr], [p[1] for p in fr], where="post", color="C3",
                 label="Pareto front", zorder=2)
         ax.set_xscale("log")
+        lat = w["device_latency_ms"].astype(float)
+        _plain_log_ticks(ax.xaxis, minor=lat.max() / lat.min() < 20)
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.margins(x=0.2, y=0.12)  # room for the labels of the outermost points
         ax.set_xlabel(f"predicted latency on {device} (ms, log scale)")
         ax.set_ylabel(f"{w['metric'].iloc[0]} ({'higher' if higher else 'lower'} is better)")
         ax.set_title(f"{wl}: latency vs quality")
@@ -145,14 +159,14 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
             and (r.get("device_trace") or {}).get("latency_ms")]
     if not rows:
         return None
-    fig = Figure(figsize=(9, 7.5), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(11, 7.5), dpi=DPI, layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
     series = (("latency_ms", "latency (ms)"), ("temp_c", "temperature (°C)"),
               ("clock_fraction", "clock (fraction of peak)"))
     for r in rows:
         tr = r["device_trace"]
         t = tr.get("time_s") or list(range(len(tr["latency_ms"])))
-        label = f"{r['workload']} {r['quant']}/p{r['prune']}"
+        label = f"{r['workload']} {_variant(r)}"
         for ax, (key, _) in zip(axes, series, strict=True):
             if tr.get(key):
                 ax.plot(t[:len(tr[key])], tr[key], label=label, linewidth=1)
@@ -162,7 +176,7 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
     axes[-1].set_xlabel("time since start of the sustained run (s)"
                         if rows[0]["device_trace"].get("time_s") else "inference #")
     axes[0].set_title(f"Sustained run on {device} (emulated)")
-    axes[0].legend(fontsize=7, ncol=2)
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -184,6 +198,7 @@ def memory_figure(df: pd.DataFrame, device: str) -> Figure | None:
     for cap in caps:
         ax.axvline(cap, color="C3", linestyle="--", label=f"app cap {cap:,.0f} MB")
     ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("predicted device footprint (MB, log scale); green fits, red does not")
     ax.set_title(f"Memory on {device} vs app cap")
     if len(caps):
@@ -210,10 +225,12 @@ def devices_figure(df: pd.DataFrame, workload: str) -> Figure | None:
     for k, dev in enumerate(devices):
         vals = {_variant(r): r["device_latency_ms"] for _, r in d[d["device"] == dev].iterrows()}
         ys = [vals.get(v, np.nan) for v in variants]
-        ax.bar(np.arange(len(variants)) + (k - (len(devices) - 1) / 2) * width, ys, width,
-               label=dev)
+        bars = ax.bar(np.arange(len(variants)) + (k - (len(devices) - 1) / 2) * width, ys,
+                      width, label=dev)
+        ax.bar_label(bars, fmt="%.3g", fontsize=7)
     ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
     ax.set_ylabel("predicted latency (ms, log scale)")
     ax.set_title(f"{workload}: same case across devices")
     ax.legend(fontsize=8)
