@@ -112,3 +112,10 @@ def test_report_command_formats(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert flags and "True" not in flags
     assert main(["report", str(run_dir), "--no-plots", "--unstable-threshold", "5"]) == 0
     assert "UNSTABLE" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["report", "compare", "recommend", "export"])
+def test_report_commands_have_help(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0 and len(capsys.readouterr().out) > 300
