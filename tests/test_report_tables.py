@@ -102,6 +102,13 @@ def test_sections_without_data_say_so(tmp_path: Path) -> None:
     assert "device sustained" not in md and "## Quality" in md
 
 
+def test_a_run_without_rows_reports_so(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, [])
+    assert write_report(run_dir) == "no finished cases in this run"
+    assert "cases: no cases" in (run_dir / "report.md").read_text()
+    assert "No plots" in (run_dir / "report.html").read_text()
+
+
 def test_report_command_formats(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run_dir = make_run(tmp_path, rich_rows())
     assert main(["report", str(run_dir), "--no-plots", "--format", "json"]) == 0

@@ -103,7 +103,7 @@ def pareto_figure(df: pd.DataFrame, device: str) -> Figure | None:
         ax.margins(x=0.2, y=0.12)  # room for the labels of the outermost points
         ax.set_xlabel(f"predicted latency on {device} (ms, log scale)")
         ax.set_ylabel(f"{w['metric'].iloc[0]} ({'higher' if higher else 'lower'} is better)")
-        ax.set_title(f"{wl}: latency vs quality")
+        ax.set_title(f"{wl} on {device}: latency vs quality")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right" if higher else "upper right", fontsize=8)
     return fig
@@ -116,12 +116,14 @@ def heatmap_figure(df: pd.DataFrame, workload: str, column: str, label: str
 
     from harness.report.tables import prune_order
 
-    d = _ok(df)
-    d = d[(d["workload"] == workload) & d[column].notna()]
+    every = df[df["workload"] == workload]
+    d = _ok(every)
+    d = d[d[column].notna()]
     if d.empty:
         return None
-    quants = list(dict.fromkeys(d["quant"]))
-    prunes = sorted(dict.fromkeys(d["prune"]), key=prune_order)
+    # axes span every case of the workload, so failed cases show up as labelled cells
+    quants = list(dict.fromkeys(every["quant"]))
+    prunes = sorted(dict.fromkeys(every["prune"]), key=prune_order)
     devices = sorted(d["device"].unique())
     if column == "quality":
         devices = devices[:1]  # quality comes from the host run: the same on every device
@@ -134,6 +136,7 @@ def heatmap_figure(df: pd.DataFrame, workload: str, column: str, label: str
         grid = np.full((len(quants), len(prunes)), np.nan)
         for _, r in d[d["device"] == dev].iterrows():
             grid[quants.index(r["quant"]), prunes.index(r["prune"])] = float(r[column])
+        ax.set_facecolor("#eeeeee")  # cells without a value
         im = ax.imshow(grid, cmap="viridis_r" if column != "quality" else "viridis",
                        aspect="auto")
         fig.colorbar(im, ax=ax, shrink=0.9, label=label)
@@ -147,6 +150,10 @@ def heatmap_figure(df: pd.DataFrame, workload: str, column: str, label: str
                     dark = not dark
                 ax.text(j, i, f"{v:.4g}", ha="center", va="center", fontsize=8,
                         color="white" if dark else "black")
+        failed = every[(every["device"] == dev) & (every["status"] != "ok")]
+        for _, r in failed.iterrows():
+            ax.text(prunes.index(r["prune"]), quants.index(r["quant"]), r["status"],
+                    ha="center", va="center", fontsize=8, color="#b00000")
         ax.set_title(f"{workload}: {label}" + ("" if column == "quality" else f" on {dev}"))
     return fig
 

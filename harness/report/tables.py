@@ -81,7 +81,7 @@ DIGITS: dict[str, int] = {
     "device_burst_p90_ms": 3, "device_sustained_p50_ms": 3, "device_sustained_p90_ms": 3,
     "size_kb": 1, "sparsity_pct": 1, "host_peak_mb": 1, "device_footprint_mb": 2,
     "app_cap_mb": 0, "cap_used_pct": 1, "avg_power_w": 3, "energy_mj": 4, "battery_wh": 1,
-    "inferences_per_pct_battery": 0, "quality": 4, "quality_delta": 4,
+    "inferences_per_pct_battery": 0, "n_examples": 0, "quality": 4, "quality_delta": 4,
     "fidelity_cosine": 5, "fidelity_top1_agreement": 4, "fidelity_sqnr_db": 1,
 }
 TEXT_COLUMNS = {"workload", "quant", "prune", "device", "status", "fits", "metric", "reason",
@@ -338,6 +338,8 @@ def terminal_table(df: pd.DataFrame) -> str:
     """The compact summary for a terminal, then the rows that are not ok with their reasons."""
     import pandas as pd
 
+    if df.empty:
+        return "no finished cases in this run"
     shown = display_frame(df, {k: v for k, v in COLUMNS.items() if k != "reason"})
     with pd.option_context("display.width", 250, "display.max_columns", None,
                            "display.max_colwidth", 60):
