@@ -86,7 +86,13 @@ def _img(plot: Plot) -> str:
 def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
                 unstable_threshold: float = UNSTABLE_SPREAD) -> str:
     """The report as one HTML document (string)."""
-    from harness.report.tables import COLUMNS, SECTIONS, run_header, section_columns
+    from harness.report.tables import (
+        COLUMNS,
+        SECTIONS,
+        present_columns,
+        run_header,
+        section_columns,
+    )
 
     h: dict[str, Any] = run_header(run, df, unstable_threshold=unstable_threshold)
     esc = html.escape
@@ -109,7 +115,7 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         "<p>Host latency is measured on the host (warm runs, batch 1); device latency, footprint "
         "and power are the emulator's predictions for the device profile. Click a column "
         "header to sort.</p>",
-        "<h2>Summary</h2>", _table(df, COLUMNS, "table-summary"),
+        "<h2>Summary</h2>", _table(df, present_columns(df, COLUMNS), "table-summary"),
     ]
     for title, cols in SECTIONS.items():
         keep = section_columns(df, cols)

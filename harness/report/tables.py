@@ -26,7 +26,8 @@ from harness.results import Run, load_run
 if TYPE_CHECKING:
     import pandas as pd
 
-# column -> header shown to people (units in every header): the compact summary table
+# column -> header shown to people (units in every header): the compact summary table; columns
+# without a value in any row (e.g. energy before the run has power figures) are left out
 COLUMNS: dict[str, str] = {
     "workload": "workload",
     "quant": "quant",
@@ -38,6 +39,8 @@ COLUMNS: dict[str, str] = {
     "unstable": "unstable",
     "cold_start_ms": "cold start (ms)",
     "device_latency_ms": "device pred. (ms)",
+    "device_sustained_p50_ms": "device sustained (ms)",
+    "energy_mj": "energy (mJ)",
     "size_kb": "size (KB)",
     "sparsity_pct": "sparsity %",
     "host_peak_mb": "host peak (MB)",
@@ -315,7 +318,7 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
              f" of the warm samples above {h['unstable_threshold_pct']:.0f}%)\n",
              "Host latency is measured on this machine (warm runs, batch 1); device latency, "
              "footprint and power are the emulator's predictions for the device profile.\n",
-             "## Summary\n", markdown_table(df, COLUMNS), ""]
+             "## Summary\n", markdown_table(df, present_columns(df, COLUMNS)), ""]
     for title, cols in SECTIONS.items():
         keep = section_columns(df, cols)
         if keep is None:
@@ -340,7 +343,8 @@ def terminal_table(df: pd.DataFrame) -> str:
 
     if df.empty:
         return "no finished cases in this run"
-    shown = display_frame(df, {k: v for k, v in COLUMNS.items() if k != "reason"})
+    shown = display_frame(df, {k: v for k, v in present_columns(df, COLUMNS).items()
+                               if k != "reason"})
     with pd.option_context("display.width", 250, "display.max_columns", None,
                            "display.max_colwidth", 60):
         return shown.to_string(index=False) + _reasons(df)
