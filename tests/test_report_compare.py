@@ -17,7 +17,8 @@ from harness.results import load_run
 
 
 def _runs(tmp_path: Path) -> tuple[Path, Path]:
-    a = [row("w", q, "0", "phone", median_ms=1.0, seed=i)
+    a = [row("w", q, "0", "phone", median_ms=1.0, seed=i,
+             device_prediction={"energy_mj": 2.0, "sustained_latency_ms": 2.5})
          for i, q in enumerate(["slower", "faster", "same", "tiny", "quality", "fit", "status",
                                 "gone", "size"])]
     b = [row("w", "slower", "0", "phone", median_ms=1.3, seed=10),
@@ -28,7 +29,8 @@ def _runs(tmp_path: Path) -> tuple[Path, Path]:
          row("w", "quality", "0", "phone", median_ms=1.0, seed=14, quality=0.93),
          row("w", "fit", "0", "phone", median_ms=1.0, seed=15, footprint_mb=2000.0),
          row("w", "status", "0", "phone", status="error", median_ms=None),
-         row("w", "size", "0", "phone", median_ms=1.0, seed=17, size_bytes=150_000),
+         row("w", "size", "0", "phone", median_ms=1.0, seed=17, size_bytes=150_000,
+             device_prediction={"energy_mj": 3.0, "sustained_latency_ms": 2.5}),
          row("w", "new", "0", "phone", median_ms=1.0, seed=18)]
     return make_run(tmp_path, a, label="a"), make_run(tmp_path, b, label="b")
 
@@ -50,7 +52,8 @@ def test_verdicts_and_regressions(tmp_path: Path) -> None:
     assert by["status"].regressions == ("status ok -> error",)
     assert by["gone"].presence == "removed" and by["gone"].regressions
     assert by["new"].presence == "added" and not by["new"].regressions
-    assert by["size"].regressions == ("artifact size +50%",)
+    assert by["size"].regressions == ("predicted energy +50%", "artifact size +50%")
+    assert by["size"].sustained_a_ms == by["size"].sustained_b_ms == 2.5
     assert {c.case_id.split("/")[1] for c in cmp.regressions} == {
         "slower", "quality", "fit", "status", "gone", "size"}
     assert cmp.fails("regression") and cmp.fails("change") and not cmp.fails("never")
@@ -80,6 +83,7 @@ def test_markdown_and_cli_exit_status(tmp_path: Path, capsys: pytest.CaptureFixt
     a, b = _runs(tmp_path)
     md = to_markdown(compare_runs(load_run(a), load_run(b)))
     assert "| case" in md and "**slower**" in md and "6 with a regression" in md
+    assert "energy (mJ)" in md and "2.0000 → 3.0000" in md
     assert main(["compare", str(a), str(b), "--fail-on", "regression"]) == 1
     out = capsys.readouterr()
     assert "**slower**" in out.out and "6 case(s) regressed" in out.err

@@ -86,6 +86,8 @@ def test_write_report_files(tmp_path: Path) -> None:
         assert head in md, head
     # phone rows: 15 Wh battery; fp32 8 mJ -> 540000 mJ / 8 = 67,500; int8-static 2 mJ
     assert "67,500" in md and "270,000" in md
+    summary = md.split("## Summary", 1)[1].split("## Latency", 1)[0]
+    assert "device sustained (ms)" in summary and "energy (mJ)" in summary
     with (run_dir / "report.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(rich_rows())
@@ -99,7 +101,7 @@ def test_sections_without_data_say_so(tmp_path: Path) -> None:
     write_report(run_dir, html=False, plots=False)
     md = (run_dir / "report.md").read_text()
     assert "No power figures in this run." in md
-    assert "device sustained" not in md and "## Quality" in md
+    assert "device sustained" not in md and "energy (mJ)" not in md and "## Quality" in md
 
 
 def test_a_run_without_rows_reports_so(tmp_path: Path) -> None:

@@ -67,6 +67,10 @@ class CaseComparison:
     host_peak_b_mb: float | None = None
     footprint_a_mb: float | None = None
     footprint_b_mb: float | None = None
+    sustained_a_ms: float | None = None   # issue 3's optional figures, None when absent
+    sustained_b_ms: float | None = None
+    energy_a_mj: float | None = None
+    energy_b_mj: float | None = None
     fits_a: bool | None = None
     fits_b: bool | None = None
     metric: str | None = None
@@ -120,19 +124,22 @@ def compare_case(case_id: str, a: dict[str, Any] | None, b: dict[str, Any] | Non
             changes.append(f"host latency x{ci.ratio:.2f}")
         else:
             out["verdict"] = "same"
-    for key, path, scale in (("device", ("device_prediction", "latency_ms"), 1.0),
-                             ("size", ("artifact", "size_bytes"), 1 / 1024),
-                             ("host_peak", ("host", "peak_rss_mb"), 1.0),
-                             ("footprint", ("device_prediction", "footprint_mb"), 1.0)):
+    for key, path, scale, unit in (
+            ("device", ("device_prediction", "latency_ms"), 1.0, "ms"),
+            ("sustained", ("device_prediction", "sustained_latency_ms"), 1.0, "ms"),
+            ("energy", ("device_prediction", "energy_mj"), 1.0, "mj"),
+            ("size", ("artifact", "size_bytes"), 1 / 1024, "kb"),
+            ("host_peak", ("host", "peak_rss_mb"), 1.0, "mb"),
+            ("footprint", ("device_prediction", "footprint_mb"), 1.0, "mb")):
         va, vb = _get(a, *path), _get(b, *path)
-        unit = "ms" if key == "device" else ("kb" if key == "size" else "mb")
         out[f"{key}_a_{unit}"] = va * scale if isinstance(va, int | float) else None
         out[f"{key}_b_{unit}"] = vb * scale if isinstance(vb, int | float) else None
         rel = _rel(out[f"{key}_a_{unit}"], out[f"{key}_b_{unit}"])
         # host peak RSS moves by a few hundred KB between identical runs: reported, not gated
         if rel is not None and abs(rel) > opts.threshold and key != "host_peak":
             what = {"device": "predicted device latency", "size": "artifact size",
-                    "footprint": "device footprint"}[key]
+                    "footprint": "device footprint", "energy": "predicted energy",
+                    "sustained": "predicted sustained latency"}[key]
             (regressions if rel > 0 else changes).append(f"{what} {100 * rel:+.0f}%")
     out["fits_a"], out["fits_b"] = _get(a, "device_prediction", "fits"), \
         _get(b, "device_prediction", "fits")
@@ -246,6 +253,8 @@ def to_markdown(cmp: Comparison) -> str:
         rows.append([c.case_id, c.status_a or "-", c.status_b or "-",
                      _f(c.host_p50_a_ms, ".4f"), _f(c.host_p50_b_ms, ".4f"), ratio, ci, verdict,
                      _pair(c.device_a_ms, c.device_b_ms, ".4f"),
+                     _pair(c.sustained_a_ms, c.sustained_b_ms, ".4f"),
+                     _pair(c.energy_a_mj, c.energy_b_mj, ".4f"),
                      _pair(c.size_a_kb, c.size_b_kb, ".1f"),
                      _pair(c.host_peak_a_mb, c.host_peak_b_mb, ".1f"),
                      _pair(c.footprint_a_mb, c.footprint_b_mb, ".2f"),
@@ -254,9 +263,14 @@ def to_markdown(cmp: Comparison) -> str:
                      "; ".join(c.regressions) or ""])
     headers = ["case", "status A", "status B", "host p50 A (ms)", "host p50 B (ms)",
                "B/A", f"{100 * o.confidence:.0f}% CI", "verdict", "device pred. (ms)",
-               "size (KB)", "host peak (MB)", "device footprint (MB)", "fits", "quality",
-               "regression"]
-    lines.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+               "device sustained (ms)", "energy (mJ)", "size (KB)", "host peak (MB)",
+               "device footprint (MB)", "fits", "quality", "regression"]
+    # drop columns no case has (sustained latency and energy before the run models them)
+    keep = [i for i, h in enumerate(headers)
+            if h in ("case", "verdict", "regression") or any(r[i] for r in rows)]
+    lines.append(tabulate([[r[i] for i in keep] for r in rows],
+                          headers=[headers[i] for i in keep], tablefmt="github",
+                          disable_numparse=True))
     return "\n".join(lines) + "\n"
 
 
