@@ -55,6 +55,9 @@ def run_bench(
     warmup: int | None = None,
     timeout_s: float | None = None,
     threads: int | None = None,
+    sustained_s: float | None = None,
+    period_ms: float | None = None,
+    pace: bool | None = None,
     command_line: list[str] | None = None,
     progress: ProgressFn | None = None,
     progress_note: Callable[[str], None] | None = None,
@@ -69,7 +72,8 @@ def run_bench(
     suite_obj = load_suite(suite)
     overrides: dict[str, Any] = {k: v for k, v in {
         "iterations": iterations, "warmup": warmup, "timeout_s": timeout_s,
-        "threads": threads}.items() if v is not None}
+        "threads": threads, "sustained_s": sustained_s, "period_ms": period_ms,
+        "pace": pace}.items() if v is not None}
     try:
         measure = replace(suite_obj.measure, **overrides)
     except ValueError as exc:
@@ -203,9 +207,16 @@ def run_case(case: Case, *, profile: DeviceProfile, measure: MeasureOptions, cac
         row["artifact"] = _artifact_facts(artifact)
 
         fits = True
+        pace_ms = None
         try:
-            row["device_prediction"] = _device_prediction(artifact, profile)
-            fits = bool(row["device_prediction"]["fits"])
+            pred, trace, breakdown = _device_prediction(artifact, profile, measure)
+            row["device_prediction"], row["device_trace"] = pred, trace
+            breakdown_file = log_dir.parent / "breakdown" / f"{index:04d}.json"
+            breakdown_file.parent.mkdir(exist_ok=True)
+            breakdown_file.write_text(json.dumps(breakdown))
+            pred["breakdown_file"] = str(breakdown_file.relative_to(log_dir.parent))
+            fits = bool(pred["fits"])
+            pace_ms = pred["latency_ms"] if measure.pace else None
         except Exception as exc:  # a model the emulator cannot read still gets host figures
             row["device_prediction"] = {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -213,7 +224,8 @@ def run_case(case: Case, *, profile: DeviceProfile, measure: MeasureOptions, cac
             "kind": "measure", "workload": workload_task, "artifact": str(artifact),
             "inputs": str(_inputs_path(case, workload_task, cache_dir, measure, log)),
             "warmup": measure.warmup, "iterations": measure.iterations,
-            "threads": measure.threads}, timeout_s=measure.timeout_s, log=log)
+            "threads": measure.threads, "pace_ms": pace_ms}, timeout_s=measure.timeout_s,
+            log=log, memory_limit_mb=profile.memory.app_cap_mb.value)
         if measured["status"] != "ok":
             return finish(measured["status"], measured["reason"])
         row["quality"] = measured["result"].pop("quality")
@@ -275,14 +287,43 @@ def _artifact_facts(artifact: Path) -> dict[str, Any]:
             "zero_params": stats.zero_params, "sparsity": round(stats.sparsity, 6)}
 
 
-def _device_prediction(artifact: Path, profile: DeviceProfile) -> dict[str, Any]:
-    from harness.emulator import emulate
+def _device_prediction(artifact: Path, profile: DeviceProfile, measure: MeasureOptions
+                       ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """(summary, sustained trace, per-node breakdown) of the artifact on the device."""
+    from harness.emulator import emulate, simulate
 
-    return emulate(artifact, profile).summary()
+    em = emulate(artifact, profile)
+    trace = simulate(em.latency, profile, duration_s=measure.sustained_s,
+                     period_ms=measure.period_ms, max_points=300)
+    summary = em.summary()
+    summary.update({
+        "burst_latency_ms": trace.burst_latency_ms,
+        "sustained_latency_ms": trace.sustained_latency_ms,
+        "sustained_s": measure.sustained_s,
+        "sustained_clock_fraction": trace.clock_fraction[-1],
+        "sustained_temp_c": trace.temp_c[-1],
+        "sustained_power_w": trace.power_w[-1],
+    })
+    return summary, trace.to_row(), em.breakdown()
 
 
-def _in_worker(task: dict[str, Any], *, timeout_s: float, log: Path) -> dict[str, Any]:
-    """Run a task in a fresh ``python -m harness.worker`` and classify how it ended."""
+def _limit_data(limit_mb: float) -> Callable[[], None]:
+    """A preexec_fn capping the worker's data segment, as the phone caps an app's memory."""
+    def apply() -> None:
+        import resource
+
+        limit = int(limit_mb * 2**20)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    return apply
+
+
+def _in_worker(task: dict[str, Any], *, timeout_s: float, log: Path,
+               memory_limit_mb: float | None = None) -> dict[str, Any]:
+    """Run a task in a fresh ``python -m harness.worker`` and classify how it ended.
+
+    With ``memory_limit_mb`` the worker runs under RLIMIT_DATA of that size, so a runtime that
+    needs more ends as an ``oom`` outcome instead of taking the machine down.
+    """
     with tempfile.TemporaryDirectory(prefix="harness-task-") as tmp:
         task_path, result_path = Path(tmp) / "task.json", Path(tmp) / "result.json"
         task_path.write_text(json.dumps(task))
@@ -293,7 +334,8 @@ def _in_worker(task: dict[str, Any], *, timeout_s: float, log: Path) -> dict[str
                 proc = subprocess.run(
                     [sys.executable, "-m", "harness.worker", str(task_path), str(result_path)],
                     stdin=subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, timeout=timeout_s,
-                    check=False)
+                    check=False, preexec_fn=_limit_data(memory_limit_mb)
+                    if memory_limit_mb is not None and sys.platform == "linux" else None)
             except subprocess.TimeoutExpired:
                 return {"status": "timeout", "reason": f"{task['kind']} did not finish within "
                                                       f"{timeout_s:g} s (worker killed)"}
@@ -311,5 +353,8 @@ def _in_worker(task: dict[str, Any], *, timeout_s: float, log: Path) -> dict[str
             status = "oom" if name == "SIGKILL" else "error"  # the kernel's OOM killer uses KILL
             return {"status": status, "reason": f"{task['kind']} worker died from {name} "
                                                 f"(see {log})"}
+        if memory_limit_mb is not None and "MemoryError" in log.read_text(errors="replace"):
+            return {"status": "oom", "reason": f"{task['kind']} worker ran out of memory under "
+                                               f"the {memory_limit_mb:g} MB cap (see {log})"}
         return {"status": "error", "reason": f"{task['kind']} worker exited with status {code} "
                                              f"without a result (see {log})"}

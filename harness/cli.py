@@ -20,6 +20,7 @@ EPILOG = """examples:
   harness bench --device snapdragon8gen3                 run the default suite
   harness bench --device raspberrypi5 --suite smoke --quant int8-static
   harness bench --device snapdragon8gen3 --resume results/20261122-081500-default-snapdragon8gen3
+  harness emulate model.onnx --device snapdragon8gen3 --precision int8 --detail
   harness devices                                        list device profiles
   harness report results/<run>                           rebuild the tables of a run
   harness compare results/<base> results/<new> --fail-on regression
@@ -59,6 +60,15 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="ONNX Runtime intra-op threads, 0 = runtime default "
                         "(default: the suite's)")
+    p.add_argument("--sustained-s", type=float, metavar="S",
+                   help="length of the emulated sustained run on the device, in simulated "
+                        "seconds (default: the suite's, 600)")
+    p.add_argument("--period-ms", type=float, metavar="MS",
+                   help="emulate one inference per period (e.g. 33.3 for a 30 fps camera) "
+                        "instead of back to back")
+    p.add_argument("--pace", action="store_true", default=None,
+                   help="pad each timed host run to the predicted device latency, to feel the "
+                        "device; cases where the host is slower than the device are reported")
     p.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR",
                    help="where run directories are created (default: results)")
     p.add_argument("--resume", type=Path, metavar="RUN",
@@ -84,6 +94,15 @@ def _print_progress(p: Any) -> None:
 
             p50 = statistics.median(row["host"]["warm_latency_ns"]) / 1e6
             detail = f"host p50 {p50:.3f} ms" + (f"; {detail}" if detail else "")
+            pace = row["host"].get("pace")
+            if pace and pace["overruns"]:
+                detail += (f"; PACING: the host was slower than the device's "
+                           f"{pace['target_ms']:.3f} ms in {pace['overruns']} of "
+                           f"{len(row['host']['warm_latency_ns'])} runs")
+        pred = row.get("device_prediction") or {}
+        if "latency_ms" in pred:
+            detail += (f"; device {pred['latency_ms']:.3f} ms burst, "
+                       f"{pred['sustained_latency_ms']:.3f} ms sustained")
         left = p.total - p.index
         print(f"{head}: {row['status']} ({row['duration_s']:.1f} s) {detail} "
               f"[{left} left]", file=sys.stderr, flush=True)
@@ -101,7 +120,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         devices=args.device, suite=args.suite, workloads=args.workload, quant=args.quant,
         prune=args.prune, results_dir=args.results_dir, resume=args.resume,
         cache_dir=args.cache_dir, iterations=args.iterations, warmup=args.warmup,
-        timeout_s=args.timeout_s, threads=args.threads, command_line=sys.argv,
+        timeout_s=args.timeout_s, threads=args.threads, sustained_s=args.sustained_s,
+        period_ms=args.period_ms, pace=args.pace, command_line=sys.argv,
         progress=None if args.quiet else _print_progress,
         progress_note=None if args.quiet else _print_note)
     print(write_report(run_dir))
@@ -305,6 +325,229 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- emulate
+
+
+def _add_emulate(sub: Any) -> None:
+    p = sub.add_parser(
+        "emulate", help="predict latency, memory, energy and heat of ONNX models on devices",
+        description="Predict what ONNX models would do on device profiles, without running "
+                    "them: latency (burst, and sustained under heat with --duration or "
+                    "--iterations), peak memory against the app's cap, energy and power, and "
+                    "with --detail the unit, time and share of every node and why nodes fell "
+                    "back from the NPU. --precision emulates float models at another precision "
+                    "without quantizing them. JSON output is a list with one object per "
+                    "(model, device, precision).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: harness emulate model.onnx --device snapdragon8gen3 "
+               "--device raspberrypi5 --precision fp32 --precision int8 --format json")
+    p.add_argument("models", nargs="+", type=Path, metavar="MODEL.onnx")
+    p.add_argument("--device", action="append", required=True, metavar="NAME",
+                   help="device profile (repeatable); see `harness devices`")
+    p.add_argument("--precision", action="append", metavar="P",
+                   choices=("fp32", "fp16", "int8", "int4"),
+                   help="what-if precision for float nodes (repeatable; default: as stored)")
+    p.add_argument("--unit", default="auto", metavar="UNIT",
+                   help="auto (default) places each node on the best unit; cpu/gpu/npu forces "
+                        "one (nodes it cannot run fall back to the CPU)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--detail", action="store_true", help="include the per-node breakdown")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--duration", type=float, metavar="S",
+                   help="also simulate a sustained run of S seconds (device time)")
+    g.add_argument("--iterations", type=int, metavar="N",
+                   help="also simulate a sustained run of N back-to-back inferences")
+    p.add_argument("--period-ms", type=float, metavar="MS",
+                   help="in the sustained run, one inference per period (idle in between)")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="full shape of a model input with dynamic dimensions (repeatable; "
+                        "other dynamic dimensions are 1)")
+    p.set_defaults(func=_cmd_emulate)
+
+
+def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
+    from harness.errors import InputError
+
+    shapes = {}
+    for spec in specs:
+        name, _, dims = spec.partition("=")
+        try:
+            shapes[name] = [int(d) for d in dims.split(",")]
+        except ValueError:
+            raise InputError(f"expected NAME=D1,D2,... with integer dims, got {spec!r}",
+                             field="--shape") from None
+        if not name or not shapes[name]:
+            raise InputError(f"expected NAME=D1,D2,..., got {spec!r}", field="--shape")
+    return shapes
+
+
+def emulate_models(models: list[Path], *, devices: list[str], precisions: list[str | None],
+                   unit: str = "auto", detail: bool = False, duration_s: float | None = None,
+                   iterations: int | None = None, period_ms: float | None = None,
+                   input_shapes: dict[str, list[int]] | None = None) -> list[dict[str, Any]]:
+    """One result per (model, device, precision): the what-if API behind ``harness emulate``.
+
+    Bad input (an unknown device, an unreadable model) raises before any result; a unit a
+    device does not have gives that combination an ``error`` entry.
+    """
+    from harness.emulator import emulate, load_graph, simulate
+    from harness.errors import HarnessError
+    from harness.profiles import load_profile
+
+    profiles = [load_profile(d) for d in devices]
+    graphs = [load_graph(m, input_shapes=input_shapes) for m in models]
+    out: list[dict[str, Any]] = []
+    for model, graph in zip(models, graphs, strict=True):
+        stored = _dominant_precision(graph)
+        for prof in profiles:
+            for prec in precisions:
+                entry: dict[str, Any] = {"model": str(model), "device": prof.name,
+                                         "precision": prec or stored}
+                try:
+                    em = emulate(graph, prof, unit=unit, precision=prec)
+                except HarnessError as exc:
+                    out.append({**entry, "error": str(exc)})
+                    continue
+                entry.update({
+                    "unit": em.latency.main_unit, "latency_ms": em.latency_ms,
+                    "peak_memory_mb": em.footprint_mb, "fits": em.fits,
+                    "app_cap_mb": em.memory.app_cap_mb, "energy_mj": em.latency.energy_mj,
+                    "avg_power_w": em.latency.avg_power_w, "work_gops": em.latency.work_gops,
+                    "unit_ms": dict(em.latency.unit_ms),
+                    "fallback_nodes": len(em.latency.fallbacks),
+                    "notes": list(em.notes)})
+                if duration_s is not None or iterations is not None:
+                    trace = simulate(em.latency, prof, duration_s=duration_s,
+                                     iterations=iterations, period_ms=period_ms)
+                    entry.update({"sustained_latency_ms": trace.sustained_latency_ms,
+                                  "sustained_clock_fraction": trace.clock_fraction[-1],
+                                  "sustained_temp_c": trace.temp_c[-1],
+                                  "sustained_power_w": trace.power_w[-1]})
+                    if detail:
+                        entry["trace"] = trace.to_row()
+                if detail:
+                    entry["nodes"] = em.breakdown()
+                    entry["fallbacks"] = list(em.latency.fallbacks)
+                out.append(entry)
+    return out
+
+
+def _dominant_precision(graph: Any) -> str:
+    work: dict[str, int] = {}
+    for n in graph.nodes:
+        if not n.fused:
+            work[n.precision] = work.get(n.precision, 0) + n.work_ops
+    return max(work, key=lambda p: work[p]) if work else "fp32"
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    results = emulate_models(
+        args.models, devices=args.device, precisions=args.precision or [None], unit=args.unit,
+        detail=args.detail, duration_s=args.duration, iterations=args.iterations,
+        period_ms=args.period_ms, input_shapes=_parse_shapes(args.shape))
+    if args.format == "json":
+        print(json.dumps(results, indent=2))
+        return 0
+    from tabulate import tabulate
+
+    sustained = any("sustained_latency_ms" in r for r in results)
+    headers = ["model", "device", "precision", "unit", "latency (ms)"]
+    headers += ["sustained (ms)"] if sustained else []
+    headers += ["memory (MB)", "fits", "energy (mJ)", "power (W)"]
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append([Path(r["model"]).name, r["device"], r["precision"], "error: "
+                         + r["error"]] + [""] * (len(headers) - 4))
+            continue
+        row = [Path(r["model"]).name, r["device"], r["precision"], r["unit"],
+               f"{r['latency_ms']:.3f}"]
+        row += [f"{r['sustained_latency_ms']:.3f}"] if sustained else []
+        row += [f"{r['peak_memory_mb']:.1f}", "yes" if r["fits"] else "NO",
+                f"{r['energy_mj']:.3f}", f"{r['avg_power_w']:.2f}"]
+        rows.append(row)
+    print(tabulate(rows, headers=headers, disable_numparse=True))
+    if args.detail:
+        for r in results:
+            if "nodes" not in r:
+                continue
+            print(f"\n{Path(r['model']).name} on {r['device']} ({r['precision']}):")
+            # Fused nodes (Q/DQ, views) take no time on a device; JSON keeps them.
+            shown = sorted((n for n in r["nodes"] if n["unit"]), key=lambda n: -n["time_ms"])
+            print(tabulate([[n["node"], n["op"], n["unit"] or "fused", n["run_precision"],
+                             f"{n['time_ms']:.4f}", f"{100 * n['share']:.1f}", n["bound"],
+                             n["fallback"] or ""] for n in shown],
+                           headers=["node", "op", "unit", "precision", "time (ms)", "share %",
+                                    "bound", "fallback / lost speed"], disable_numparse=True))
+    return 0
+
+
+# --------------------------------------------------------------------------- calibrate
+
+
+def _add_calibrate(sub: Any) -> None:
+    p = sub.add_parser(
+        "calibrate", help="fit the emulator's NPU parameters on published latencies",
+        description="Fit the NPU efficiency per op class, dispatch cost, fp16 rate and DRAM "
+                    "bandwidth efficiency on the AI Hub NPU latencies in "
+                    "shared/calibration/published_latency.csv (runtimes TFLITE and QNN_DLC), "
+                    "using reference architectures built in PyTorch, and print the fit error "
+                    "per device and model (median absolute %% error, worst rows) in sample and "
+                    "leave-one-device-out. --write stores the fitted figures, with their "
+                    "provenance, in devices/fitted/calibration.toml, which profiles load.")
+    p.add_argument("--write", action="store_true",
+                   help="write the fitted figures into devices/fitted/calibration.toml")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="where reference models are cached (default: the artifact cache)")
+    p.add_argument("--worst", type=int, default=8, metavar="N", help="worst rows to list")
+    p.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from harness.cache import default_cache_dir
+    from harness.calibrate import run_calibration, write_overlay
+
+    report = run_calibration(cache_dir=args.cache_dir or default_cache_dir(),
+                             progress=_print_note)
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print("fitted parameters (shared by all NPUs):")
+        print(tabulate(sorted(report.parameters.items()), headers=["parameter", "value"],
+                       floatfmt=".4g"))
+        for title, key in (("device", "device"), ("model", "model")):
+            ins = report.summary_by(key, report.in_sample)
+            cv = report.summary_by(key, report.leave_one_device_out)
+            print(f"\nmedian |error| % by {title}:")
+            print(tabulate([[k, f"{v:.1f}", f"{cv[k]:.1f}" if k in cv else ""]
+                            for k, v in ins.items()],
+                           headers=[title, "in sample", "leave one device out"]))
+        print("\nmodel ordering per device (Kendall tau, 1 = same order as published):")
+        print(tabulate(sorted(report.rank_agreement.items()), headers=["device / precision",
+                                                                         "tau"],
+                       floatfmt=".2f"))
+        worst = sorted(report.leave_one_device_out or report.in_sample,
+                       key=lambda r: -abs(r["error_pct"]))[:args.worst]
+        print("\nworst rows (leave one device out):")
+        print(tabulate([[r["label"], f"{r['observed_ms']:.3f}", f"{r['predicted_ms']:.3f}",
+                         f"{r['error_pct']:+.0f}"] for r in worst],
+                       headers=["target", "published (ms)", "predicted (ms)", "error %"]))
+        all_in = [abs(r["error_pct"]) for r in report.in_sample]
+        all_cv = [abs(r["error_pct"]) for r in report.leave_one_device_out]
+        import statistics
+
+        print(f"\noverall median |error|: {statistics.median(all_in):.1f}% in sample"
+              + (f", {statistics.median(all_cv):.1f}% leave-one-device-out" if all_cv else "")
+              + f" over {len(all_in)} targets; {len(report.skipped)} left out")
+    if args.write:
+        path = write_overlay(report)
+        print(f"\nfitted figures written to {path}", file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------- suites
 
 
@@ -331,7 +574,8 @@ def _cmd_suites(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_devices, _add_report, _add_compare,
+COMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_emulate, _add_calibrate,
+                                         _add_devices, _add_report, _add_compare,
                                          _add_recommend, _add_export, _add_suites]
 
 

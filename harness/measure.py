@@ -35,6 +35,35 @@ def time_runs(run: Callable[[Any, Feeds], Any], feeds: Feeds, iterations: int) -
     return samples
 
 
+def paced_runs(run: Callable[[Any, Feeds], Any], feeds: Feeds, iterations: int,
+               target_ns: int) -> tuple[list[int], int]:
+    """Like :func:`time_runs`, but each inference is padded to ``target_ns`` of wall time.
+
+    For app developers who want to feel the device: the loop sleeps (then spins for the last
+    stretch, as sleep overshoots by up to a millisecond) until the predicted device latency has
+    passed. Returns the raw host inference times and how many of them already exceeded the
+    target, i.e. where the host is slower than the device and pacing cannot slow it down.
+    """
+    samples = [0] * iterations
+    overruns = 0
+    clock = time.perf_counter_ns
+    for i in range(iterations):
+        t0 = clock()
+        run(None, feeds)
+        t1 = clock()
+        samples[i] = t1 - t0
+        deadline = t0 + target_ns
+        if t1 > deadline:
+            overruns += 1
+            continue
+        remaining = deadline - t1
+        if remaining > 2_000_000:
+            time.sleep((remaining - 1_000_000) / 1e9)
+        while clock() < deadline:
+            pass
+    return samples, overruns
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process (VmHWM), in MB."""
     try:
@@ -61,8 +90,12 @@ def measure_artifact(
     warmup: int,
     iterations: int,
     threads: int,
+    pace_ms: float | None = None,
 ) -> dict[str, Any]:
-    """Cold start, warm-up, then ``iterations`` timed runs of ``artifact`` on ONNX Runtime."""
+    """Cold start, warm-up, then ``iterations`` timed runs of ``artifact`` on ONNX Runtime.
+
+    With ``pace_ms`` each timed run is padded to that wall time (see :func:`paced_runs`).
+    """
     import onnxruntime as ort
 
     rss_before = current_rss_mb()
@@ -78,7 +111,12 @@ def measure_artifact(
     t2 = time.perf_counter_ns()
     for _ in range(warmup):
         session.run(None, feeds)
-    samples = time_runs(session.run, feeds, iterations)
+    pace: dict[str, Any] | None = None
+    if pace_ms:
+        samples, overruns = paced_runs(session.run, feeds, iterations, round(pace_ms * 1e6))
+        pace = {"target_ms": pace_ms, "overruns": overruns}
+    else:
+        samples = time_runs(session.run, feeds, iterations)
     peak = peak_rss_mb()
     return {
         "session": session,
@@ -92,5 +130,6 @@ def measure_artifact(
             "warm_latency_ns": samples,
             "rss_before_session_mb": round(rss_before, 3),
             "peak_rss_mb": round(peak, 3),
+            "pace": pace,
         },
     }

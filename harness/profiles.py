@@ -20,12 +20,21 @@ File format (``schema_version = 1``)::
     bandwidth_gb_s = { ... }              # peak DRAM bandwidth
     runtime_overhead_mb = { ... }         # runtime + process baseline, added to footprints
 
+    dram_pj_per_byte = { ... }            # energy per byte of DRAM traffic (v2)
+    bandwidth_efficiency = { ... }        # optional (v2): share of peak bandwidth reached
+
     [power]
     idle_w = { ... }
+    battery_wh = { ... }                  # optional: phones; for inferences per % battery
 
-    [thermal]
+    [thermal]                             # lumped model, see harness/emulator/thermal.py
     ambient_c = { ... }
     sustained_fraction = { ... }          # sustained / burst performance under long load
+    thermal_resistance_c_per_w = { ... }  # steady-state rise per watt (v2)
+    time_constant_s = { ... }             # how fast the temperature follows the power (v2)
+    throttle_start_c = { ... }            # clocks start to drop here (v2)
+    throttle_end_c = { ... }              # ... and reach min_clock_fraction here (v2)
+    min_clock_fraction = { ... }          # (v2)
 
     [[units]]                             # one per compute unit: cpu, gpu, npu
     name = "npu"
@@ -34,7 +43,12 @@ File format (``schema_version = 1``)::
     peak_gops = { int8 = { ... }, fp16 = { ... } }   # per precision; 1 MAC = 2 ops
     efficiency = { ... }                  # share of peak reached on real layers
     dispatch_us = { ... }                 # fixed cost per node
-    active_power_w = { ... }
+    active_power_w = { ... }              # at full clock and full utilisation
+    handoff_us = { ... }                  # cost of a tensor entering or leaving this unit (v2)
+    op_efficiency = { depthwise = { ... } }   # optional, per op class (v2); else `efficiency`
+    energy_pj_per_op = { int8 = { ... } }     # optional (v2); else derived from active power
+    sparse_2_4 = true                     # optional (v2): skips the zeros of 2:4 sparse weights
+    static_shapes = true                  # optional (v2): cannot run nodes of unknown shape
 
 A figure's ``basis`` is one of ``published`` (a spec sheet or measurement, cited), ``derived``
 (computed from published figures; the source says how), ``assumed`` (no published figure; the
@@ -54,10 +68,13 @@ from typing import Any
 
 from harness.errors import InputError, check_keys, expect_type, unknown_name
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 UNIT_KINDS = ("cpu", "gpu", "npu")
 BASES = ("published", "derived", "assumed", "fitted")
+# Op classes with their own efficiency: units reach very different shares of peak on them
+# (a depthwise conv has little reuse per weight; elementwise ops are bandwidth-bound).
+OP_CLASSES = ("conv", "depthwise", "matmul", "elementwise", "other")
 
 # Upgrade functions: UPGRADES[v] turns a version-v document into version v + 1.
 UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -94,6 +111,30 @@ class ComputeUnit:
     efficiency: Figure
     dispatch_us: Figure
     active_power_w: Figure
+    handoff_us: Figure
+    op_efficiency: Mapping[str, Figure] = field(default_factory=dict)
+    energy_pj_per_op_given: Mapping[str, Figure] = field(default_factory=dict)
+    sparse_2_4: bool = False
+    static_shapes: bool = False
+
+    def efficiency_for(self, op_class: str) -> float:
+        """Share of peak reached on ``op_class`` (the unit's default when not given)."""
+        fig = self.op_efficiency.get(op_class)
+        return (fig or self.efficiency).value
+
+    def energy_pj_per_op(self, precision: str) -> Figure:
+        """Energy per op at full clock: given in the profile, or derived from active power.
+
+        Derived as active_power_w / (peak x efficiency): the unit at full load spends its
+        active power on its effective throughput.
+        """
+        if precision in self.energy_pj_per_op_given:
+            return self.energy_pj_per_op_given[precision]
+        gops = self.effective_gops(precision)
+        return Figure(value=self.active_power_w.value / gops * 1e3, basis="derived",
+                      source=f"derived: active_power_w {self.active_power_w.value:g} W / "
+                             f"(peak {self.peak_gops[precision].value:g} GOPS x efficiency "
+                             f"{self.efficiency.value:g}) = pJ per op at full load")
 
     def supports_op(self, op_type: str) -> bool:
         return "*" in self.ops or op_type in self.ops
@@ -108,21 +149,37 @@ class ComputeUnit:
 
 @dataclass(frozen=True)
 class MemorySpec:
+    """MB are MiB (2**20 bytes); GB/s are 1e9 bytes per second."""
+
     ram_mb: Figure
     app_cap_mb: Figure
     bandwidth_gb_s: Figure
     runtime_overhead_mb: Figure
+    dram_pj_per_byte: Figure
+    # Share of the peak bandwidth real kernels reach (1 when not given); calibration fits it.
+    bandwidth_efficiency: Figure | None = None
+
+    @property
+    def effective_bandwidth_gb_s(self) -> float:
+        eff = self.bandwidth_efficiency.value if self.bandwidth_efficiency else 1.0
+        return self.bandwidth_gb_s.value * eff
 
 
 @dataclass(frozen=True)
 class PowerSpec:
     idle_w: Figure
+    battery_wh: Figure | None = None
 
 
 @dataclass(frozen=True)
 class ThermalSpec:
     ambient_c: Figure
     sustained_fraction: Figure
+    thermal_resistance_c_per_w: Figure
+    time_constant_s: Figure
+    throttle_start_c: Figure
+    throttle_end_c: Figure
+    min_clock_fraction: Figure
 
 
 @dataclass(frozen=True)
@@ -152,12 +209,17 @@ class DeviceProfile:
         for section in ("memory", "power", "thermal"):
             obj = getattr(self, section)
             for key, value in vars(obj).items():
-                out[f"{section}.{key}"] = value
+                if value is not None:
+                    out[f"{section}.{key}"] = value
         for u in self.units:
             for prec, fig in u.peak_gops.items():
                 out[f"units.{u.name}.peak_gops.{prec}"] = fig
-            for key in ("efficiency", "dispatch_us", "active_power_w"):
+            for key in ("efficiency", "dispatch_us", "active_power_w", "handoff_us"):
                 out[f"units.{u.name}.{key}"] = getattr(u, key)
+            for cls, fig in u.op_efficiency.items():
+                out[f"units.{u.name}.op_efficiency.{cls}"] = fig
+            for prec, fig in u.energy_pj_per_op_given.items():
+                out[f"units.{u.name}.energy_pj_per_op.{prec}"] = fig
         return out
 
     def uncalibrated(self) -> list[str]:
@@ -204,7 +266,58 @@ def load_profile(name_or_path: str | Path, *, devices_dir: Path | None = None) -
         raise InputError(f"cannot read the device profile file: {exc.strerror}", file=path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=path) from exc
+    data = upgrade(data, file=path)
+    overlay = path.parent / FITTED_OVERLAY
+    if overlay.is_file():
+        data = apply_overlay(data, overlay)
     return parse_profile(data, file=path)
+
+
+# Fitted figures live in a generated file beside the hand-written profiles (which keep their
+# comments): `harness calibrate --write` rewrites it; load_profile merges it in.
+FITTED_OVERLAY = Path("fitted") / "calibration.toml"
+
+
+def apply_overlay(data: dict[str, Any], overlay: Path) -> dict[str, Any]:
+    """``data`` with the overlay's figures for this profile merged over it.
+
+    The overlay holds ``[profiles.<name>.<section>.<field>]`` figure tables; units are
+    addressed by name (``[profiles.<name>.units.npu.op_efficiency.conv]``).
+    """
+    try:
+        with overlay.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", file=overlay) from exc
+    if doc.get("schema_version") != 1:
+        raise InputError(f"expected schema version 1, got {doc.get('schema_version')!r}",
+                         file=overlay, field="schema_version")
+    patch = doc.get("profiles", {}).get(data.get("name"))
+    if not patch:
+        return data
+    out = dict(data)
+    for key, value in patch.items():
+        if key == "units":
+            units = [dict(u) for u in out.get("units", [])]
+            for uname, upatch in value.items():
+                target = next((u for u in units if u.get("name") == uname), None)
+                if target is None:
+                    raise unknown_name("compute unit", uname, [str(u.get("name")) for u in units],
+                                       file=overlay, field=f"profiles.{data['name']}.units")
+                target.update(_deep_merge(target, upatch))
+            out["units"] = units
+        else:
+            out[key] = _deep_merge(out.get(key, {}), value)
+    return out
+
+
+def _deep_merge(base: Any, patch: Any) -> Any:
+    if not isinstance(base, dict) or not isinstance(patch, dict) or "value" in patch:
+        return patch
+    merged = dict(base)
+    for k, v in patch.items():
+        merged[k] = _deep_merge(base.get(k), v)
+    return merged
 
 
 def upgrade(data: dict[str, Any], *, file: Any) -> dict[str, Any]:
@@ -245,10 +358,26 @@ def parse_profile(data: dict[str, Any], *, file: Path | str | None = None) -> De
                        file=file, field="reference_devices")
     memory = _section(data, "memory", MemorySpec, file, {
         "ram_mb": _positive, "app_cap_mb": _positive, "bandwidth_gb_s": _positive,
-        "runtime_overhead_mb": _non_negative})
-    power = _section(data, "power", PowerSpec, file, {"idle_w": _non_negative})
+        "runtime_overhead_mb": _non_negative, "dram_pj_per_byte": _non_negative},
+        optional={"bandwidth_efficiency": _fraction})
+    power = _section(data, "power", PowerSpec, file, {"idle_w": _non_negative},
+                     optional={"battery_wh": _positive})
     thermal = _section(data, "thermal", ThermalSpec, file, {
-        "ambient_c": _any_number, "sustained_fraction": _fraction})
+        "ambient_c": _any_number, "sustained_fraction": _fraction,
+        "thermal_resistance_c_per_w": _positive, "time_constant_s": _positive,
+        "throttle_start_c": _any_number, "throttle_end_c": _any_number,
+        "min_clock_fraction": _fraction})
+    if thermal.throttle_end_c.value <= thermal.throttle_start_c.value:
+        raise InputError(f"expected more than throttle_start_c "
+                         f"({thermal.throttle_start_c.value:g}), got "
+                         f"{thermal.throttle_end_c.value:g}", file=file,
+                         field="thermal.throttle_end_c.value")
+    if thermal.min_clock_fraction.value > thermal.sustained_fraction.value:
+        raise InputError(f"expected at most sustained_fraction "
+                         f"({thermal.sustained_fraction.value:g}): the throttle curve must be "
+                         f"able to reach the sustained level, got "
+                         f"{thermal.min_clock_fraction.value:g}", file=file,
+                         field="thermal.min_clock_fraction.value")
     if memory.app_cap_mb.value > memory.ram_mb.value:
         raise InputError(f"expected at most ram_mb ({memory.ram_mb.value:g}), got "
                          f"{memory.app_cap_mb.value:g}", file=file, field="memory.app_cap_mb.value")
@@ -318,18 +447,37 @@ def _figure(raw: Any, *, file: Any, field: str, check: Check) -> Figure:
 
 
 def _section(data: dict[str, Any], name: str, cls: type, file: Any,
-             checks: dict[str, Check]) -> Any:
+             checks: dict[str, Check], *, optional: dict[str, Check] | None = None) -> Any:
+    optional = optional or {}
     raw = expect_type(data[name], dict, "a table", file=file, field=name)
-    check_keys(raw, allowed=checks, required=checks, file=file, prefix=name + ".")
+    check_keys(raw, allowed={*checks, *optional}, required=checks, file=file,
+               prefix=name + ".")
+    every = {**checks, **optional}
     return cls(**{k: _figure(raw[k], file=file, field=f"{name}.{k}", check=c)
-                  for k, c in checks.items()})
+                  for k, c in every.items() if k in raw})
+
+
+def _figure_table(raw: Any, *, file: Any, field: str, keys: tuple[str, ...], kind: str,
+                  check: Check) -> dict[str, Figure]:
+    table = expect_type(raw, dict, f"a table of {kind} = figure", file=file, field=field)
+    out = {}
+    for key, fig in table.items():
+        if key not in keys:
+            raise unknown_name(kind, key, keys, file=file, field=f"{field}.{key}")
+        out[key] = _figure(fig, file=file, field=f"{field}.{key}", check=check)
+    return out
 
 
 def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
     where = f"units[{i}]"
     expect_type(raw, dict, "a table", file=file, field=where)
-    keys = {"name", "kind", "ops", "peak_gops", "efficiency", "dispatch_us", "active_power_w"}
-    check_keys(raw, allowed=keys, required=keys, file=file, prefix=where + ".")
+    keys = {"name", "kind", "ops", "peak_gops", "efficiency", "dispatch_us", "active_power_w",
+            "handoff_us"}
+    check_keys(raw, allowed=keys | {"op_efficiency", "energy_pj_per_op", "sparse_2_4",
+                                    "static_shapes"},
+               required=keys, file=file, prefix=where + ".")
+    flags = {k: expect_type(raw.get(k, False), bool, "true or false", file=file,
+                            field=f"{where}.{k}") for k in ("sparse_2_4", "static_shapes")}
     kind = expect_type(raw["kind"], str, "a string", file=file, field=where + ".kind")
     if kind not in UNIT_KINDS:
         raise unknown_name("unit kind", kind, UNIT_KINDS, file=file, field=where + ".kind")
@@ -338,16 +486,16 @@ def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
     if not ops or not all(isinstance(o, str) for o in ops):
         raise InputError(f"expected a non-empty list of op type strings, got {ops!r}",
                          file=file, field=where + ".ops")
-    peaks_raw = expect_type(raw["peak_gops"], dict, "a table of precision = figure", file=file,
-                            field=where + ".peak_gops")
-    if not peaks_raw:
+    peaks = _figure_table(raw["peak_gops"], file=file, field=where + ".peak_gops",
+                          keys=PRECISIONS, kind="precision", check=_positive)
+    if not peaks:
         raise InputError("expected at least one precision", file=file, field=where + ".peak_gops")
-    peaks = {}
-    for prec, fig in peaks_raw.items():
-        if prec not in PRECISIONS:
-            raise unknown_name("precision", prec, PRECISIONS, file=file,
-                               field=f"{where}.peak_gops.{prec}")
-        peaks[prec] = _figure(fig, file=file, field=f"{where}.peak_gops.{prec}", check=_positive)
+    energy = _figure_table(raw.get("energy_pj_per_op", {}), file=file,
+                           field=where + ".energy_pj_per_op", keys=tuple(peaks),
+                           kind="precision of this unit", check=_positive)
+    op_eff = _figure_table(raw.get("op_efficiency", {}), file=file,
+                           field=where + ".op_efficiency", keys=OP_CLASSES, kind="op class",
+                           check=_fraction)
     return ComputeUnit(
         name=expect_type(raw["name"], str, "a string", file=file, field=where + ".name"),
         kind=kind,
@@ -359,4 +507,61 @@ def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
                             check=_non_negative),
         active_power_w=_figure(raw["active_power_w"], file=file, field=where + ".active_power_w",
                                check=_non_negative),
+        handoff_us=_figure(raw["handoff_us"], file=file, field=where + ".handoff_us",
+                           check=_non_negative),
+        op_efficiency=op_eff,
+        energy_pj_per_op_given=energy,
+        **flags,
     )
+
+
+# --------------------------------------------------------------------------- upgrades
+
+
+def _assumed(value: float, why: str) -> dict[str, Any]:
+    return {"value": value, "basis": "assumed",
+            "source": f"assumed: {why} (added by the schema 1 -> 2 upgrade); uncalibrated"}
+
+
+# What a v1 profile lacks, filled with explicit assumptions (marked as such, so they show as
+# uncalibrated): the lumped thermal model, DRAM energy and the cost of moving between units.
+_V2_THERMAL = {
+    "thermal_resistance_c_per_w": (8.0, "8 C/W, a phone-sized chassis order of magnitude"),
+    "time_constant_s": (90.0, "90 s, minutes-scale heating of a phone SoC and chassis"),
+    "throttle_start_c": (65.0, "65 C, where mobile governors typically start to cap clocks"),
+    "throttle_end_c": (95.0, "95 C, near the junction limit"),
+    "min_clock_fraction": (0.3, "0.3 of the top clock at the junction limit"),
+}
+_V2_HANDOFF_US = {"cpu": 0.0, "gpu": 50.0, "npu": 100.0}
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    # Missing or malformed sections are left as they are, for validation to report.
+    out = {**data, "schema_version": 2}
+    if isinstance(data.get("memory"), dict):
+        out["memory"] = {"dram_pj_per_byte": _assumed(
+            40.0, "40 pJ per byte of LPDDR traffic, a typical order of magnitude"),
+            **data["memory"]}
+    if isinstance(data.get("thermal"), dict):
+        thermal = dict(data["thermal"])
+        for key, (value, why) in _V2_THERMAL.items():
+            thermal.setdefault(key, _assumed(value, why))
+        sustained = thermal.get("sustained_fraction", {})
+        if isinstance(sustained, dict) and isinstance(sustained.get("value"), int | float) \
+                and thermal["min_clock_fraction"]["value"] > sustained["value"]:
+            thermal["min_clock_fraction"] = _assumed(
+                sustained["value"], "the published sustained fraction, so the curve reaches it")
+        out["thermal"] = thermal
+    if isinstance(data.get("units"), list):
+        units = []
+        for u in data["units"]:
+            if isinstance(u, dict) and "handoff_us" not in u:
+                cost = _V2_HANDOFF_US.get(u.get("kind", ""), 50.0)
+                u = {**u, "handoff_us": _assumed(
+                    cost, f"{cost:g} us to hand a tensor to or from a {u.get('kind')} unit")}
+            units.append(u)
+        out["units"] = units
+    return out
+
+
+UPGRADES[1] = _upgrade_v1

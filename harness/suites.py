@@ -13,6 +13,9 @@ A suite lists workloads x quantization levels x pruning levels, and how to measu
     iterations = 100                # timed runs
     timeout_s = 300                 # per case, build and measurement each
     threads = 1                     # ONNX Runtime intra-op threads (0 = runtime default)
+    sustained_s = 600               # emulated sustained run on the device (simulated seconds)
+    period_ms = 33.3                # optional: one inference per period (a 30 fps camera)
+    pace = false                    # host runs padded to the predicted device latency
 
 Unknown keys are errors (with close matches), never silently ignored.
 """
@@ -51,6 +54,11 @@ class MeasureOptions:
     iterations: int = 100
     timeout_s: float = 300.0
     threads: int = 1
+    # The emulated sustained run: simulated device time, so it costs milliseconds. 10 minutes
+    # is about the length of the published CPU throttling tests the thermal model is fitted to.
+    sustained_s: float = 600.0
+    period_ms: float | None = None
+    pace: bool = False
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -61,6 +69,10 @@ class MeasureOptions:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.sustained_s <= 0:
+            raise ValueError(f"sustained_s must be > 0, got {self.sustained_s}")
+        if self.period_ms is not None and self.period_ms <= 0:
+            raise ValueError(f"period_ms must be > 0, got {self.period_ms}")
 
 
 @dataclass(frozen=True)
@@ -149,14 +161,17 @@ def parse_suite(data: dict[str, Any], *, file: Path | None = None) -> Suite:
     measure = MeasureOptions()
     if "measure" in data:
         raw = expect_type(data["measure"], dict, "a table", file=file, field="measure")
-        check_keys(raw, allowed={"warmup", "iterations", "timeout_s", "threads"}, file=file,
-                   prefix="measure.")
+        check_keys(raw, allowed={"warmup", "iterations", "timeout_s", "threads", "sustained_s",
+                                 "period_ms", "pace"}, file=file, prefix="measure.")
         for key in ("warmup", "iterations", "threads"):
             if key in raw:
                 expect_type(raw[key], int, "an integer", file=file, field=f"measure.{key}")
-        if "timeout_s" in raw:
-            expect_type(raw["timeout_s"], (int, float), "a number of seconds", file=file,
-                        field="measure.timeout_s")
+        for key in ("timeout_s", "sustained_s", "period_ms"):
+            if key in raw:
+                expect_type(raw[key], (int, float), "a number", file=file,
+                            field=f"measure.{key}")
+        if "pace" in raw:
+            expect_type(raw["pace"], bool, "true or false", file=file, field="measure.pace")
         try:
             measure = replace(measure, **raw)
         except ValueError as exc:

@@ -50,7 +50,8 @@ def _measure(task: dict[str, Any]) -> dict[str, Any]:
     with np.load(task["inputs"]) as npz:
         feeds = {k: npz[k] for k in npz.files}
     out = measure_artifact(Path(task["artifact"]), feeds, warmup=task["warmup"],
-                           iterations=task["iterations"], threads=task["threads"])
+                           iterations=task["iterations"], threads=task["threads"],
+                           pace_ms=task.get("pace_ms"))
     row = out["row"]
     session = out["session"]
     # Quality after timing: evaluation data would otherwise inflate the measured peak memory.

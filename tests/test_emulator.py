@@ -42,22 +42,27 @@ def fig(value: float) -> dict[str, Any]:
 
 
 def unit(name: str, kind: str, ops: Sequence[str], peaks: dict[str, float], *,
-         efficiency: float = 0.5, dispatch_us: float = 5.0) -> dict[str, Any]:
+         efficiency: float = 0.5, dispatch_us: float = 5.0, handoff_us: float = 0.0,
+         **extra: Any) -> dict[str, Any]:
     return {"name": name, "kind": kind, "ops": list(ops),
             "peak_gops": {p: fig(v) for p, v in peaks.items()},
             "efficiency": fig(efficiency), "dispatch_us": fig(dispatch_us),
-            "active_power_w": fig(1.0)}
+            "active_power_w": fig(1.0), "handoff_us": fig(handoff_us), **extra}
 
 
 def profile(units: Sequence[dict[str, Any]] | None = None, *, bandwidth_gb_s: float = 10.0,
             app_cap_mb: float = 1024.0, overhead_mb: float = 10.0) -> DeviceProfile:
     return parse_profile({
-        "schema_version": 1, "name": "testdev", "display_name": "Test device", "soc": "Test",
+        "schema_version": 2, "name": "testdev", "display_name": "Test device", "soc": "Test",
         "adb_soc_model": "TEST",
         "memory": {"ram_mb": fig(4096), "app_cap_mb": fig(app_cap_mb),
-                   "bandwidth_gb_s": fig(bandwidth_gb_s), "runtime_overhead_mb": fig(overhead_mb)},
+                   "bandwidth_gb_s": fig(bandwidth_gb_s), "runtime_overhead_mb": fig(overhead_mb),
+                   "dram_pj_per_byte": fig(10.0)},
         "power": {"idle_w": fig(0.5)},
-        "thermal": {"ambient_c": fig(25), "sustained_fraction": fig(0.7)},
+        "thermal": {"ambient_c": fig(25), "sustained_fraction": fig(0.7),
+                    "thermal_resistance_c_per_w": fig(10), "time_constant_s": fig(60),
+                    "throttle_start_c": fig(60), "throttle_end_c": fig(90),
+                    "min_clock_fraction": fig(0.5)},
         "units": list(units or [unit("cpu", "cpu", ["*"], {"fp32": 100.0})]),
     })
 
@@ -395,8 +400,8 @@ def test_placement_puts_int8_conv_on_the_npu_and_falls_back_with_a_reason() -> N
     assert (conv.unit, conv.run_precision, conv.fallback) == ("npu", "int8", None)
     assert (pool.unit, pool.precision, pool.run_precision) == ("cpu", "int8", "fp32")
     assert pool.fallback is not None
-    assert "npu does not list MaxPool" in pool.fallback
-    assert "cpu has no int8" in pool.fallback
+    assert "npu op: does not list MaxPool" in pool.fallback
+    assert "cpu precision: has no int8" in pool.fallback
     assert lat.fallbacks == (f"pool (MaxPool): {pool.fallback}",)
     assert all(c.unit is None and c.time_ms == 0 for c in lat.nodes
                if c.op_type in ("QuantizeLinear", "DequantizeLinear"))
@@ -541,3 +546,120 @@ def test_importing_the_emulator_pulls_in_neither_torch_nor_onnxruntime() -> None
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=Path(__file__).resolve().parents[1])
+
+
+# --------------------------------------------------------------------------- issue 3 rules
+
+
+def _v2_unit(name: str, kind: str, ops: Sequence[str], peaks: dict[str, float],
+             **extra: Any) -> dict[str, Any]:
+    return unit(name, kind, ops, peaks, dispatch_us=0.0, **extra)
+
+
+def _v2_profile(units: Sequence[dict[str, Any]], *, bandwidth_gb_s: float = 1e6) -> DeviceProfile:
+    return profile(units, bandwidth_gb_s=bandwidth_gb_s, overhead_mb=0.0)
+
+
+def _mm_chain(n: int = 2, size: int = 64) -> onnx.ModelProto:
+    nodes, inits, prev = [], [], "x"
+    for i in range(n):
+        nodes.append(helper.make_node("MatMul", [prev, f"W{i}"], [f"h{i}"], name=f"mm{i}"))
+        inits.append(init(f"W{i}", rand(size, size)))
+        prev = f"h{i}"
+    return model(nodes, [tensor("x", F32, [size, size])], [tensor(prev, F32, None)], inits)
+
+
+def test_transfers_between_units_are_charged_and_steer_placement() -> None:
+    # 64x64x64 matmul = 524288 ops. cpu: 1 GOPS*0.5 -> 1.048576 ms; npu: 100x faster.
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0})
+    npu = _v2_unit("npu", "npu", ["MatMul"], {"fp32": 100.0}, handoff_us=500.0)
+    lat = predict_latency(_mm_chain(2), _v2_profile([cpu, npu]))
+    mm0, mm1 = node(lat.nodes, "mm0"), node(lat.nodes, "mm1")
+    # x arrives on the cpu: mm0 pays the 0.5 ms hand-off (plus 16 KiB over "infinite" DRAM)
+    # and is still faster on the npu (0.0105 + 0.5 < 1.05); mm1 then stays there for free.
+    assert (mm0.unit, mm1.unit) == ("npu", "npu")
+    assert mm0.transfer_ms == pytest.approx(0.5, rel=1e-3) and mm1.transfer_ms == 0.0
+    assert lat.output_transfer_ms == pytest.approx(0.5, rel=1e-3)
+    assert lat.latency_ms == pytest.approx(mm0.time_ms + mm1.time_ms + 0.5, rel=1e-6)
+    # A hand-off dearer than the whole compute keeps the work on the cpu.
+    npu_far = _v2_unit("npu", "npu", ["MatMul"], {"fp32": 100.0}, handoff_us=5000.0)
+    far = predict_latency(_mm_chain(2), _v2_profile([cpu, npu_far]))
+    assert {n.unit for n in far.nodes} == {"cpu"} and far.output_transfer_ms == 0.0
+
+
+def test_static_shape_units_refuse_unknown_shapes_with_a_reason() -> None:
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0})
+    npu = _v2_unit("npu", "npu", ["*"], {"fp32": 1000.0}, static_shapes=True)
+    # An op whose output shape onnx cannot infer (custom domain) is left to the cpu.
+    odd = helper.make_node("Mystery", ["x"], ["y"], name="odd", domain="custom")
+    m = model([odd], [tensor("x", F32, [4, 4])], [tensor("y", F32, None)])
+    m.opset_import.append(helper.make_opsetid("custom", 1))
+    lat = predict_latency(m, _v2_profile([cpu, npu]))
+    (n,) = lat.nodes
+    assert n.unit == "cpu" and n.fallback is not None and "shape:" in n.fallback
+
+
+def test_two_four_sparsity_halves_work_only_on_units_that_exploit_it() -> None:
+    m = _mm_chain(1, size=128)
+    dense = predict_latency(m, _v2_profile([_v2_unit("gpu", "gpu", ["*"], {"fp32": 10.0},
+                                                     sparse_2_4=True)]))
+    meta = m.metadata_props.add()
+    meta.key, meta.value = "harness.sparsity_pattern", "2:4"
+    credited = predict_latency(m, _v2_profile([_v2_unit("gpu", "gpu", ["*"], {"fp32": 10.0},
+                                                        sparse_2_4=True)]))
+    plain = predict_latency(m, _v2_profile([_v2_unit("gpu", "gpu", ["*"], {"fp32": 10.0})]))
+    assert credited.sparsity_credit and not plain.sparsity_credit
+    assert credited.work_gops == pytest.approx(dense.work_gops / 2)
+    assert credited.latency_ms == pytest.approx(dense.latency_ms / 2, rel=1e-6)
+    assert plain.latency_ms == pytest.approx(dense.latency_ms)
+
+
+def test_op_class_efficiency_applies_to_depthwise_convs() -> None:
+    dw = conv_model([1, 8, 16, 16], [8, 1, 3, 3], group=8)
+    assert load_graph(dw).nodes[0].op_class == "depthwise"
+    plain = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0})
+    slow_dw = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0},
+                       op_efficiency={"depthwise": fig(0.05)})
+    a = predict_latency(dw, _v2_profile([plain])).nodes[0]
+    b = predict_latency(dw, _v2_profile([slow_dw])).nodes[0]
+    assert b.compute_ms == pytest.approx(a.compute_ms * 0.5 / 0.05)
+
+
+def test_what_if_precision_costs_an_fp32_graph_at_another_precision() -> None:
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0, "fp16": 2.0, "int8": 4.0})
+    prof = _v2_profile([cpu], bandwidth_gb_s=1.0)
+    m = _mm_chain(2, size=64)
+    fp32 = emulate(m, prof)
+    int8 = emulate(m, prof, precision="int8")
+    assert {n.precision for n in int8.latency.nodes} == {"int8"}
+    assert int8.latency.nodes[0].compute_ms == pytest.approx(
+        fp32.latency.nodes[0].compute_ms / 4)
+    assert int8.latency.bytes_mb == pytest.approx(fp32.latency.bytes_mb / 4)
+    assert int8.memory.weights_mb == pytest.approx(fp32.memory.weights_mb / 4)
+    # int4 is weight-only: 4-bit weights (an 8th), 16-bit activations (half); the cpu has no
+    # int4 and runs it at int8.
+    int4 = emulate(m, prof, precision="int4")
+    assert int4.memory.weights_mb == pytest.approx(fp32.memory.weights_mb / 8)
+    assert int4.memory.peak_activations_mb == pytest.approx(
+        fp32.memory.peak_activations_mb / 2)
+    assert {n.run_precision for n in int4.latency.nodes} == {"int8"}
+    with pytest.raises(InputError, match="precision"):
+        emulate(m, prof, precision="int3")
+
+
+def test_energy_is_ops_times_energy_per_op_plus_dram_bytes_plus_idle() -> None:
+    # cpu: 1 GOPS peak * 0.5 efficiency, 1 W active -> 2000 pJ per op (derived).
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0})
+    prof = _v2_profile([cpu], bandwidth_gb_s=1.0)
+    assert prof.units[0].energy_pj_per_op("fp32").value == pytest.approx(2000.0)
+    lat = emulate(_mm_chain(1, size=64), prof).latency
+    (n,) = lat.nodes
+    ops, nbytes = 2 * 64 ** 3, 3 * 64 * 64 * 4
+    assert n.compute_energy_mj == pytest.approx(ops * 2000e-9)
+    assert n.memory_energy_mj == pytest.approx(nbytes * 10e-9)
+    assert lat.energy_mj == pytest.approx(ops * 2000e-9 + nbytes * 10e-9 + 0.5 * lat.latency_ms)
+    # Throttled: compute time stretches by 1/f, energy per op shrinks by f^2.
+    assert lat.latency_at(0.5) == pytest.approx(
+        max(n.compute_ms / 0.5, n.memory_ms) + n.overhead_ms / 0.5)
+    assert lat.dynamic_energy_mj_at(0.5) == pytest.approx(
+        n.compute_energy_mj * 0.25 + n.memory_energy_mj)

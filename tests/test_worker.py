@@ -48,3 +48,51 @@ def test_a_corrupt_model_becomes_an_error(tmp_path: Path) -> None:
 
 def test_unknown_task_is_an_error() -> None:
     assert run_task({"kind": "nope"})["status"] == "error"
+
+
+def _big_activation_onnx(path: Path, mb: int) -> Path:
+    """x -> x + ConstantOfShape([mb MiB of float32]): needs ``mb`` MiB at run time."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    n = mb * 2**20 // 4
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [n])
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"],
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+             helper.make_node("Add", ["input", "big"], ["y"])]
+    g = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                       [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n])], [shape])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9),
+              str(path))
+    return path
+
+
+def test_a_runtime_over_the_memory_cap_becomes_oom(tmp_path: Path) -> None:
+    model = _big_activation_onnx(tmp_path / "big.onnx", mb=512)
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, input=np.ones((1,), np.float32))
+    task = _measure_task(model, inputs, iterations=1)
+    capped = _in_worker(task, timeout_s=120, log=tmp_path / "log", memory_limit_mb=400)
+    assert capped["status"] == "oom", capped
+    roomy = _in_worker(task, timeout_s=120, log=tmp_path / "log2", memory_limit_mb=4096)
+    assert roomy["status"] == "ok", roomy
+
+
+def test_pacing_pads_runs_to_the_target(tiny_model: Path, tmp_path: Path) -> None:
+    import time
+
+    import onnxruntime as ort
+
+    from harness.measure import paced_runs
+
+    sess = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
+    feeds = {"input": np.ones((1, 4, 8, 8), np.float32)}
+    t0 = time.perf_counter()
+    samples, overruns = paced_runs(sess.run, feeds, 20, target_ns=5_000_000)
+    wall = time.perf_counter() - t0
+    assert len(samples) == 20 and overruns == 0
+    assert wall >= 20 * 0.005  # padded: never faster than the target (a lower bound only)
+    assert sorted(samples)[10] < 5_000_000  # samples stay the host's own inference times
+    _, all_over = paced_runs(sess.run, feeds, 5, target_ns=1)
+    assert all_over == 5

@@ -1,4 +1,4 @@
-"""The device emulator: predicts latency and memory of an ONNX model on a device profile.
+"""The device emulator: predicts latency, energy, heat and memory of an ONNX model on a device.
 
 ``emulate(model, profile)`` is the entry point the benchmark runner uses; ``load_graph``,
 ``predict_latency`` and ``predict_memory`` are its parts. Importing this package imports onnx but
@@ -15,6 +15,8 @@ from harness.emulator.costmodel import (
 )
 from harness.emulator.graph import BYTES_PER_MB, Graph, NodeFacts, TensorInfo, load_graph
 from harness.emulator.memory import MemoryPrediction, live_bytes_per_step, predict_memory
+from harness.emulator.sustained import SustainedTrace, simulate
+from harness.emulator.thermal import PowerAtClock, ThermalModel, fit_thermal_resistance
 
 __all__ = [
     "BYTES_PER_MB",
@@ -24,11 +26,16 @@ __all__ = [
     "MemoryPrediction",
     "NodeCost",
     "NodeFacts",
+    "PowerAtClock",
+    "SustainedTrace",
     "TensorInfo",
+    "ThermalModel",
     "emulate",
+    "fit_thermal_resistance",
     "live_bytes_per_step",
     "load_graph",
     "predict_latency",
     "predict_memory",
     "roofline_ms",
+    "simulate",
 ]

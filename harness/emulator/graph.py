@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -120,6 +120,33 @@ DATA_MOVEMENT_OPS = frozenset({
     "ScatterElements", "OneHot", "Trilu", "ReverseSequence", "EyeLike", "QLinearConcat",
     "NonZero", "Compress", "CenterCropPad",
 })
+# Cheap per-element arithmetic: bandwidth-bound on every unit (op class "elementwise").
+ELEMENTWISE_OPS = frozenset({
+    "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Clip", "HardSwish", "HardSigmoid",
+    "LeakyRelu", "PRelu", "Elu", "Selu", "Erf", "Gelu", "FastGelu", "Exp", "Log", "Sqrt",
+    "Reciprocal", "Pow", "Neg", "Abs", "Max", "Min", "Where", "Cast", "BatchNormalization",
+    "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "Mish", "Softplus",
+    "BiasGelu", "QuickGelu", "Equal", "Less", "Greater", "Not", "And", "Or", "Sign", "Floor",
+    "Ceil", "Round",
+})
+
+
+def op_class(op: str, attrs: Mapping[str, object]) -> str:
+    """The efficiency class of an op: conv, depthwise, matmul, elementwise or other.
+
+    Grouped convolutions count as depthwise: little work per weight byte, so units reach a much
+    smaller share of peak on them than on dense convolutions.
+    """
+    if op in CONV_WEIGHT_INPUT or op == "ConvTranspose":
+        group = attrs.get("group", 1)
+        return "depthwise" if isinstance(group, int) and group > 1 else "conv"
+    if op in MATMUL_OPS:
+        return "matmul"
+    if op in ELEMENTWISE_OPS:
+        return "elementwise"
+    return "other"
+
+
 # These read only the part of input 0 that they output (an embedding Gather touches a few rows of
 # a large table, not all of it).
 PARTIAL_READ_OPS = frozenset({"Gather", "GatherElements", "GatherND", "Slice"})
@@ -168,6 +195,8 @@ OPS_PER_ELEMENT: dict[str, float] = {
     ), 8.0),
     "Mish": 10.0,
 }
+# ONNX metadata key under which harness.compress records how weights were pruned.
+SPARSITY_PATTERN_KEY = "harness.sparsity_pattern"
 UNKNOWN_OPS_PER_ELEMENT = 1.0
 """Work charged per output element of an op this module does not know (and reported)."""
 
@@ -210,6 +239,8 @@ class NodeFacts:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     output_bytes: tuple[int, ...]  # each output at its own element type
+    op_class: str = "other"      # see op_class(): which efficiency a unit reaches on it
+    shape_known: bool = True     # False: some input/output shape had to be guessed
 
 
 @dataclass(frozen=True)
@@ -224,6 +255,12 @@ class Graph:
     fixed_dims: tuple[str, ...]    # "input[axis] 'param' = value" for each dimension we chose
     unknown_ops: tuple[str, ...]   # op types charged at the unknown-op rate, sorted
     unresolved: tuple[str, ...]    # tensors read or output whose shape/type was guessed
+    metadata: Mapping[str, str] = field(default_factory=dict)   # the model's metadata_props
+
+    @property
+    def sparsity_pattern(self) -> str | None:
+        """How the weights were pruned, as recorded by harness.compress ("2:4", ...)."""
+        return self.metadata.get(SPARSITY_PATTERN_KEY)
 
     @property
     def work_ops(self) -> int:
@@ -303,6 +340,7 @@ def _skeleton(model: onnx.ModelProto, base_dir: Path | None) -> onnx.ModelProto:
     out.ir_version = model.ir_version
     out.opset_import.extend(model.opset_import)
     out.functions.extend(model.functions)
+    out.metadata_props.extend(model.metadata_props)  # e.g. the sparsity pattern of pruning
     src, dst = model.graph, out.graph
     dst.name = src.name
     dst.node.extend(src.node)
@@ -571,6 +609,7 @@ class _Builder:
             for t in names
         }
         return Graph(
+            metadata=MappingProxyType({p.key: p.value for p in self.model.metadata_props}),
             source=self.source, nodes=tuple(facts), tensors=MappingProxyType(tensors),
             inputs=self.inputs, outputs=self.outputs, fixed_dims=self.fixed,
             unknown_ops=tuple(sorted({f.op_type for f in facts if not f.known})),
@@ -610,6 +649,8 @@ class _Builder:
             work_ops=work, bytes_read=read, bytes_written=written, weight_bytes=weight,
             inputs=tuple(ins), outputs=tuple(outs),
             output_bytes=tuple(self._nbytes(t) for t in outs),
+            op_class=op_class(op, attrs),
+            shape_known=not any(t in self.unresolved for t in [*ins, *outs]),
         )
 
     def _precision(self, node: onnx.NodeProto, attrs: Mapping[str, object]) -> str:

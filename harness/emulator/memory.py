@@ -15,10 +15,18 @@ runtime that reorders nodes or reuses buffers in place can do somewhat better.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.emulator.graph import BYTES_PER_MB, Graph, ModelSource, load_graph
+from harness.emulator.graph import BYTES_PER_MB, Graph, ModelSource, TensorInfo, load_graph
 from harness.profiles import DeviceProfile
+
+# Bytes per tensor scale factor: 1 as stored; what-if precisions shrink float tensors.
+TensorScale = Callable[[TensorInfo], float]
+
+
+def _as_stored(t: TensorInfo) -> float:
+    return 1.0
 
 
 @dataclass(frozen=True)
@@ -35,10 +43,11 @@ class MemoryPrediction:
     peak_node: str | None        # the node running when activations peak (None: no nodes)
 
 
-def live_bytes_per_step(graph: Graph) -> list[int]:
+def live_bytes_per_step(graph: Graph, *, scale: TensorScale = _as_stored) -> list[int]:
     """Bytes of live activation buffers while each node runs (liveness rules: module doc).
 
     One entry per node in execution order; a graph without nodes gives one entry, its inputs.
+    ``scale`` resizes each buffer (what-if precisions).
     """
     last = max(len(graph.nodes) - 1, 0)
     start: dict[str, int] = {}
@@ -59,7 +68,7 @@ def live_bytes_per_step(graph: Graph) -> list[int]:
     # over the steps is then the live total at each step.
     delta = [0] * (last + 2)
     for name, s in start.items():
-        size = graph.tensors[name].device_nbytes
+        size = round(graph.tensors[name].device_nbytes * scale(graph.tensors[name]))
         delta[s] += size
         delta[end[name] + 1] -= size
     live: list[int] = []
@@ -70,7 +79,8 @@ def live_bytes_per_step(graph: Graph) -> list[int]:
     return live
 
 
-def predict_memory(graph: Graph | ModelSource, profile: DeviceProfile) -> MemoryPrediction:
+def predict_memory(graph: Graph | ModelSource, profile: DeviceProfile, *,
+                   scale: TensorScale = _as_stored) -> MemoryPrediction:
     """Predict the device footprint of ``graph`` (a :class:`Graph` or a model to load).
 
     Weights are the distinct initializers (and Constant outputs) the nodes use, at their stored
@@ -78,8 +88,10 @@ def predict_memory(graph: Graph | ModelSource, profile: DeviceProfile) -> Memory
     out, as ONNX Runtime drops them when it loads a model.
     """
     g = load_graph(graph)
-    weights_mb = g.weight_bytes / BYTES_PER_MB
-    live = live_bytes_per_step(g)
+    weights_mb = sum(t.nbytes * scale(t) for t in g.tensors.values()
+                     if t.kind == "weight" and t.stored_in == t.name
+                     and (t.consumers or t.is_output)) / BYTES_PER_MB
+    live = live_bytes_per_step(g, scale=scale)
     at = max(range(len(live)), key=live.__getitem__)   # the first step at the peak
     activations_mb = live[at] / BYTES_PER_MB
     overhead_mb = profile.memory.runtime_overhead_mb.value

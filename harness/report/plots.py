@@ -166,10 +166,13 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
             and (r.get("device_trace") or {}).get("latency_ms")]
     if not rows:
         return None
-    fig = Figure(figsize=(11, 7.5), dpi=DPI, layout="constrained")
-    axes = fig.subplots(3, 1, sharex=True)
-    series = (("latency_ms", "latency (ms)"), ("temp_c", "temperature (°C)"),
-              ("clock_fraction", "clock (fraction of peak)"))
+    series: tuple[tuple[str, str], ...] = (
+        ("latency_ms", "latency (ms)"), ("temp_c", "temperature (°C)"),
+        ("clock_fraction", "clock (fraction of peak)"))
+    if any((r["device_trace"].get("power_w") or []) for r in rows):
+        series += (("power_w", "power (W)"),)
+    fig = Figure(figsize=(11, 2.5 * len(series)), dpi=DPI, layout="constrained")
+    axes = fig.subplots(len(series), 1, sharex=True)
     for r in rows:
         tr = r["device_trace"]
         t = tr.get("time_s") or list(range(len(tr["latency_ms"])))

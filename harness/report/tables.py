@@ -90,10 +90,11 @@ DIGITS: dict[str, int] = {
 TEXT_COLUMNS = {"workload", "quant", "prune", "device", "status", "fits", "metric", "reason",
                 "unstable"}
 
-# Share of a sustained trace's inferences that count as "burst" (the start, before heat builds
-# up) and as "sustained" (the end, closest to the thermal steady state).
+# Share of a sustained trace's points that count as "burst" (the start, before heat builds up)
+# and as "sustained" (the end, closest to the thermal steady state: the same last tenth the
+# emulator's own sustained_latency_ms takes the median of).
 BURST_SHARE = 0.10
-SUSTAINED_SHARE = 0.25
+SUSTAINED_SHARE = 0.10
 J_PER_WH = 3600.0
 
 
@@ -122,8 +123,8 @@ def trace_split(trace: dict[str, Any]) -> dict[str, float | None]:
         "device_sustained_p90_ms")}
     if lat.size == 0:
         return out
-    burst = lat[:max(1, math.ceil(BURST_SHARE * lat.size))]
-    sustained = lat[-max(1, math.ceil(SUSTAINED_SHARE * lat.size)):]
+    burst = lat[:max(1, int(BURST_SHARE * lat.size))]
+    sustained = lat[-max(1, int(SUSTAINED_SHARE * lat.size)):]
     out["device_burst_p50_ms"] = float(np.percentile(burst, 50))
     out["device_burst_p90_ms"] = float(np.percentile(burst, 90))
     out["device_sustained_p50_ms"] = float(np.percentile(sustained, 50))

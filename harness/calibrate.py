@@ -1,0 +1,153 @@
+"""``harness calibrate``: fit the NPU parameters on published latencies and report the error.
+
+Targets are the AI Hub NPU rows of runtimes TFLITE and QNN_DLC in
+``shared/calibration/published_latency.csv`` (the calibration README calls them the
+trustworthy ones), median over releases. Reference architectures are built in PyTorch at the
+published input sizes (:mod:`harness.calibration.refmodels`) and costed by the emulator with the
+NPU forced, as AI Hub runs them. The fit (:mod:`harness.emulator.fit`) is shared by all fitted
+devices; the report gives the in-sample error and, more honestly, the leave-one-device-out
+error (fit on the other devices, predict this one), which is what a device without
+measurements can expect.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from harness.emulator.fit import FIT_UNIT, Observation, evaluate, fit, fitted_figures
+from harness.errors import InputError
+from harness.profiles import FITTED_OVERLAY, default_devices_dir, list_profiles, load_profile
+
+# AI Hub precision -> what-if precision of the float reference model. w8a16 and the mixed
+# int16 variants need 16-bit integer activations, which profiles do not model yet: left out.
+PRECISION_MAP = {"float": "fp16", "w8a8": "int8", "w4a16": "int4"}
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    parameters: dict[str, float]
+    in_sample: list[dict[str, Any]]
+    leave_one_device_out: list[dict[str, Any]]
+    skipped: list[str]
+    rank_agreement: dict[str, float]
+
+    def summary_by(self, key: str, rows: list[dict[str, Any]]) -> dict[str, float]:
+        groups: dict[str, list[float]] = {}
+        for r in rows:
+            groups.setdefault(r[key], []).append(abs(r["error_pct"]))
+        return {k: median(v) for k, v in sorted(groups.items())}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"parameters": self.parameters, "in_sample": self.in_sample,
+                "leave_one_device_out": self.leave_one_device_out, "skipped": self.skipped,
+                "rank_agreement": self.rank_agreement}
+
+
+def observations(*, cache_dir: Path, progress: Callable[[str], None] | None = None
+                 ) -> tuple[list[Observation], list[str]]:
+    """The published NPU targets as emulator observations, and what was left out and why."""
+    from harness.calibration.published import calibration_targets
+    from harness.calibration.refmodels import REFERENCE_MODELS
+    from harness.emulator import load_graph
+
+    obs: list[Observation] = []
+    skipped: list[str] = []
+    graphs: dict[str, Any] = {}
+    profiles: dict[str, Any] = {}
+    for t in calibration_targets():
+        label = f"{t.model} / {t.profile} / {t.runtime} / {t.precision}"
+        if t.precision not in PRECISION_MAP:
+            skipped.append(f"{label}: precision {t.precision} (16-bit integer activations "
+                           "are not modelled)")
+            continue
+        if t.model not in REFERENCE_MODELS:
+            skipped.append(f"{label}: no reference architecture")
+            continue
+        if t.model not in graphs:
+            if progress:
+                progress(f"building reference model {t.model} ...")
+            graphs[t.model] = load_graph(REFERENCE_MODELS[t.model].build_onnx(cache_dir))
+        if t.profile not in profiles:
+            profiles[t.profile] = load_profile(t.profile)
+        prof = profiles[t.profile]
+        if not any(u.name == FIT_UNIT for u in prof.units):
+            skipped.append(f"{label}: profile has no {FIT_UNIT} unit")
+            continue
+        obs.append(Observation(label=label, model=t.model, graph=graphs[t.model], profile=prof,
+                               precision=PRECISION_MAP[t.precision], observed_ms=t.median))
+    if not obs:
+        raise InputError("no calibration targets could be used")
+    return obs, skipped
+
+
+def run_calibration(*, cache_dir: Path, progress: Callable[[str], None] | None = None
+                    ) -> CalibrationReport:
+    """Fit on every target, check with the full emulator, and cross-validate by device."""
+    from harness.emulator.fit import rank_agreement
+
+    obs, skipped = observations(cache_dir=cache_dir, progress=progress)
+    if progress:
+        progress(f"fitting on {len(obs)} published latencies ...")
+    result = fit(obs)
+    in_sample = evaluate(obs, result.parameters)
+    lodo: list[dict[str, Any]] = []
+    devices = sorted({o.profile.name for o in obs})
+    for dev in devices:
+        train = [o for o in obs if o.profile.name != dev]
+        test = [o for o in obs if o.profile.name == dev]
+        if not train:
+            continue
+        if progress:
+            progress(f"leave-one-device-out: predicting {dev} from the others ...")
+        lodo += evaluate(test, fit(train).parameters)
+    return CalibrationReport(parameters=result.parameters, in_sample=in_sample,
+                             leave_one_device_out=lodo, skipped=skipped,
+                             rank_agreement=rank_agreement(in_sample))
+
+
+def write_overlay(report: CalibrationReport, *, devices_dir: Path | None = None) -> Path:
+    """Write the fitted figures for every profile with an NPU into the generated overlay."""
+    d = devices_dir or default_devices_dir()
+    fitted_on = sorted({r["device"] for r in report.in_sample})
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    err_in = median(abs(r["error_pct"]) for r in report.in_sample)
+    err_cv = (median(abs(r["error_pct"]) for r in report.leave_one_device_out)
+              if report.leave_one_device_out else float("nan"))
+    base = (f"harness calibrate ({stamp}) on {len(report.in_sample)} AI Hub NPU latencies "
+            f"(shared/calibration/published_latency.csv, runtimes TFLITE and QNN_DLC, median "
+            f"over releases) of {', '.join(fitted_on)}; median |error| {err_in:.1f}% in "
+            f"sample, {err_cv:.1f}% leave-one-device-out")
+    lines = ["# Generated by `harness calibrate --write`: do not edit by hand.",
+             "# Fitted figures merged over the hand-written profiles in devices/*.toml.",
+             "schema_version = 1", ""]
+    for name in list_profiles(d):
+        prof = load_profile(d / f"{name}.toml")
+        npu = next((u for u in prof.units if u.name == FIT_UNIT), None)
+        if npu is None:
+            continue
+        note = "" if name in fitted_on else (
+            f"; {name} has no published latencies: these values are transferred from the "
+            "fitted devices, an assumption that holds best for the same NPU family")
+        figures = fitted_figures(report.parameters, source=base + note)
+        if "int8" in npu.peak_gops and "fp16" in npu.peak_gops:
+            share = report.parameters["fp16_share_of_int8"]
+            figures["units.npu.peak_gops.fp16"] = {
+                "value": float(f"{npu.peak_gops['int8'].value * share:.4g}"), "basis": "fitted",
+                "source": f"fitted: int8 peak {npu.peak_gops['int8'].value:g} GOPS x fitted "
+                          f"fp16 share of the int8 rate {share:.3g}; {base}{note}"}
+        for path, fig in figures.items():
+            lines.append(f"[profiles.{name}.{path}]")
+            lines.append(f"value = {fig['value']!r}")
+            lines.append(f"basis = {json.dumps(fig['basis'])}")
+            lines.append(f"source = {json.dumps(fig['source'])}")
+            lines.append("")
+    out = d / FITTED_OVERLAY
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    return out

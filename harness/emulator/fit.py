@@ -1,0 +1,193 @@
+"""Fitting the NPU's efficiency factors to published on-device latencies.
+
+The parameters are physics, not per-model fudge: the share of peak the NPU reaches per op class
+(conv, depthwise, matmul, elementwise, other), its per-node dispatch cost, its fp16 rate as a
+share of its int8 rate, and the share of peak DRAM bandwidth kernels reach. They are shared by
+every device fitted together (one NPU family), so what they learn carries over to devices
+without measurements; each device keeps its own peaks and bandwidth from its profile.
+
+Each observation is costed once with the emulator (``unit="npu"``: nodes the NPU cannot take
+fall back to the CPU at fixed cost, as on the phone), which yields per-node work and bytes; the
+fit then evaluates the roofline over those arrays, which is fast enough for least squares on
+log errors. :func:`evaluate` re-checks the result with the full emulator afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from harness.emulator.costmodel import predict_latency
+from harness.emulator.graph import Graph
+from harness.profiles import OP_CLASSES, DeviceProfile, Figure
+
+FIT_UNIT = "npu"
+# name, lower, upper, start
+PARAMETERS: tuple[tuple[str, float, float, float], ...] = (
+    *((f"efficiency.{c}", 1e-3, 1.0, 0.3) for c in OP_CLASSES),
+    ("dispatch_us", 0.1, 2000.0, 20.0),
+    ("fp16_share_of_int8", 0.05, 1.0, 0.5),
+    ("bandwidth_efficiency", 0.05, 1.0, 0.6),
+)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A published latency: a model graph on a device at a precision."""
+
+    label: str              # e.g. "resnet50 / snapdragon8gen3 / TFLITE / w8a8"
+    model: str
+    graph: Graph
+    profile: DeviceProfile
+    precision: str          # what-if precision the model is costed at (fp16, int8, int4)
+    observed_ms: float
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    work: np.ndarray        # ops per NPU node
+    nbytes: np.ndarray
+    cls: np.ndarray         # op class index
+    fixed_ms: float         # CPU fallbacks, transfers, hand-offs: not fitted
+    peak_int8_gops: float
+    bandwidth_gb_s: float
+    precision: str
+
+
+def _arrays(obs: Observation) -> _Arrays:
+    npu = obs.profile.unit(FIT_UNIT)
+    lat = predict_latency(obs.graph, obs.profile, unit=FIT_UNIT, precision=obs.precision)
+    on_npu = [n for n in lat.nodes if n.unit == FIT_UNIT]
+    fixed = sum(n.time_ms for n in lat.nodes if n.unit not in (None, FIT_UNIT))
+    fixed += sum(n.transfer_ms for n in on_npu) + lat.output_transfer_ms
+    int8 = npu.peak_gops.get("int8") or npu.peak_gops.get("fp16")
+    assert int8 is not None
+    return _Arrays(
+        work=np.array([n.work_gops * 1e9 for n in on_npu]),
+        nbytes=np.array([n.bytes_mb * 2**20 for n in on_npu]),
+        cls=np.array([OP_CLASSES.index(n.op_class) for n in on_npu], dtype=int),
+        fixed_ms=fixed, peak_int8_gops=int8.value,
+        bandwidth_gb_s=obs.profile.memory.bandwidth_gb_s.value,
+        precision=max((n.run_precision for n in on_npu), key=["int4", "int8", "fp16",
+                                                                "fp32"].index,
+                      default=obs.precision))
+
+
+def _predict(a: _Arrays, theta: np.ndarray) -> float:
+    n = len(OP_CLASSES)
+    eff = theta[:n][a.cls]
+    dispatch_ms, fp16_share, bw_eff = theta[n] / 1e3, theta[n + 1], theta[n + 2]
+    peak = a.peak_int8_gops * (fp16_share if a.precision in ("fp16", "fp32") else 1.0)
+    compute = a.work / (peak * eff * 1e6)
+    memory = a.nbytes / (a.bandwidth_gb_s * bw_eff * 1e6)
+    return float(np.maximum(compute, memory).sum() + dispatch_ms * len(a.work) + a.fixed_ms)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    parameters: dict[str, float]
+    rows: tuple[dict[str, Any], ...]   # label, model, device, observed_ms, predicted_ms, error
+
+    @property
+    def median_abs_pct_error(self) -> float:
+        return float(np.median([abs(r["error_pct"]) for r in self.rows]))
+
+
+def fit(observations: Sequence[Observation]) -> FitResult:
+    """Least squares on log(predicted / observed) over all observations."""
+    from scipy.optimize import least_squares
+
+    arrays = [_arrays(o) for o in observations]
+    observed = np.array([o.observed_ms for o in observations])
+    lo = np.log([p[1] for p in PARAMETERS])
+    hi = np.log([p[2] for p in PARAMETERS])
+    start = np.log([p[3] for p in PARAMETERS])
+
+    def residuals(log_theta: np.ndarray) -> np.ndarray:
+        theta = np.exp(log_theta)
+        return np.log([_predict(a, theta) for a in arrays]) - np.log(observed)
+
+    # Soft-L1 keeps a few anomalous published rows from dragging every parameter.
+    sol = least_squares(residuals, start, bounds=(lo, hi), loss="soft_l1", f_scale=0.3)
+    theta = np.exp(sol.x)
+    params = {p[0]: float(v) for p, v in zip(PARAMETERS, theta, strict=True)}
+    rows = tuple(_row(o, _predict(a, theta)) for o, a in zip(observations, arrays, strict=True))
+    return FitResult(parameters=params, rows=rows)
+
+
+def _row(o: Observation, predicted_ms: float) -> dict[str, Any]:
+    return {"label": o.label, "model": o.model, "device": o.profile.name,
+            "precision": o.precision, "observed_ms": o.observed_ms,
+            "predicted_ms": predicted_ms,
+            "error_pct": 100.0 * (predicted_ms - o.observed_ms) / o.observed_ms}
+
+
+def fitted_figures(params: dict[str, float], *, source: str) -> dict[str, Any]:
+    """The fitted parameters as profile figure tables (for the overlay), by field path."""
+    def figure(value: float, what: str) -> dict[str, Any]:
+        return {"value": float(f"{value:.4g}"), "basis": "fitted",
+                "source": f"fitted: {what}; {source}"}
+
+    out: dict[str, Any] = {
+        "units.npu.efficiency": figure(params["efficiency.conv"],
+                                       "NPU share of peak on dense convolutions"),
+        "units.npu.dispatch_us": figure(params["dispatch_us"], "NPU cost per node (us)"),
+        "memory.bandwidth_efficiency": figure(params["bandwidth_efficiency"],
+                                              "share of peak DRAM bandwidth reached"),
+    }
+    for c in OP_CLASSES:
+        out[f"units.npu.op_efficiency.{c}"] = figure(params[f"efficiency.{c}"],
+                                                     f"NPU share of peak on {c} ops")
+    return out
+
+
+def apply_parameters(profile: DeviceProfile, params: dict[str, float]) -> DeviceProfile:
+    """``profile`` with the fitted NPU parameters in place (for checking a fit)."""
+    def fig(v: float) -> Figure:
+        return Figure(value=v, basis="fitted", source="fitted (in memory)")
+
+    units = []
+    for u in profile.units:
+        if u.name == FIT_UNIT:
+            peaks = dict(u.peak_gops)
+            if "int8" in peaks and "fp16" in peaks:
+                peaks["fp16"] = fig(peaks["int8"].value * params["fp16_share_of_int8"])
+            u = replace(u, efficiency=fig(params["efficiency.conv"]),
+                        dispatch_us=fig(params["dispatch_us"]),
+                        op_efficiency={c: fig(params[f"efficiency.{c}"]) for c in OP_CLASSES},
+                        peak_gops=peaks)
+        units.append(u)
+    memory = replace(profile.memory, bandwidth_efficiency=fig(params["bandwidth_efficiency"]))
+    return replace(profile, units=tuple(units), memory=memory)
+
+
+def evaluate(observations: Sequence[Observation], params: dict[str, float], *,
+             unit: str = FIT_UNIT) -> list[dict[str, Any]]:
+    """Errors of the full emulator with ``params`` applied (the honest check of a fit)."""
+    out = []
+    for o in observations:
+        prof = apply_parameters(o.profile, params)
+        lat = predict_latency(o.graph, prof, unit=unit, precision=o.precision)
+        out.append(_row(o, lat.latency_ms))
+    return out
+
+
+def rank_agreement(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Per (device, precision): Kendall's tau between predicted and observed model order."""
+    from scipy.stats import kendalltau
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['device']} / {r['precision']}", []).append(r)
+    out = {}
+    for key, group in sorted(groups.items()):
+        if len(group) < 3:
+            continue
+        tau = kendalltau([g["observed_ms"] for g in group], [g["predicted_ms"] for g in group])
+        out[key] = float(tau.statistic) if not math.isnan(tau.statistic) else 0.0
+    return out
+

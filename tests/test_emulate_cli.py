@@ -1,0 +1,81 @@
+"""`harness emulate`: the what-if command other tools call."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import emulate_models, main
+
+
+def test_json_has_one_object_per_model_device_precision(tiny_model: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    assert main(["emulate", str(tiny_model), "--device", "snapdragon8gen3", "--device",
+                 "raspberrypi5", "--precision", "fp32", "--precision", "int8",
+                 "--format", "json", "--duration", "60"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 4
+    keys = {"model", "device", "precision", "unit", "latency_ms", "peak_memory_mb", "fits",
+            "energy_mj", "avg_power_w", "sustained_latency_ms"}
+    for r in out:
+        assert keys <= r.keys()
+        assert r["latency_ms"] > 0 and r["energy_mj"] > 0 and r["fits"] is True
+    by = {(r["device"], r["precision"]): r for r in out}
+    # int8 is never slower than fp32 for the same graph on the same device.
+    for dev in ("snapdragon8gen3", "raspberrypi5"):
+        assert by[(dev, "int8")]["latency_ms"] <= by[(dev, "fp32")]["latency_ms"]
+        assert by[(dev, "int8")]["peak_memory_mb"] < by[(dev, "fp32")]["peak_memory_mb"]
+
+
+def test_detail_lists_every_node_with_unit_time_and_share(tiny_model: Path) -> None:
+    (r,) = emulate_models([tiny_model], devices=["snapdragon8gen3"], precisions=[None],
+                          detail=True)
+    nodes = r["nodes"]
+    assert {"node", "op", "unit", "time_ms", "share", "fallback"} <= nodes[0].keys()
+    # Shares add up to the nodes' part of the latency (the rest hands outputs back).
+    assert 0.5 < sum(n["share"] for n in nodes) <= 1 + 1e-9
+    assert all(n["unit"] in {"cpu", "gpu", "npu", None} for n in nodes)
+
+
+def test_forcing_a_unit_the_device_lacks_is_an_entry_error(tiny_model: Path) -> None:
+    (r,) = emulate_models([tiny_model], devices=["raspberrypi5"], precisions=[None], unit="npu")
+    assert "error" in r and "npu" in r["error"]
+
+
+def test_table_and_bad_input(tiny_model: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["emulate", str(tiny_model), "--device", "snapdragon8gen3", "--detail"]) == 0
+    out = capsys.readouterr().out
+    assert "latency (ms)" in out and "share %" in out
+    assert main(["emulate", "missing.onnx", "--device", "snapdragon8gen3"]) == 2
+    assert "no such model file" in capsys.readouterr().err
+    assert main(["emulate", str(tiny_model), "--device", "snapdragon8gen9"]) == 2
+    assert "snapdragon8gen3" in capsys.readouterr().err
+
+
+def test_a_large_model_emulates_without_running_it(tmp_path: Path) -> None:
+    """~300 MB of weights (external data): the emulator reads only shapes."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, prev = [], [], "x"
+    for i in range(18):  # 18 x 2048 x 2048 x 4 B = 302 MB
+        nodes.append(helper.make_node("MatMul", [prev, f"W{i}"], [f"h{i}"]))
+        inits.append(numpy_helper.from_array(np.zeros((2048, 2048), np.float32), f"W{i}"))
+        prev = f"h{i}"
+    g = helper.make_graph(nodes, "big", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["batch", 2048])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10),
+              str(path), save_as_external_data=True, location="big.data")
+    proc = subprocess.run([sys.executable, "-m", "harness", "emulate", str(path), "--device",
+                           "snapdragon8gen3", "--format", "json"], capture_output=True,
+                          text=True, timeout=120, check=True)
+    (r,) = json.loads(proc.stdout)
+    assert r["peak_memory_mb"] > 288  # the weights alone are 288 MiB
+    assert r["work_gops"] == pytest.approx(18 * 2 * 2048 * 2048 / 1e9)

@@ -1,0 +1,81 @@
+"""The calibration fit recovers known parameters from latencies the emulator itself produced."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from harness.emulator import load_graph
+from harness.emulator.costmodel import predict_latency
+from harness.emulator.fit import Observation, apply_parameters, evaluate, fit, rank_agreement
+from harness.profiles import load_profile
+
+TRUE = {"efficiency.conv": 0.4, "efficiency.depthwise": 0.05, "efficiency.matmul": 0.25,
+        "efficiency.elementwise": 0.2, "efficiency.other": 0.2, "dispatch_us": 30.0,
+        "fp16_share_of_int8": 0.4, "bandwidth_efficiency": 0.5}
+
+
+def _net(channels: int, depthwise: bool, size: int, hidden: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(channels)
+    w1 = rng.standard_normal((channels, 3, 3, 3)).astype(np.float32)
+    # A dense conv heavy enough to be compute-bound on an NPU, so precisions are told apart.
+    w0 = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c0"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c0", "w0"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"])]
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w0, "w0")]
+    if depthwise:
+        wd = rng.standard_normal((channels, 1, 3, 3)).astype(np.float32)
+        inits.append(numpy_helper.from_array(wd, "wd"))
+        nodes.append(helper.make_node("Conv", ["r1", "wd"], ["c2"], group=channels,
+                                      pads=[1, 1, 1, 1]))
+    else:
+        nodes.append(helper.make_node("Relu", ["r1"], ["c2"]))
+    wm = rng.standard_normal((channels, hidden)).astype(np.float32)
+    inits.append(numpy_helper.from_array(wm, "wm"))
+    nodes += [helper.make_node("GlobalAveragePool", ["c2"], ["p"]),
+              helper.make_node("Flatten", ["p"], ["f"]),
+              helper.make_node("MatMul", ["f", "wm"], ["y"])]
+    g = helper.make_graph(nodes, "n", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+
+
+def _observations() -> list[Observation]:
+    out = []
+    for dev in ("snapdragon8gen3", "snapdragon8gen2"):
+        prof = load_profile(dev)
+        truth = apply_parameters(prof, TRUE)
+        for i, (ch, dw, size, hidden) in enumerate([(32, True, 112, 256), (64, False, 56, 1024),
+                                                     (16, True, 224, 64), (128, False, 28, 4096),
+                                                     (48, True, 96, 2048)]):
+            g = load_graph(_net(ch, dw, size, hidden))
+            for prec in ("fp16", "int8"):
+                ms = predict_latency(g, truth, unit="npu", precision=prec).latency_ms
+                out.append(Observation(label=f"net{i}/{dev}/{prec}", model=f"net{i}", graph=g,
+                                       profile=prof, precision=prec, observed_ms=ms))
+    return out
+
+
+def test_fit_recovers_the_latencies_it_was_given() -> None:
+    obs = _observations()
+    result = fit(obs)
+    assert result.median_abs_pct_error < 2.0
+    checked = evaluate(obs, result.parameters)
+    assert np.median([abs(r["error_pct"]) for r in checked]) < 2.0
+    # The well-determined parameters come back (others may trade off against each other).
+    assert result.parameters["fp16_share_of_int8"] == pytest.approx(0.4, rel=0.15)
+    taus = rank_agreement(checked)
+    assert taus and all(t > 0.7 for t in taus.values())
+
+
+def test_fit_is_not_fooled_into_zero_error_by_a_wrong_model() -> None:
+    obs = _observations()
+    # Scramble the observations across models: no parameters can explain them all.
+    times = [o.observed_ms for o in obs]
+    scrambled = [Observation(o.label, o.model, o.graph, o.profile, o.precision, t)
+                 for o, t in zip(obs, times[3:] + times[:3], strict=True)]
+    assert fit(scrambled).median_abs_pct_error > 5.0
