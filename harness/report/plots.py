@@ -173,13 +173,16 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
         series += (("power_w", "power (W)"),)
     fig = Figure(figsize=(11, 2.5 * len(series)), dpi=DPI, layout="constrained")
     axes = fig.subplots(len(series), 1, sharex=True)
-    for r in rows:
+    styles = ("-", "--", ":", "-.")  # identical traces (e.g. pruning the hardware ignores)
+    for k, r in enumerate(rows):      # would hide each other with one line style
         tr = r["device_trace"]
         t = tr.get("time_s") or list(range(len(tr["latency_ms"])))
         label = f"{r['workload']} {_variant(r)}"
         for ax, (key, _) in zip(axes, series, strict=True):
             if tr.get(key):
-                ax.plot(t[:len(tr[key])], tr[key], label=label, linewidth=1)
+                ax.plot(t[:len(tr[key])], tr[key], label=label, linewidth=1.2,
+                        linestyle=styles[(k // 10) % len(styles)] if len(rows) > 10
+                        else styles[k % len(styles)])
     for ax, (_, ylabel) in zip(axes, series, strict=True):
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
