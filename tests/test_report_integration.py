@@ -21,9 +21,9 @@ def _harness(*args: str) -> subprocess.CompletedProcess:
 def test_reports_from_real_runs(tmp_path: Path, cache_dir: Path) -> None:
     results_dir = tmp_path / "results"
     bench = ["bench", "--device", "snapdragon8gen3", "--device", "raspberrypi5", "--quant",
-             "fp32", "--quant", "int8-static", "--prune", "0", "--iterations", "60",
-             "--warmup", "5", "--results-dir", str(results_dir), "--cache-dir", str(cache_dir),
-             "--quiet"]
+             "fp32", "--quant", "int8-static", "--prune", "0", "--iterations", "40",
+             "--warmup", "5", "--sustained-s", "60", "--results-dir", str(results_dir),
+             "--cache-dir", str(cache_dir), "--quiet"]
     for _ in range(2):
         proc = _harness(*bench)
         assert proc.returncode == 0, proc.stderr
@@ -55,4 +55,4 @@ def test_reports_from_real_runs(tmp_path: Path, cache_dir: Path) -> None:
     proc = _harness("export", str(run_b), "--format", "pytest-benchmark")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert [b["stats"]["rounds"] for b in doc["benchmarks"]] == [60] * 4
+    assert [b["stats"]["rounds"] for b in doc["benchmarks"]] == [40] * 4
