@@ -284,7 +284,8 @@ def _artifact_facts(artifact: Path) -> dict[str, Any]:
     stats = inspect_artifact(artifact)
     return {"path": str(artifact), "sha256": artifact_sha256(artifact),
             "size_bytes": artifact_size_bytes(artifact), "params": stats.params,
-            "zero_params": stats.zero_params, "sparsity": round(stats.sparsity, 6)}
+            "zero_params": stats.zero_params, "sparsity": round(stats.sparsity, 6),
+            "sparsity_pattern": stats.sparsity_pattern, "is_2_4": stats.is_2_4}
 
 
 def _device_prediction(artifact: Path, profile: DeviceProfile, measure: MeasureOptions

@@ -16,7 +16,7 @@ from harness.variants import PruneSpec, QuantSpec
 from harness.workloads.base import Workload
 
 # Bump to invalidate every cached artifact when the build steps change meaning.
-BUILD_VERSION = 1
+BUILD_VERSION = 2  # 2: pruned artifacts carry harness.sparsity_pattern
 
 
 @cache
@@ -53,14 +53,23 @@ def lookup_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
 def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
                    cache_dir: Path) -> Path:
     """Build (or fetch from the cache) the artifact for ``workload`` under this variant."""
+    from harness.compress.prune import record_sparsity_pattern
     from harness.compress.quantize import quantize
 
     store = ArtifactStore(cache_dir)
     key = fp32_key(workload, prune)
     fp32 = store.get(key)
     if fp32 is None:
+        if prune.finetune and not workload.can_finetune():
+            # checked here, so a workload that ignores the flag cannot mislabel an artifact
+            from harness.errors import Unsupported
+
+            raise Unsupported(f"pruning level {prune.name!r} fine-tunes after pruning; "
+                              f"workload {workload.name!r} has no fine-tuning recipe")
         stage = store.staging(key)
         workload.export_fp32(stage / "model.onnx", prune=prune, cache_dir=cache_dir)
+        record_sparsity_pattern(stage / "model.onnx", prune)
+        _check_pattern(stage / "model.onnx", prune)
         fp32 = store.commit(key, stage)
 
     qkey = quant_key(fp32, quant)
@@ -68,5 +77,23 @@ def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
     if artifact is None:
         stage = store.staging(qkey)
         quantize(fp32, stage / "model.onnx", quant, calibration=workload.calibration_inputs())
+        # ORT's int8 quantizers keep metadata_props; re-stamping guards every other converter
+        # (and any ONNX file a stage writes beside its artifact).
+        for onnx_file in sorted(stage.glob("*.onnx")):
+            record_sparsity_pattern(onnx_file, prune)
         artifact = store.commit(qkey, stage)
     return artifact
+
+
+def _check_pattern(path: Path, prune: PruneSpec) -> None:
+    """Refuse an artifact that claims 2:4 but whose stored weights do not follow it."""
+    if prune.sparsity_pattern != "2:4":
+        return
+    from harness.compress.inspect import inspect_artifact
+
+    stats = inspect_artifact(path)
+    if not stats.is_2_4:
+        raise RuntimeError(
+            f"the exported model does not follow 2:4 ({stats.params_2_4} of "
+            f"{stats.params_2_4_eligible} eligible weights do): the workload's export ignored "
+            "the pruning level")

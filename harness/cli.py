@@ -49,8 +49,10 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--quant", action="append", metavar="LEVEL",
                    help="only this quantization level, e.g. fp32, int8-dynamic, int8-static "
                         "(repeatable)")
-    p.add_argument("--prune", action="append", metavar="PCT",
-                   help="only this pruning level in percent, e.g. 0 or 50 (repeatable)")
+    p.add_argument("--prune", action="append", metavar="LEVEL",
+                   help="only this pruning level, e.g. 0, 50 (global magnitude %%), 2:4, "
+                        "channel-l1-25, channel-l2-50+ft, head-l2-25, neuron-l1-50 "
+                        "(repeatable)")
     p.add_argument("--iterations", type=int, metavar="N",
                    help="timed runs per case (default: the suite's)")
     p.add_argument("--warmup", type=int, metavar="N",
@@ -568,7 +570,7 @@ def _cmd_suites(args: argparse.Namespace) -> int:
         s = load_suite(name)
         print(f"{name}: {s.description}\n  workloads: {', '.join(w.name for w in s.workloads)}"
               f"\n  quant: {', '.join(q.name for q in s.quant)}"
-              f"\n  prune %: {', '.join(p.name for p in s.prune)}"
+              f"\n  prune: {', '.join(p.name for p in s.prune)}"
               f"\n  measure: {s.measure.warmup} warm-up + {s.measure.iterations} timed runs, "
               f"{s.measure.threads} thread(s), timeout {s.measure.timeout_s:g} s")
     return 0

@@ -49,6 +49,7 @@ File format (``schema_version = 1``)::
     energy_pj_per_op = { int8 = { ... } }     # optional (v2); else derived from active power
     sparse_2_4 = true                     # optional (v2): skips the zeros of 2:4 sparse weights
     static_shapes = true                  # optional (v2): cannot run nodes of unknown shape
+    onchip_mb = { ... }                   # optional (v2): local memory that keeps activations
 
 A figure's ``basis`` is one of ``published`` (a spec sheet or measurement, cited), ``derived``
 (computed from published figures; the source says how), ``assumed`` (no published figure; the
@@ -116,6 +117,8 @@ class ComputeUnit:
     energy_pj_per_op_given: Mapping[str, Figure] = field(default_factory=dict)
     sparse_2_4: bool = False
     static_shapes: bool = False
+    # Local memory (an NPU's TCM): a node whose activations fit stays off DRAM for them.
+    onchip_mb: Figure | None = None
 
     def efficiency_for(self, op_class: str) -> float:
         """Share of peak reached on ``op_class`` (the unit's default when not given)."""
@@ -214,8 +217,10 @@ class DeviceProfile:
         for u in self.units:
             for prec, fig in u.peak_gops.items():
                 out[f"units.{u.name}.peak_gops.{prec}"] = fig
-            for key in ("efficiency", "dispatch_us", "active_power_w", "handoff_us"):
-                out[f"units.{u.name}.{key}"] = getattr(u, key)
+            for key in ("efficiency", "dispatch_us", "active_power_w", "handoff_us",
+                        "onchip_mb"):
+                if getattr(u, key) is not None:
+                    out[f"units.{u.name}.{key}"] = getattr(u, key)
             for cls, fig in u.op_efficiency.items():
                 out[f"units.{u.name}.op_efficiency.{cls}"] = fig
             for prec, fig in u.energy_pj_per_op_given.items():
@@ -468,13 +473,42 @@ def _figure_table(raw: Any, *, file: Any, field: str, keys: tuple[str, ...], kin
     return out
 
 
+OPSETS_DIR = "opsets"
+
+
+def _expand_op_sets(ops: list[Any], *, file: Any, field: str) -> list[Any]:
+    """Replace ``@name`` entries with the ops of ``devices/opsets/<name>.toml``.
+
+    Shared op sets keep one cited list for a family of units (every Hexagon NPU) instead of
+    copies that drift apart.
+    """
+    out: list[Any] = []
+    for entry in ops:
+        if not (isinstance(entry, str) and entry.startswith("@")):
+            out.append(entry)
+            continue
+        base = Path(file).parent if file is not None else default_devices_dir()
+        d = base / OPSETS_DIR
+        path = d / f"{entry[1:]}.toml"
+        if not path.is_file():
+            names = [f"@{p.stem}" for p in d.glob("*.toml")]
+            raise unknown_name("op set", entry, names, file=file, field=field)
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+        check_keys(doc, allowed={"schema_version", "source", "ops"},
+                   required={"schema_version", "source", "ops"}, file=path)
+        opset = expect_type(doc["ops"], list, "a list of op types", file=path, field="ops")
+        out.extend(opset)
+    return out
+
+
 def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
     where = f"units[{i}]"
     expect_type(raw, dict, "a table", file=file, field=where)
     keys = {"name", "kind", "ops", "peak_gops", "efficiency", "dispatch_us", "active_power_w",
             "handoff_us"}
     check_keys(raw, allowed=keys | {"op_efficiency", "energy_pj_per_op", "sparse_2_4",
-                                    "static_shapes"},
+                                    "static_shapes", "onchip_mb"},
                required=keys, file=file, prefix=where + ".")
     flags = {k: expect_type(raw.get(k, False), bool, "true or false", file=file,
                             field=f"{where}.{k}") for k in ("sparse_2_4", "static_shapes")}
@@ -483,6 +517,7 @@ def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
         raise unknown_name("unit kind", kind, UNIT_KINDS, file=file, field=where + ".kind")
     ops = expect_type(raw["ops"], list, "a list of ONNX op types (or [\"*\"])", file=file,
                       field=where + ".ops")
+    ops = _expand_op_sets(ops, file=file, field=where + ".ops")
     if not ops or not all(isinstance(o, str) for o in ops):
         raise InputError(f"expected a non-empty list of op type strings, got {ops!r}",
                          file=file, field=where + ".ops")
@@ -511,6 +546,8 @@ def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
                            check=_non_negative),
         op_efficiency=op_eff,
         energy_pj_per_op_given=energy,
+        onchip_mb=_figure(raw["onchip_mb"], file=file, field=where + ".onchip_mb",
+                          check=_non_negative) if "onchip_mb" in raw else None,
         **flags,
     )
 

@@ -6,7 +6,7 @@ A suite lists workloads x quantization levels x pruning levels, and how to measu
     description = "What this suite is for"
     workloads = ["digits_cnn", { name = "mine", onnx = "models/mine.onnx" }]
     quant = ["fp32", "int8-dynamic", "int8-static"]
-    prune = [0, 50]                 # % of weights removed by global magnitude pruning
+    prune = [0, 50, "2:4", "channel-l2-50"]  # see harness.variants.parse_prune
 
     [measure]
     warmup = 10                     # untimed runs after the first inference

@@ -79,6 +79,8 @@ def test_sweep_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
             # sparsity is measured from the artifact on disk
             sparsity = r["artifact"]["sparsity"]
             assert (sparsity < 0.05) if p == "0" else (0.45 <= sparsity <= 0.6)
+            assert r["artifact"]["sparsity_pattern"] == (None if p == "0" else "unstructured")
+            assert r["artifact"]["is_2_4"] is False
     # the quantized graphs are predicted faster on a device whose NPU runs int8
     assert row("int8-static", "0")["device_prediction"]["latency_ms"] < \
         row("fp32", "0")["device_prediction"]["latency_ms"]

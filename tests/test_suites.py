@@ -17,7 +17,8 @@ def test_shipped_suites_load() -> None:
     default = load_suite("default")
     assert [w.name for w in default.workloads] == ["digits_cnn"]
     assert [q.name for q in default.quant] == ["fp32", "int8-dynamic", "int8-static"]
-    assert [p.name for p in default.prune] == ["0", "50"]
+    assert [p.name for p in default.prune][:6] == ["0", "30", "50", "70", "90", "2:4"]
+    assert {"channel-l1-25", "channel-l2-50", "channel-l2-50+ft"} <= {p.name for p in default.prune}
 
 
 def test_expand_is_the_product_with_stable_ids() -> None:

@@ -89,10 +89,11 @@ def test_pacing_pads_runs_to_the_target(tiny_model: Path, tmp_path: Path) -> Non
     sess = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
     feeds = {"input": np.ones((1, 4, 8, 8), np.float32)}
     t0 = time.perf_counter()
-    samples, overruns = paced_runs(sess.run, feeds, 20, target_ns=5_000_000)
+    samples, overruns = paced_runs(sess.run, feeds, 20, target_ns=20_000_000)
     wall = time.perf_counter() - t0
-    assert len(samples) == 20 and overruns == 0
-    assert wall >= 20 * 0.005  # padded: never faster than the target (a lower bound only)
-    assert sorted(samples)[10] < 5_000_000  # samples stay the host's own inference times
+    # A 20 ms target for a ~20 us inference: only a badly stalled machine overruns it.
+    assert len(samples) == 20 and overruns <= 2
+    assert wall >= 18 * 0.020  # padded: never faster than the target (a lower bound only)
+    assert sorted(samples)[10] < 20_000_000  # samples stay the host's own inference times
     _, all_over = paced_runs(sess.run, feeds, 5, target_ns=1)
     assert all_over == 5

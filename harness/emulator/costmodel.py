@@ -7,13 +7,15 @@ Each node runs on one unit, one after another, and takes
 with peak at the node's precision and bandwidth the profile's DRAM bandwidth. Nodes folded into
 their neighbours on a device (Q/DQ, views, constants: ``NodeFacts.fused``) take no time.
 
-Placement (``unit="auto"``) goes through the nodes in execution order and puts each on the unit
-that finishes it soonest, counting the transfer its inputs need when they were produced on
-another unit (the units' hand-off cost plus the bytes over DRAM). The app hands inputs over on the
-CPU and takes outputs back there. A unit can take a node when it lists the op, has the node's
-precision and, for units that need static shapes, when the node's shapes are known. A node no unit
-can take falls back to the CPU at the nearest higher precision it offers (int4 -> int8 -> fp16 ->
-fp32), and the reason is kept (op, precision or shape).
+Placement (``unit="auto"``) takes the fastest of several plans: the whole graph delegated to
+one unit (nodes it cannot take fall back to the CPU), or node-by-node greedy placement that puts
+each node, in execution order, on the unit that finishes it soonest. Both count the transfer a
+node's inputs need when they were produced on another unit (the units' hand-off cost plus the
+bytes over DRAM). The app hands inputs over on the CPU and takes outputs back there. A unit can
+take a node when it lists the op, has the node's precision and, for units that need static
+shapes, when the node's shapes are known. A node no unit can take falls back to the CPU at the
+nearest higher precision it offers (int4 -> int8 -> fp16 -> fp32), and the reason is kept (op,
+precision or shape).
 
 Pruning saves time only where hardware skips the work: removed channels shrink the graph itself;
 2:4 sparse weights (recorded by harness.compress in the model's metadata) halve the work of conv
@@ -236,13 +238,27 @@ def predict_latency(graph_or_model: Graph | ModelSource, profile: DeviceProfile,
     """Predict one inference's latency and energy on ``profile`` (rules in the module doc).
 
     ``unit`` is ``"auto"`` or the name of a unit to run every node on that it can take; nodes it
-    cannot take fall back to the CPU as in automatic placement. ``precision`` is a what-if
-    precision (None: as stored). Unknown names are :class:`~harness.errors.InputError`.
+    cannot take fall back to the CPU. With ``"auto"`` the fastest of these plans wins: node by
+    node greedy placement, or the whole graph delegated to one unit with CPU fallback (what
+    TFLite/QNN delegates do; greedy placement alone can lock a graph onto a slow unit to avoid
+    one hand-off). ``precision`` is a what-if precision (None: as stored). Unknown names are
+    :class:`~harness.errors.InputError`.
     """
     g = load_graph(graph_or_model)
-    allowed = profile.units if unit == "auto" else (profile.unit(unit),)
     nodes, _ = _what_if(g, precision)
-    placer = _Placer(g, profile, allowed, asked=unit)
+    if unit != "auto":
+        return _plan(g, nodes, profile, (profile.unit(unit),), asked=unit, precision=precision)
+    plans = [_plan(g, nodes, profile, profile.units, asked="auto", precision=precision)]
+    plans += [_plan(g, nodes, profile, (u,), asked=u.name, precision=precision)
+              for u in profile.units]
+    best = min(plans, key=lambda p: p.latency_ms)
+    return replace(best, unit="auto")
+
+
+def _plan(g: Graph, nodes: list[NodeFacts], profile: DeviceProfile,
+          allowed: tuple[ComputeUnit, ...], *, asked: str,
+          precision: str | None) -> LatencyPrediction:
+    placer = _Placer(g, profile, allowed, asked=asked)
     costs = [placer.place(n) for n in nodes]
     out_ms = placer.outputs_back()
     unit_ms: dict[str, float] = {u.name: 0.0 for u in profile.units}
@@ -252,7 +268,7 @@ def predict_latency(graph_or_model: Graph | ModelSource, profile: DeviceProfile,
     running = [c for c in costs if c.bound != "fused"]
     return LatencyPrediction(
         device=profile.name,
-        unit=unit,
+        unit=asked,
         precision=precision,
         latency_ms=sum(c.time_ms for c in costs) + out_ms,
         work_gops=sum(c.work_gops for c in running),
@@ -330,6 +346,8 @@ class _Placer:
         self.where: dict[str, str] = {t: self.cpu.name for t in g.inputs}
         self.two_four = g.sparsity_pattern == "2:4"
         self.sparsity_credit = False
+        # tensor -> (unit, made by a conv/matmul kernel): for epilogue fusion
+        self.produced_by: dict[str, tuple[str, bool]] = {}
 
     def _producer_unit(self, tensor: str) -> str | None:
         return self.where.get(tensor)   # weights and constants live wherever they are used
@@ -350,13 +368,45 @@ class _Placer:
         return (u.supports_op(node.op_type) and u.supports_precision(node.precision)
                 and (node.shape_known or not u.static_shapes))
 
+    def _dram_bytes(self, node: NodeFacts, u: ComputeUnit) -> int:
+        """Bytes the node moves through DRAM on ``u``.
+
+        Weights always stream from DRAM. Activations stay in the unit's local memory when the
+        node's working set of activations fits there (an NPU tiles and keeps them in its TCM).
+        """
+        activations = node.bytes_read - node.weight_bytes + node.bytes_written
+        if u.onchip_mb is not None and activations <= u.onchip_mb.value * BYTES_PER_MB:
+            return node.weight_bytes
+        return node.bytes_read + node.bytes_written
+
+    def _fuses_into_producer(self, node: NodeFacts, u: ComputeUnit) -> bool:
+        """A unary elementwise op right after a conv/matmul on the same accelerator.
+
+        NPU and GPU compilers fold activations (ReLU, clip, sigmoid, ...) into the producing
+        kernel's epilogue: no launch, no extra pass over memory.
+        """
+        if u.kind == "cpu" or node.op_class != "elementwise":
+            return False
+        acts = [t for t in node.inputs if t in self.where]
+        if len(acts) != 1:
+            return False
+        return self.produced_by.get(acts[0]) == (u.name, True)
+
     def _cost_on(self, node: NodeFacts, u: ComputeUnit, precision: str,
                  fallback: str | None = None) -> NodeCost:
         work = float(node.work_ops)
         if self.two_four and u.sparse_2_4 and node.op_class in _SPARSE_CLASSES:
             work /= 2   # the unit skips the zero half of each 2:4 group
             self.sparsity_credit = True
-        nbytes = node.bytes_read + node.bytes_written
+        if self._fuses_into_producer(node, u):
+            return NodeCost(
+                name=node.name, op_type=node.op_type, op_class=node.op_class,
+                precision=node.precision, unit=u.name, run_precision=precision,
+                work_gops=work / 1e9, bytes_mb=0.0, compute_ms=0.0, memory_ms=0.0,
+                overhead_ms=0.0, transfer_ms=0.0, time_ms=0.0, bound="fused",
+                compute_energy_mj=work * u.energy_pj_per_op(precision).value * 1e-9,
+                memory_energy_mj=0.0, fallback=fallback)
+        nbytes = self._dram_bytes(node, u)
         compute_ms, memory_ms = _split_ms(work, nbytes, u, precision, self.bandwidth,
                                           node.op_class)
         overhead_ms = u.dispatch_us.value / 1e3
@@ -400,8 +450,10 @@ class _Placer:
             best = self._cost_on(node, cpu, precision, fallback=(
                 f"{where} {node.op_type} at {node.precision} ({why}); "
                 f"fell back to {cpu.name} at {precision}"))
+        heavy = node.op_class in ("conv", "depthwise", "matmul") and best.bound != "fused"
         for t in node.outputs:
             self.where[t] = best.unit or self.cpu.name
+            self.produced_by[t] = (best.unit or self.cpu.name, heavy)
         return best
 
     def outputs_back(self) -> float:

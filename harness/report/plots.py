@@ -52,11 +52,15 @@ def _variant(r: Any) -> str:
 def _plain_log_ticks(axis: Any, *, minor: bool = False) -> None:
     """Log-scale ticks as plain numbers (0.5, 1, 2) instead of 5x10^-1; minor labels only
     where the axis spans about a decade (more would overlap)."""
+    import math
+
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    fmt = FuncFormatter(lambda v, _pos: f"{v:g}")
-    axis.set_major_formatter(fmt)
-    axis.set_minor_formatter(fmt if minor else NullFormatter())
+    def minor_label(v: float, _pos: int) -> str:  # 2 and 5 of each decade: readable, no overlap
+        return f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor_label) if minor else NullFormatter())
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -86,13 +90,21 @@ def pareto_figure(df: pd.DataFrame, device: str) -> Figure | None:
                for _, r in w.iterrows()]
         front = pareto_front(pts)
         labels: dict[tuple[float, float], list[str]] = {}
+        # with many variants only the front is labelled (the tables name every point)
+        label_all = len(w) <= 8
         for (_, r), on in zip(w.iterrows(), front, strict=True):
             ax.scatter(r["device_latency_ms"], r["quality"], s=60 if on else 30,
                        marker="o" if on else "x", color="C3" if on else "C0", zorder=3)
-            labels.setdefault((r["device_latency_ms"], r["quality"]), []).append(_variant(r))
-        for xy, names in labels.items():  # identical points share one label
-            ax.annotate(", ".join(names), xy, fontsize=8, xytext=(4, 4),
-                        textcoords="offset points")
+            if on or label_all:
+                labels.setdefault((r["device_latency_ms"], r["quality"]), []).append(
+                    _variant(r))
+        for k, (xy, names) in enumerate(labels.items()):  # identical points share a label
+            text = ", ".join(names) if len(names) <= 3 else \
+                f"{', '.join(names[:2])} and {len(names) - 2} more"
+            # alternate above/below so neighbours on the front do not overprint each other
+            ann = ax.annotate(text, xy, fontsize=8, xytext=(4, 4 if k % 2 == 0 else -11),
+                              textcoords="offset points")
+            ann.set_in_layout(False)  # long labels must not squeeze the axes
         fr = sorted((p[0], sign * p[1]) for p, on in zip(pts, front, strict=True) if on)
         ax.step([p[0] for p in fr], [p[1] for p in fr], where="post", color="C3",
                 label="Pareto front", zorder=2)
@@ -128,7 +140,7 @@ def heatmap_figure(df: pd.DataFrame, workload: str, column: str, label: str
     if column == "quality":
         devices = devices[:1]  # quality comes from the host run: the same on every device
     fig = Figure(figsize=(max(4.0, 1.1 * len(prunes) + 2.5) * len(devices),
-                          0.55 * len(quants) + 2.0), dpi=DPI, layout="constrained")
+                          0.55 * len(quants) + 2.8), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, len(devices), squeeze=False)[0]
     import numpy as np
 
@@ -140,7 +152,10 @@ def heatmap_figure(df: pd.DataFrame, workload: str, column: str, label: str
         im = ax.imshow(grid, cmap="viridis_r" if column != "quality" else "viridis",
                        aspect="auto")
         fig.colorbar(im, ax=ax, shrink=0.9, label=label)
-        ax.set_xticks(range(len(prunes)), [f"prune {p}" for p in prunes])
+        long = len(prunes) > 6 or max(len(str(p)) for p in prunes) > 8
+        ax.set_xticks(range(len(prunes)), [str(p) for p in prunes],
+                      rotation=35 if long else 0, ha="right" if long else "center")
+        ax.set_xlabel("pruning level")
         ax.set_yticks(range(len(quants)), quants)
         lo, hi = np.nanmin(grid), np.nanmax(grid)
         for (i, j), v in np.ndenumerate(grid):

@@ -227,11 +227,16 @@ def summary_frame(run: Run, *, unstable_threshold: float = UNSTABLE_SPREAD) -> p
 
 
 def prune_order(prune: str) -> tuple[float, str]:
-    """Sort key for pruning levels: numbers first in numeric order, then named methods."""
+    """Sort key for pruning levels: magnitude levels by percentage, then each other method
+    (registry order) by share; names the registry does not know go last, by name."""
+    from harness.errors import InputError
+    from harness.variants import PRUNE_METHODS, parse_prune
+
     try:
-        return (float(prune), "")
-    except ValueError:
+        spec = parse_prune(prune)
+    except InputError:
         return (float("inf"), str(prune))
+    return (list(PRUNE_METHODS).index(spec.method) * 1000.0 + spec.amount * 100.0, str(prune))
 
 
 def _fmt(v: Any, digits: int) -> str:

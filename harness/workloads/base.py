@@ -55,6 +55,20 @@ class Workload(ABC):
     def calibration_inputs(self) -> list[Feeds]:
         """Inputs for static quantization calibration (from the training split, never eval)."""
 
+    def finetune(self, model: Any, *, cache_dir: Path) -> None:
+        """Fine-tune a structurally pruned torch ``model`` in place ("+ft" pruning levels).
+
+        Deterministic and on the training split only. The default has nothing to train on:
+        the build then records the level as unsupported for this workload.
+        """
+        from harness.errors import Unsupported
+
+        raise Unsupported(f"workload {self.name!r} has no fine-tuning recipe for '+ft' levels")
+
+    def can_finetune(self) -> bool:
+        """Whether this workload overrides :meth:`finetune`."""
+        return type(self).finetune is not Workload.finetune
+
     def evaluate(self, run: RunFn) -> Quality | None:
         """Quality on the held-out split through ``run``; None when there is no metric."""
         return None

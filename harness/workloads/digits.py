@@ -23,6 +23,10 @@ _EPOCHS = 30
 _BATCH = 64
 _LR = 2e-3
 _CALIBRATION_IMAGES = 128
+# "+ft" pruning levels: a short fine-tune of the pruned model (same data, seed and batch; a
+# lower learning rate, as the weights start from a trained point).
+_FT_EPOCHS = 5
+_FT_LR = 5e-4
 # Bump when the architecture or training recipe changes: it invalidates cached models.
 _RECIPE_VERSION = 1
 
@@ -62,7 +66,8 @@ class DigitsCNN(Workload):
 
     def fingerprint(self) -> dict[str, Any]:
         return {"workload": self.name, "recipe": _RECIPE_VERSION, "seed": _SEED,
-                "epochs": _EPOCHS, "batch": _BATCH, "lr": _LR}
+                "epochs": _EPOCHS, "batch": _BATCH, "lr": _LR,
+                "finetune": {"epochs": _FT_EPOCHS, "lr": _FT_LR}}
 
     def trained_model(self, cache_dir: Path) -> torch.nn.Module:
         """The trained fp32 model, from the cache or trained now (deterministically)."""
@@ -75,7 +80,7 @@ class DigitsCNN(Workload):
         if path.is_file():
             model.load_state_dict(torch.load(path, weights_only=True))
         else:
-            _train(model)
+            _train(model, epochs=_EPOCHS, lr=_LR, reinitialise=True)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             torch.save(model.state_dict(), tmp)
@@ -83,11 +88,16 @@ class DigitsCNN(Workload):
         return model.eval()
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
-        from harness.compress.prune import prune_model
+        from harness.compress.prune import prune_workload_model
         from harness.compress.torch_export import export_onnx
 
-        model = prune_model(self.trained_model(cache_dir), prune)
+        model = prune_workload_model(self, self.trained_model(cache_dir), prune,
+                                     cache_dir=cache_dir)
         export_onnx(model, self.timing_inputs(), out)
+
+    def finetune(self, model: Any, *, cache_dir: Path) -> None:
+        """A few more epochs on the training split, deterministic (seed 0, one thread)."""
+        _train(model, epochs=_FT_EPOCHS, lr=_FT_LR, reinitialise=False)
 
     def timing_inputs(self) -> Feeds:
         x_te = _splits()[2]
@@ -104,7 +114,7 @@ class DigitsCNN(Workload):
         return Quality(metric="top1_accuracy", value=acc, n_examples=len(y_te))
 
 
-def _train(model: torch.nn.Module) -> None:
+def _train(model: torch.nn.Module, *, epochs: int, lr: float, reinitialise: bool) -> None:
     import torch
 
     x_tr, y_tr, _, _ = _splits()
@@ -113,15 +123,16 @@ def _train(model: torch.nn.Module) -> None:
     torch.set_num_threads(1)
     try:
         torch.manual_seed(_SEED)
-        for m in model.modules():  # re-initialise under the seed
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
+        if reinitialise:
+            for m in model.modules():  # re-initialise under the seed
+                reset = getattr(m, "reset_parameters", None)
+                if callable(reset):
+                    reset()
         gen = torch.Generator().manual_seed(_SEED)
         x, y = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
-        opt = torch.optim.Adam(model.parameters(), lr=_LR)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
         model.train()
-        for _ in range(_EPOCHS):
+        for _ in range(epochs):
             perm = torch.randperm(len(x), generator=gen)
             for i in range(0, len(x), _BATCH):
                 idx = perm[i:i + _BATCH]
