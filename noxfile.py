@@ -53,8 +53,11 @@ def benchmarks(session: nox.Session) -> None:
 
 @nox.session
 def report(session: nox.Session) -> None:
-    """Rebuild the tables of a run: `nox -s report -- results/<run>`."""
+    """Rebuild a run's tables, plots and HTML report from its rows: `nox -s report -- RUN`.
+
+    Nothing is re-run; extra arguments go to `harness report` (e.g. `--format markdown`).
+    """
     if not session.posargs:
-        session.error("usage: nox -s report -- RUN_DIR")
-    _install(session, "build")
+        session.error("usage: nox -s report -- RUN_DIR [harness report options]")
+    session.install(*CONSTRAINTS, "-e", ".")  # reports need no torch: skip the build extra
     session.run("harness", "report", *session.posargs)

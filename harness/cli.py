@@ -23,6 +23,9 @@ EPILOG = """examples:
   harness emulate model.onnx --device snapdragon8gen3 --precision int8 --detail
   harness devices                                        list device profiles
   harness report results/<run>                           rebuild the tables of a run
+  harness compare results/<base> results/<new> --fail-on regression
+  harness recommend results/<run> --device snapdragon8gen3 --max-latency-ms 5
+  harness export results/<run> --format gab-smaller -o bench.json
 """
 
 
@@ -124,7 +127,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         progress=None if args.quiet else _print_progress,
         progress_note=None if args.quiet else _print_note)
     print(write_report(run_dir))
-    print(f"\nrun saved in {run_dir} (report.md, report.csv, cases.jsonl)")
+    print(f"\nrun saved in {run_dir} (report.html, report.md, report.csv, plots/, "
+          "cases.jsonl)")
     return 0
 
 
@@ -193,17 +197,133 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _add_report(sub: Any) -> None:
-    p = sub.add_parser("report", help="rebuild the tables of a run directory",
-                       description="Rebuild report.md and report.csv from a run directory's "
-                                   "rows and print the table; nothing is re-run.")
+    p = sub.add_parser("report", help="rebuild the tables, plots and HTML report of a run",
+                       description="Rebuild report.md, report.csv, report.json, plots/ (PNG "
+                                   "and SVG) and the self-contained report.html from a run "
+                                   "directory's rows and print the table; nothing is re-run.")
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory under results/")
+    p.add_argument("--format", choices=("terminal", "markdown", "csv", "json"),
+                   default="terminal", help="what to print (default: terminal)")
+    p.add_argument("--no-plots", action="store_true", help="skip plots/ and report.html")
+    p.add_argument("--unstable-threshold", type=float, default=None, metavar="FRACTION",
+                   help="flag rows whose warm samples have (p90-p10)/p50 above this "
+                        "(default: 0.20)")
     p.set_defaults(func=_cmd_report)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.stats import UNSTABLE_SPREAD
     from harness.report.tables import write_report
 
-    print(write_report(args.run))
+    threshold = UNSTABLE_SPREAD if args.unstable_threshold is None else args.unstable_threshold
+    table = write_report(args.run, html=not args.no_plots, plots=not args.no_plots,
+                         unstable_threshold=threshold)
+    files = {"markdown": "report.md", "csv": "report.csv", "json": "report.json"}
+    print((args.run / files[args.format]).read_text() if args.format in files else table,
+          end="" if args.format in files else "\n")
+    return 0
+
+
+def _add_compare(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare", help="compare two runs case by case (release notes, CI gating)",
+        description="Compare run B against baseline run A, joined on case id: host latency "
+                    "ratio B/A with a bootstrap confidence interval and a verdict (faster / "
+                    "slower / same: a change is claimed only when the interval lies beyond "
+                    "the noise threshold), predicted device latency, size, memory, fit and "
+                    "quality changes. Prints Markdown (for release notes or "
+                    "$GITHUB_STEP_SUMMARY) or JSON.",
+        epilog="example: harness compare results/base results/new --fail-on regression "
+               ">> \"$GITHUB_STEP_SUMMARY\"")
+    p.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline run directory")
+    p.add_argument("run_b", type=Path, metavar="RUN_B", help="the new run directory")
+    p.add_argument("--threshold", type=float, default=0.10, metavar="FRACTION",
+                   help="smallest relative change that counts (default: 0.10)")
+    p.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL",
+                   help="confidence level of the interval (default: 0.95)")
+    p.add_argument("--quality-tolerance", type=float, default=0.005, metavar="DELTA",
+                   help="quality changes smaller than this (metric units) are ignored "
+                        "(default: 0.005)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.add_argument("--fail-on", choices=("regression", "change", "never"), default="never",
+                   help="exit with status 1 when a case regressed (or changed at all); "
+                        "default: never")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from harness.report.compare import CompareOptions, compare_runs, to_json, to_markdown
+    from harness.results import load_run
+
+    opts = CompareOptions(threshold=args.threshold, confidence=args.confidence,
+                          quality_tolerance=args.quality_tolerance)
+    cmp = compare_runs(load_run(args.run_a), load_run(args.run_b), opts)
+    print(to_markdown(cmp) if args.format == "markdown" else to_json(cmp), end="")
+    if cmp.fails(args.fail_on):
+        print(f"harness: {len(cmp.regressions)} case(s) regressed"
+              if args.fail_on == "regression" else "harness: the runs differ", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_recommend(sub: Any) -> None:
+    p = sub.add_parser(
+        "recommend", help="which variant to ship on a device, given budgets",
+        description="The variants of a run that meet the budgets on a device, best first "
+                    "along the latency-vs-quality Pareto front (fastest first), and the reason "
+                    "every other variant was rejected. Latency and memory are the emulator's "
+                    "device predictions; quality comes from the host run.")
+    p.add_argument("run", type=Path, metavar="RUN", help="a run directory")
+    p.add_argument("--device", required=True, metavar="NAME", help="a device of the run")
+    p.add_argument("--workload", metavar="NAME", help="only this workload of the run")
+    p.add_argument("--max-latency-ms", type=float, metavar="MS",
+                   help="predicted device latency budget")
+    p.add_argument("--max-memory-mb", type=float, metavar="MB",
+                   help="predicted device footprint budget")
+    p.add_argument("--min-quality", type=float, metavar="Q",
+                   help="quality floor in the workload's metric (a ceiling when lower is "
+                        "better)")
+    p.add_argument("--sustained", action="store_true",
+                   help="judge latency after thermal throttling (when the run has it)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_recommend)
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from harness.report.recommend import Budgets, recommend, to_json, to_text
+    from harness.results import load_run
+
+    rec = recommend(load_run(args.run), args.device, Budgets(
+        max_latency_ms=args.max_latency_ms, max_memory_mb=args.max_memory_mb,
+        min_quality=args.min_quality, sustained=args.sustained), workload=args.workload)
+    print(to_text(rec) if args.format == "text" else to_json(rec), end="")
+    return 0
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export", help="export a run for existing dashboards",
+        description="Write a run as JSON for existing dashboards: github-action-benchmark's "
+                    "customSmallerIsBetter (gab-smaller: latencies, size, footprint) or "
+                    "customBiggerIsBetter (gab-bigger: quality), or pytest-benchmark's "
+                    "--benchmark-json format (pytest-benchmark: raw warm samples as rounds).")
+    p.add_argument("run", type=Path, metavar="RUN", help="a run directory")
+    p.add_argument("--format", required=True,
+                   choices=("gab-smaller", "gab-bigger", "pytest-benchmark"))
+    p.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help="write here instead of stdout")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from harness.report.export import export
+    from harness.results import load_run
+
+    text = export(load_run(args.run), args.format)
+    if args.output:
+        args.output.write_text(text)
+    else:
+        print(text, end="")
     return 0
 
 
@@ -457,7 +577,8 @@ def _cmd_suites(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_emulate, _add_calibrate,
-                                         _add_devices, _add_report, _add_suites]
+                                         _add_devices, _add_report, _add_compare,
+                                         _add_recommend, _add_export, _add_suites]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,282 @@
+"""Compare two runs case by case (joined on ``case_id``): did B get slower, fatter or worse?
+
+Host latency is noisy, so a latency change is claimed only when it is both statistically
+significant (the bootstrap confidence interval of median(B)/median(A) excludes 1) and larger
+than a noise threshold (default 5%: the CI must lie entirely beyond 1 ± threshold). Everything
+else the rows hold is deterministic for a given artifact and profile (size, device prediction,
+footprint, quality), so those are compared directly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.errors import InputError
+from harness.report.stats import median_ratio_ci
+from harness.results import Run
+
+VERDICTS = ("faster", "slower", "same", "n/a")
+FAIL_ON = ("regression", "change", "never")
+DEFAULT_THRESHOLD = 0.10
+DEFAULT_QUALITY_TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """How strict a comparison is."""
+
+    # relative latency/size change that counts; 10% because two back-to-back runs of the same
+    # code on a 2-core cloud VM differed by up to 9.8% on a case (README, "Comparing runs")
+    threshold: float = DEFAULT_THRESHOLD
+    confidence: float = 0.95
+    quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE   # in metric units
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold < 1:
+            raise InputError(f"expected 0 <= threshold < 1, got {self.threshold}",
+                             field="--threshold")
+        if not 0.5 <= self.confidence < 1:
+            raise InputError(f"expected 0.5 <= confidence < 1, got {self.confidence}",
+                             field="--confidence")
+        if self.quality_tolerance < 0:
+            raise InputError("expected a non-negative quality tolerance",
+                             field="--quality-tolerance")
+
+
+@dataclass(frozen=True)
+class CaseComparison:
+    """One case in both runs (or in one of them)."""
+
+    case_id: str
+    presence: str                     # both, added (only in B), removed (only in A)
+    status_a: str | None
+    status_b: str | None
+    host_p50_a_ms: float | None = None
+    host_p50_b_ms: float | None = None
+    ratio: float | None = None        # median(B) / median(A) of host warm latency
+    ci_low: float | None = None
+    ci_high: float | None = None
+    verdict: str = "n/a"
+    device_a_ms: float | None = None
+    device_b_ms: float | None = None
+    size_a_kb: float | None = None
+    size_b_kb: float | None = None
+    host_peak_a_mb: float | None = None
+    host_peak_b_mb: float | None = None
+    footprint_a_mb: float | None = None
+    footprint_b_mb: float | None = None
+    sustained_a_ms: float | None = None   # issue 3's optional figures, None when absent
+    sustained_b_ms: float | None = None
+    energy_a_mj: float | None = None
+    energy_b_mj: float | None = None
+    fits_a: bool | None = None
+    fits_b: bool | None = None
+    metric: str | None = None
+    quality_a: float | None = None
+    quality_b: float | None = None
+    regressions: tuple[str, ...] = field(default=())
+    changes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}")
+
+
+def _get(row: dict[str, Any] | None, *path: str) -> Any:
+    cur: Any = row
+    for p in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(p)
+    return cur
+
+
+def _rel(a: float | None, b: float | None) -> float | None:
+    return (b - a) / a if a and b is not None else None
+
+
+def compare_case(case_id: str, a: dict[str, Any] | None, b: dict[str, Any] | None,
+                 opts: CompareOptions) -> CaseComparison:
+    """Compare one case; ``a`` or ``b`` is None when the case is missing from that run."""
+    import numpy as np
+
+    presence = "both" if a and b else ("added" if b else "removed")
+    out: dict[str, Any] = {"case_id": case_id, "presence": presence,
+                           "status_a": _get(a, "status"), "status_b": _get(b, "status")}
+    regressions: list[str] = []
+    changes: list[str] = []
+    sa = _get(a, "host", "warm_latency_ns") or []
+    sb = _get(b, "host", "warm_latency_ns") or []
+    if sa:
+        out["host_p50_a_ms"] = float(np.median(sa)) / 1e6
+    if sb:
+        out["host_p50_b_ms"] = float(np.median(sb)) / 1e6
+    if sa and sb:
+        ci = median_ratio_ci(sa, sb, confidence=opts.confidence)
+        out.update(ratio=ci.ratio, ci_low=ci.low, ci_high=ci.high)
+        if ci.low > 1 + opts.threshold:
+            out["verdict"] = "slower"
+            regressions.append(f"host latency x{ci.ratio:.2f}")
+        elif ci.high < 1 - opts.threshold:
+            out["verdict"] = "faster"
+            changes.append(f"host latency x{ci.ratio:.2f}")
+        else:
+            out["verdict"] = "same"
+    for key, path, scale, unit in (
+            ("device", ("device_prediction", "latency_ms"), 1.0, "ms"),
+            ("sustained", ("device_prediction", "sustained_latency_ms"), 1.0, "ms"),
+            ("energy", ("device_prediction", "energy_mj"), 1.0, "mj"),
+            ("size", ("artifact", "size_bytes"), 1 / 1024, "kb"),
+            ("host_peak", ("host", "peak_rss_mb"), 1.0, "mb"),
+            ("footprint", ("device_prediction", "footprint_mb"), 1.0, "mb")):
+        va, vb = _get(a, *path), _get(b, *path)
+        out[f"{key}_a_{unit}"] = va * scale if isinstance(va, int | float) else None
+        out[f"{key}_b_{unit}"] = vb * scale if isinstance(vb, int | float) else None
+        rel = _rel(out[f"{key}_a_{unit}"], out[f"{key}_b_{unit}"])
+        # host peak RSS moves by a few hundred KB between identical runs: reported, not gated
+        if rel is not None and abs(rel) > opts.threshold and key != "host_peak":
+            what = {"device": "predicted device latency", "size": "artifact size",
+                    "footprint": "device footprint", "energy": "predicted energy",
+                    "sustained": "predicted sustained latency"}[key]
+            (regressions if rel > 0 else changes).append(f"{what} {100 * rel:+.0f}%")
+    out["fits_a"], out["fits_b"] = _get(a, "device_prediction", "fits"), \
+        _get(b, "device_prediction", "fits")
+    if out["fits_a"] is True and out["fits_b"] is False:
+        regressions.append("no longer fits the app memory cap")
+    qa, qb = _get(a, "quality", "value"), _get(b, "quality", "value")
+    out["metric"] = _get(b, "quality", "metric") or _get(a, "quality", "metric")
+    out["quality_a"], out["quality_b"] = qa, qb
+    if isinstance(qa, int | float) and isinstance(qb, int | float):
+        higher = _get(b, "quality", "higher_is_better") is not False
+        gain = (qb - qa) if higher else (qa - qb)
+        if gain < -opts.quality_tolerance:
+            regressions.append(f"{out['metric']} {qb - qa:+.4f}")
+        elif gain > opts.quality_tolerance:
+            changes.append(f"{out['metric']} {qb - qa:+.4f}")
+    if out["status_a"] == "ok" and out["status_b"] not in (None, "ok"):
+        regressions.append(f"status ok -> {out['status_b']}")
+    elif presence == "both" and out["status_a"] != out["status_b"]:
+        changes.append(f"status {out['status_a']} -> {out['status_b']}")
+    if presence == "removed":
+        regressions.append("case missing from B")
+    elif presence == "added":
+        changes.append("new case")
+    return CaseComparison(**out, regressions=tuple(regressions), changes=tuple(changes))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two runs compared: per-case results and the notes a reader needs."""
+
+    run_a: str
+    run_b: str
+    options: CompareOptions
+    cases: tuple[CaseComparison, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def regressions(self) -> list[CaseComparison]:
+        return [c for c in self.cases if c.regressions]
+
+    def fails(self, fail_on: str) -> bool:
+        """Whether CI should fail: on any regression, on any change, or never."""
+        if fail_on not in FAIL_ON:
+            raise InputError(f"expected one of {FAIL_ON}, got {fail_on!r}", field="--fail-on")
+        if fail_on == "regression":
+            return bool(self.regressions)
+        if fail_on == "change":
+            return any(c.regressions or c.changes for c in self.cases)
+        return False
+
+
+def compare_runs(a: Run, b: Run, options: CompareOptions | None = None) -> Comparison:
+    """Compare run B against baseline run A, case by case."""
+    opts = options or CompareOptions()
+    rows_a = {r["case_id"]: r for r in a.rows}
+    rows_b = {r["case_id"]: r for r in b.rows}
+    ids = list(dict.fromkeys([*rows_a, *rows_b]))
+    cases = tuple(compare_case(i, rows_a.get(i), rows_b.get(i), opts) for i in ids)
+    notes = []
+    ha, hb = a.manifest.get("host", {}), b.manifest.get("host", {})
+    for key in ("cpu_model", "logical_cpus"):
+        if ha.get(key) != hb.get(key):
+            notes.append(f"the runs were measured on different hosts ({key}: {ha.get(key)} vs "
+                         f"{hb.get(key)}): host latency ratios compare machines, not releases")
+    ta = (a.manifest.get("measure") or {}).get("threads")
+    tb = (b.manifest.get("measure") or {}).get("threads")
+    if ta != tb:
+        notes.append(f"threads per case differ ({ta} vs {tb})")
+    if not set(rows_a) & set(rows_b):
+        notes.append("the runs have no case in common")
+    return Comparison(run_a=str(a.manifest.get("run_id", a.path.name)),
+                      run_b=str(b.manifest.get("run_id", b.path.name)), options=opts,
+                      cases=cases, notes=tuple(notes))
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def _pair(a: float | None, b: float | None, fmt: str) -> str:
+    if a is None and b is None:
+        return ""
+    if a is not None and b is not None and format(a, fmt) == format(b, fmt):
+        return format(a, fmt)
+    return f"{_f(a, fmt) or '-'} → {_f(b, fmt) or '-'}"
+
+
+def to_markdown(cmp: Comparison) -> str:
+    """Markdown for release notes and CI step summaries."""
+    from tabulate import tabulate
+
+    counts = {v: sum(c.verdict == v for c in cmp.cases) for v in VERDICTS}
+    o = cmp.options
+    lines = [f"## `{cmp.run_b}` vs `{cmp.run_a}`", "",
+             f"{len(cmp.cases)} cases: **{counts['slower']} slower**, {counts['faster']} "
+             f"faster, {counts['same']} same (host latency); **{len(cmp.regressions)} with a "
+             f"regression**.", "",
+             f"A latency verdict needs the {100 * o.confidence:.0f}% bootstrap confidence "
+             f"interval of median(B)/median(A) to lie beyond ±{100 * o.threshold:.0f}%; "
+             f"quality changes smaller than {o.quality_tolerance:g} are ignored.", ""]
+    lines += [f"> note: {n}" for n in cmp.notes]
+    if cmp.notes:
+        lines.append("")
+    rows = []
+    for c in cmp.cases:
+        ci = f"[{c.ci_low:.3f}, {c.ci_high:.3f}]" if c.ci_low is not None else ""
+        ratio = f"{c.ratio:.3f}" if c.ratio is not None else ""
+        verdict = f"**{c.verdict}**" if c.verdict in ("slower", "faster") else c.verdict
+        yn = {True: "yes", False: "NO", None: "-"}
+        fits = yn[c.fits_a] if c.fits_a == c.fits_b else f"{yn[c.fits_a]} → {yn[c.fits_b]}"
+        rows.append([c.case_id, c.status_a or "-", c.status_b or "-",
+                     _f(c.host_p50_a_ms, ".4f"), _f(c.host_p50_b_ms, ".4f"), ratio, ci, verdict,
+                     _pair(c.device_a_ms, c.device_b_ms, ".4f"),
+                     _pair(c.sustained_a_ms, c.sustained_b_ms, ".4f"),
+                     _pair(c.energy_a_mj, c.energy_b_mj, ".4f"),
+                     _pair(c.size_a_kb, c.size_b_kb, ".1f"),
+                     _pair(c.host_peak_a_mb, c.host_peak_b_mb, ".1f"),
+                     _pair(c.footprint_a_mb, c.footprint_b_mb, ".2f"),
+                     fits,
+                     _pair(c.quality_a, c.quality_b, ".4f"),
+                     "; ".join(c.regressions) or ""])
+    headers = ["case", "status A", "status B", "host p50 A (ms)", "host p50 B (ms)",
+               "B/A", f"{100 * o.confidence:.0f}% CI", "verdict", "device pred. (ms)",
+               "device sustained (ms)", "energy (mJ)", "size (KB)", "host peak (MB)",
+               "device footprint (MB)", "fits", "quality", "regression"]
+    # drop columns no case has (sustained latency and energy before the run models them)
+    keep = [i for i, h in enumerate(headers)
+            if h in ("case", "verdict", "regression") or any(r[i] for r in rows)]
+    lines.append(tabulate([[r[i] for i in keep] for r in rows],
+                          headers=[headers[i] for i in keep], tablefmt="github",
+                          disable_numparse=True))
+    return "\n".join(lines) + "\n"
+
+
+def to_json(cmp: Comparison) -> str:
+    """The comparison as JSON (every field of every case)."""
+    return json.dumps({"kind": "edge-harness-comparison", "schema_version": 1,
+                       "run_a": cmp.run_a, "run_b": cmp.run_b,
+                       "options": asdict(cmp.options), "notes": list(cmp.notes),
+                       "cases": [asdict(c) for c in cmp.cases]}, indent=1) + "\n"

@@ -1,0 +1,137 @@
+"""One self-contained HTML file per run: tables (sortable) and plots embedded as data URIs.
+
+Nothing is fetched when the file is opened: no scripts, fonts or styles from elsewhere, so it
+works offline, as a CI artifact and as an e-mail attachment.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.report.stats import UNSTABLE_SPREAD
+from harness.results import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.report.plots import Plot
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0}
+th,td{border:1px solid #ccc;padding:3px 7px}td{white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0}
+th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
+tr.bad td{background:#fde8e8}tr.unstable td.flag{background:#fff3cd}
+figure{margin:1em 0}figcaption{font-size:13px;color:#555}img{max-width:100%}
+.meta{font-size:14px;color:#444}code{background:#f3f3f3;padding:0 3px}
+"""
+
+# Click a header to sort by it (numbers numerically, blanks last); click again to reverse.
+SCRIPT = """
+document.querySelectorAll('table.sortable').forEach(function(t){
+  t.querySelectorAll('th').forEach(function(th,i){
+    th.addEventListener('click',function(){
+      var asc=!th.classList.contains('asc');
+      t.querySelectorAll('th').forEach(function(h){h.classList.remove('asc','desc')});
+      th.classList.add(asc?'asc':'desc');
+      var body=t.tBodies[0],rows=Array.prototype.slice.call(body.rows);
+      function key(r){var s=r.cells[i].textContent.trim().replace(/,/g,'');
+        var n=parseFloat(s);return s===''?null:(isNaN(n)||!/^[-+]?[0-9.]/.test(s)?s:n)}
+      rows.sort(function(a,b){var x=key(a),y=key(b);
+        if(x===null)return 1;if(y===null)return -1;
+        var c=(typeof x===typeof y)?(x<y?-1:x>y?1:0):(typeof x==='number'?-1:1);
+        return asc?c:-c});
+      rows.forEach(function(r){body.appendChild(r)});
+    });
+  });
+});
+"""
+
+
+def _table(df: pd.DataFrame, columns: dict[str, str], table_id: str) -> str:
+    from harness.report.tables import TEXT_COLUMNS, display_frame
+
+    shown = display_frame(df, columns)
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in shown.columns)
+    body = []
+    for (_, raw), (_, row) in zip(df.iterrows(), shown.iterrows(), strict=True):
+        cls = []
+        if raw.get("status") != "ok":
+            cls.append("bad")
+        if raw.get("unstable") is True:
+            cls.append("unstable")
+        cells = []
+        for col, v in zip(columns, row, strict=True):
+            kind = "flag" if col == "unstable" else ("" if col in TEXT_COLUMNS else "num")
+            cells.append(f'<td class="{kind}">{html.escape(str(v))}</td>')
+        body.append(f'<tr class="{" ".join(cls)}">{"".join(cells)}</tr>')
+    return (f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
+
+
+def _img(plot: Plot) -> str:
+    data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
+    return (f'<figure id="plot-{html.escape(plot.name)}"><img alt="{html.escape(plot.title)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{html.escape(plot.title)} '
+            f'(<code>plots/{html.escape(plot.svg.name)}</code> for a vector copy)</figcaption>'
+            "</figure>")
+
+
+def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
+                unstable_threshold: float = UNSTABLE_SPREAD) -> str:
+    """The report as one HTML document (string)."""
+    from harness.report.tables import (
+        COLUMNS,
+        SECTIONS,
+        present_columns,
+        run_header,
+        section_columns,
+    )
+
+    h: dict[str, Any] = run_header(run, df, unstable_threshold=unstable_threshold)
+    esc = html.escape
+    status = ", ".join(f"{n} {s}" for s, n in h["status_counts"].items()) or "no cases"
+    git = h["git"] or {}
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Run {esc(str(h['run_id']))}</title><style>{STYLE}</style></head><body>",
+        f"<h1>Run {esc(str(h['run_id']))}</h1>",
+        '<ul class="meta">',
+        f"<li>suite <code>{esc(str(h['suite']))}</code>; devices: "
+        f"{esc(', '.join(h['devices']))}; backend: {esc(str(h['backend']))}</li>",
+        f"<li>host: {esc(h['host'])}; threads per case: {esc(str(h['threads']))}; created "
+        f"{esc(str(h['created_at']))}; git {esc(str(git.get('sha'))[:12])}"
+        f"{' (dirty)' if git.get('dirty') else ''}</li>",
+        f"<li>cases: {esc(status)}; unstable rows: {h['unstable_rows']} (relative spread "
+        f"(p90-p10)/p50 of the warm samples above {h['unstable_threshold_pct']:.0f}%)</li>",
+        "</ul>",
+        "<p>Host latency is measured on the host (warm runs, batch 1); device latency, footprint "
+        "and power are the emulator's predictions for the device profile. Click a column "
+        "header to sort.</p>",
+        "<h2>Summary</h2>", _table(df, present_columns(df, COLUMNS), "table-summary"),
+    ]
+    for title, cols in SECTIONS.items():
+        keep = section_columns(df, cols)
+        parts.append(f"<h2>{esc(title)}</h2>")
+        if keep is None:
+            parts.append(f"<p>No {esc(title.lower())} figures in this run.</p>")
+        else:
+            parts.append(_table(df, keep, f"table-{title.lower()}"))
+    parts.append("<h2>Plots</h2>")
+    parts += [_img(p) for p in plots] or ["<p>No plots (no finished cases).</p>"]
+    parts += [f"<script>{SCRIPT}</script>", "</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+def write_html(run: Run, df: pd.DataFrame, plots: list[Plot], path: Path, *,
+               unstable_threshold: float = UNSTABLE_SPREAD) -> Path:
+    """Write :func:`render_html` to ``path``."""
+    path.write_text(render_html(run, df, plots, unstable_threshold=unstable_threshold))
+    return path

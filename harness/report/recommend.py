@@ -1,0 +1,223 @@
+"""Which variant should I ship on this device? Budgets in, ranked variants and rejections out.
+
+A variant (one row of the run for the device) is accepted when it finished ``ok``, fits the
+device's app memory cap, and meets every budget given (predicted device latency, predicted
+device footprint, quality). Accepted variants on the latency-vs-quality Pareto front come
+first, fastest first (so quality rises down the list); accepted but dominated variants follow,
+each naming a variant that beats it. Every other variant is listed with why it was rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from harness.errors import InputError, unknown_name
+from harness.report.stats import pareto_front
+from harness.results import Run
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """What the user asks for; None = no limit."""
+
+    max_latency_ms: float | None = None
+    max_memory_mb: float | None = None
+    min_quality: float | None = None
+    sustained: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_latency_ms", "max_memory_mb"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise InputError(f"expected a positive number, got {v}",
+                                 field="--" + name.replace("_", "-"))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One variant of the run on the device, with the figures the decision used."""
+
+    case_id: str
+    workload: str
+    quant: str
+    prune: str
+    status: str
+    latency_ms: float | None
+    latency_kind: str                   # "burst" or "sustained"
+    footprint_mb: float | None
+    fits: bool | None
+    metric: str | None
+    quality: float | None
+    size_kb: float | None
+    rank: int | None = None             # 1 = best; None when rejected
+    pareto: bool = False
+    note: str = ""                      # why rejected, or what dominates it
+
+    @property
+    def variant(self) -> str:
+        return f"{self.quant}/prune-{self.prune}"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    device: str
+    budgets: Budgets
+    accepted: tuple[Candidate, ...]
+    rejected: tuple[Candidate, ...]
+    notes: tuple[str, ...]
+
+
+def _latency(row: dict[str, Any], sustained: bool) -> tuple[float | None, str]:
+    pred = row.get("device_prediction") or {}
+    if sustained:
+        from harness.report.tables import trace_split
+
+        trace = row.get("device_trace")
+        if trace:
+            return trace_split(trace)["device_sustained_p50_ms"], "sustained"
+        if isinstance(pred.get("sustained_latency_ms"), int | float):
+            return float(pred["sustained_latency_ms"]), "sustained"
+    v = pred.get("latency_ms")
+    return (float(v) if isinstance(v, int | float) else None), "burst"
+
+
+def _candidate(row: dict[str, Any], sustained: bool) -> Candidate:
+    pred = row.get("device_prediction") or {}
+    quality = row.get("quality") or {}
+    art = row.get("artifact") or {}
+    lat, kind = _latency(row, sustained)
+    return Candidate(
+        case_id=row["case_id"], workload=row["workload"], quant=row["quant"],
+        prune=str(row["prune"]), status=row["status"], latency_ms=lat, latency_kind=kind,
+        footprint_mb=pred.get("footprint_mb"), fits=pred.get("fits"),
+        metric=quality.get("metric"), quality=quality.get("value"),
+        size_kb=art["size_bytes"] / 1024 if art.get("size_bytes") is not None else None)
+
+
+def _rejection(c: Candidate, row: dict[str, Any], b: Budgets) -> str:
+    if c.status != "ok":
+        return f"status {c.status}: {row.get('reason') or 'no reason recorded'}"
+    if c.latency_ms is None:
+        return "no device latency prediction"
+    if c.fits is False:
+        return (f"does not fit the app memory cap (footprint {c.footprint_mb:.1f} MB)"
+                if c.footprint_mb is not None else "does not fit the app memory cap")
+    reasons = []
+    if b.max_latency_ms is not None and c.latency_ms > b.max_latency_ms:
+        reasons.append(f"{c.latency_kind} latency {c.latency_ms:.4g} ms > {b.max_latency_ms:g}")
+    if b.max_memory_mb is not None:
+        if c.footprint_mb is None:
+            reasons.append("no device footprint prediction")
+        elif c.footprint_mb > b.max_memory_mb:
+            reasons.append(f"footprint {c.footprint_mb:.1f} MB > {b.max_memory_mb:g}")
+    if b.min_quality is not None:
+        higher = (row.get("quality") or {}).get("higher_is_better") is not False
+        if c.quality is None:
+            reasons.append("no quality metric")
+        elif (c.quality < b.min_quality) if higher else (c.quality > b.min_quality):
+            reasons.append(f"{c.metric} {c.quality:.4f} {'<' if higher else '>'} "
+                           f"{b.min_quality:g}")
+    return "; ".join(reasons)
+
+
+def recommend(run: Run, device: str, budgets: Budgets, *, workload: str | None = None
+              ) -> Recommendation:
+    """Rank the run's variants on ``device`` against ``budgets`` (see the module docstring)."""
+    devices = sorted({r["device"] for r in run.rows})
+    if device not in devices:
+        raise unknown_name("device in this run", device, devices, file=run.path)
+    rows = [r for r in run.rows if r["device"] == device]
+    if workload is not None:
+        names = sorted({r["workload"] for r in rows})
+        if workload not in names:
+            raise unknown_name("workload in this run", workload, names, file=run.path)
+        rows = [r for r in rows if r["workload"] == workload]
+    notes = []
+    cands = [_candidate(r, budgets.sustained) for r in rows]
+    if budgets.sustained and any(c.latency_kind == "burst" for c in cands if c.status == "ok"):
+        notes.append("sustained latency is not available for some or all variants in this run "
+                     "(no device_trace / sustained_latency_ms: the emulator of this run did "
+                     "not model throttling); their burst prediction is used and marked 'burst'")
+    Item = tuple[Candidate, str, dict[str, Any]]
+    accepted: list[Item] = []
+    rejected: list[Item] = []
+    for c, r in zip(cands, rows, strict=True):
+        why = _rejection(c, r, budgets)
+        (rejected if why else accepted).append((c, why, r))
+    out: list[Candidate] = []
+    by_workload: dict[str, list[Item]] = {}
+    for item in accepted:
+        by_workload.setdefault(item[0].workload, []).append(item)
+    for wl in sorted(by_workload):
+        items = by_workload[wl]
+        sign = [1 if (r.get("quality") or {}).get("higher_is_better") is not False else -1
+                for _, _, r in items]
+        # no quality metric: every variant counts as equal quality, so latency decides
+        pts = [(c.latency_ms or 0.0, s * c.quality if c.quality is not None else 0.0)
+               for (c, _, _), s in zip(items, sign, strict=True)]
+        front = pareto_front(pts)
+        order = sorted(range(len(items)), key=lambda i: (not front[i], pts[i][0], -pts[i][1],
+                                                         items[i][0].size_kb or 0.0))
+        for i in order:
+            c = items[i][0]
+            note = ""
+            if not front[i]:
+                beaters = [items[j][0] for j in order if front[j] and pts[j][0] <= pts[i][0]
+                           and pts[j][1] >= pts[i][1]]
+                note = (f"dominated by {beaters[0].variant} (as fast or faster, as good or "
+                        "better)") if beaters else "dominated"
+            out.append(_with(c, rank=len(out) + 1, pareto=front[i], note=note))
+    if len(by_workload) > 1:
+        notes.append("several workloads: each is ranked on its own; pass --workload to pick one")
+    return Recommendation(device=device, budgets=budgets, accepted=tuple(out),
+                          rejected=tuple(_with(c, note=why) for c, why, _ in rejected),
+                          notes=tuple(notes))
+
+
+def _with(c: Candidate, **changes: Any) -> Candidate:
+    return Candidate(**{**asdict(c), **changes})
+
+
+def to_text(rec: Recommendation) -> str:
+    """Markdown-friendly tables: accepted variants best first, then the rejections."""
+    from tabulate import tabulate
+
+    b = rec.budgets
+    asked = [f"latency ≤ {b.max_latency_ms:g} ms" if b.max_latency_ms is not None else "",
+             f"footprint ≤ {b.max_memory_mb:g} MB" if b.max_memory_mb is not None else "",
+             f"quality ≥ {b.min_quality:g}" if b.min_quality is not None else "",
+             "sustained latency" if b.sustained else "burst latency"]
+    lines = [f"Device {rec.device}; budgets: {', '.join(a for a in asked if a)}.", ""]
+    lines += [f"note: {n}" for n in rec.notes]
+    if rec.accepted:
+        best = rec.accepted[0]
+        lines += [f"Recommended: {best.workload} {best.variant} ({best.latency_ms:.4g} ms "
+                  f"{best.latency_kind}" + (f", {best.metric} {best.quality:.4f}"
+                                            if best.quality is not None else "") + ")", ""]
+        rows = [[c.rank, c.workload, c.variant, "yes" if c.pareto else "",
+                 f"{c.latency_ms:.4g}", c.latency_kind,
+                 "" if c.footprint_mb is None else f"{c.footprint_mb:.1f}",
+                 "" if c.size_kb is None else f"{c.size_kb:.1f}",
+                 "" if c.quality is None else f"{c.quality:.4f}", c.metric or "", c.note]
+                for c in rec.accepted]
+        lines.append(tabulate(rows, headers=["rank", "workload", "variant", "Pareto",
+                                             "latency (ms)", "kind", "footprint (MB)",
+                                             "size (KB)", "quality", "metric", "note"],
+                              tablefmt="github", disable_numparse=True))
+    else:
+        lines.append("No variant meets the budgets.")
+    if rec.rejected:
+        lines += ["", "Rejected:", ""]
+        lines.append(tabulate([[c.workload, c.variant, c.note] for c in rec.rejected],
+                              headers=["workload", "variant", "reason"], tablefmt="github",
+                              disable_numparse=True))
+    return "\n".join(lines) + "\n"
+
+
+def to_json(rec: Recommendation) -> str:
+    return json.dumps({"kind": "edge-harness-recommendation", "device": rec.device,
+                       "budgets": asdict(rec.budgets), "notes": list(rec.notes),
+                       "accepted": [asdict(c) for c in rec.accepted],
+                       "rejected": [asdict(c) for c in rec.rejected]}, indent=1) + "\n"
