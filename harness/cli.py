@@ -607,3 +607,10 @@ def main(argv: list[str] | None = None) -> int:
         print("harness: interrupted; finished cases are saved (use --resume RUN)",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `harness ... | head` closed the pipe: not an error of ours. Point stdout at devnull so
+        # the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
