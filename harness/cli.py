@@ -56,6 +56,10 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="ONNX Runtime intra-op threads, 0 = runtime default "
                         "(default: the suite's)")
+    p.add_argument("--eval-size", choices=("small", "full"), default=None,
+                   help="evaluation data per quality metric: small keeps the default sweep "
+                        "near 15 minutes on 2 cores, full is several times larger "
+                        "(default: small, or the resumed run's)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR",
                    help="where run directories are created (default: results)")
     p.add_argument("--resume", type=Path, metavar="RUN",
@@ -98,7 +102,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         devices=args.device, suite=args.suite, workloads=args.workload, quant=args.quant,
         prune=args.prune, results_dir=args.results_dir, resume=args.resume,
         cache_dir=args.cache_dir, iterations=args.iterations, warmup=args.warmup,
-        timeout_s=args.timeout_s, threads=args.threads, command_line=sys.argv,
+        timeout_s=args.timeout_s, threads=args.threads, eval_size=args.eval_size,
+        command_line=sys.argv,
         progress=None if args.quiet else _print_progress,
         progress_note=None if args.quiet else _print_note)
     print(write_report(run_dir))

@@ -31,6 +31,9 @@ COLUMNS: dict[str, str] = {
     "metric": "metric",
     "quality": "quality",
     "quality_delta": "Δ vs fp32",
+    "cosine": "cosine vs fp32",
+    "top1_agreement": "top-1 agree",
+    "sqnr_db": "SQNR (dB)",
     "reason": "reason",
 }
 
@@ -47,6 +50,7 @@ def row_stats(row: dict[str, Any]) -> dict[str, Any]:
     pred = row.get("device_prediction") or {}
     art = row.get("artifact") or {}
     quality = row.get("quality") or {}
+    fid = row.get("fidelity") or {}
     return {
         "case_id": row["case_id"],
         "workload": row["workload"],
@@ -68,6 +72,10 @@ def row_stats(row: dict[str, Any]) -> dict[str, Any]:
         "fits": pred.get("fits"),
         "metric": quality.get("metric"),
         "quality": quality.get("value"),
+        "cosine": fid.get("cosine"),
+        "top1_agreement": fid.get("top1_agreement"),
+        # outputs bit-identical to fp32: infinite SQNR (JSON stores null and a flag)
+        "sqnr_db": float("inf") if fid.get("identical") else fid.get("sqnr_db"),
         "reason": row.get("reason") or "",
     }
 
@@ -105,7 +113,8 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
     for col, digits in {"host_p50_ms": 3, "host_p90_ms": 3, "cold_start_ms": 1,
                         "device_latency_ms": 3, "size_kb": 1, "sparsity_pct": 1,
                         "host_peak_mb": 1, "device_footprint_mb": 2, "quality": 4,
-                        "quality_delta": 4}.items():
+                        "quality_delta": 4, "cosine": 5, "top1_agreement": 4,
+                        "sqnr_db": 1}.items():
         out[col] = out[col].map(lambda v, d=digits: "" if v is None or v != v else f"{v:.{d}f}")
     out["fits"] = out["fits"].map(lambda v: "" if v is None or v != v else ("yes" if v else "NO"))
     out["quality_delta"] = out["quality_delta"].map(

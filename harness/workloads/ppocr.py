@@ -102,7 +102,8 @@ def render_line(text: str, *, font_size: int = 32) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     font = _font(font_size)
-    x0, y0, x1, y1 = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)
+    x0, y0, x1, y1 = (round(v) for v in ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox(
+        (0, 0), text, font=font))
     margin = 4
     img = Image.new("RGB", (x1 - x0 + 2 * margin, y1 - y0 + 2 * margin), "white")
     ImageDraw.Draw(img).text((margin - x0, margin - y0), text, font=font, fill="black")
@@ -115,7 +116,8 @@ def rec_input(line: np.ndarray) -> np.ndarray:
 
     h, w = line.shape[:2]
     new_w = min(_REC_WIDTH, int(np.ceil(_REC_HEIGHT * w / h)))
-    resized = np.asarray(Image.fromarray(line).resize((new_w, _REC_HEIGHT), Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(line).resize((new_w, _REC_HEIGHT),
+                                                      Image.Resampling.BILINEAR))
     out = np.zeros((3, _REC_HEIGHT, _REC_WIDTH), dtype=np.float32)
     out[:, :, :new_w] = _normalise(resized)
     return out
@@ -153,29 +155,71 @@ def ctc_greedy_decode(probs: np.ndarray, charset: tuple[str, ...]) -> list[str]:
     return out
 
 
+def constants_to_initializers(model: Any) -> None:
+    """Move tensor-valued ``Constant`` nodes into graph initializers, in place.
+
+    Paddle's exporter stores every weight as a Constant node; pruning and ORT's quantizers
+    look for weights among the initializers, so without this neither would touch them. The
+    computation is unchanged (a Constant node and an initializer are the same value).
+    """
+    keep = []
+    for node in model.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and not node.domain and value is not None:
+            value.name = node.output[0]
+            model.graph.initializer.append(value)
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+
+
+def fix_input_shape(model: Any, height: int, width: int) -> None:
+    """Pin the image input's height and width (batch stays dynamic), in place.
+
+    The shipped graphs take any size; a deployed app feeds one size, and ORT's symbolic shape
+    inference (quantization pre-processing) cannot finish on the fully dynamic graph.
+    """
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].Clear()
+    dims[2].dim_value = height
+    dims[3].Clear()
+    dims[3].dim_value = width
+
+
 class _OnnxOnly(Workload):
-    """A model shipped as an ONNX file: export = (pruned) copy."""
+    """A model shipped as an ONNX file: export = normalised, input-pinned, (pruned) copy."""
 
     onnx_file: str
+    input_hw: tuple[int, int]
 
     def fingerprint(self) -> dict[str, Any]:
         import hashlib
 
         digest = hashlib.sha256(package_file(self.onnx_file).read_bytes()).hexdigest()
-        return {"workload": self.name, "recipe": 1, "onnx_sha256": digest}
+        return {"workload": self.name, "recipe": 3, "onnx_sha256": digest,
+                "input_hw": list(self.input_hw)}
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
         import onnx
 
         from harness.compress.prune import prune_onnx
+        from harness.compress.torch_export import OPSET
 
-        onnx.save(prune_onnx(onnx.load(str(package_file(self.onnx_file))), prune), str(out))
+        model = onnx.load(str(package_file(self.onnx_file)))
+        constants_to_initializers(model)
+        fix_input_shape(model, *self.input_hw)
+        # The files ship at opset 12; per-channel QDQ (DequantizeLinear's axis) needs >= 13.
+        model = onnx.version_converter.convert_version(model, OPSET)
+        onnx.checker.check_model(model)
+        onnx.save(prune_onnx(model, prune), str(out))
 
 
 class PPOCRRec(_OnnxOnly):
     name = "ppocr_rec"
     metric = "char_accuracy"
     onnx_file = _REC_FILE
+    input_hw = (_REC_HEIGHT, _REC_WIDTH)
     top1_axis = -1  # per-time-step class probabilities (batch, steps, classes)
 
     def timing_inputs(self) -> Feeds:
@@ -213,7 +257,7 @@ def det_images(seed: int, n: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         for k in range(_DET_LINES_PER_IMAGE):
             text = random_text(rng, max_chars=24)
             font = _font(int(rng.integers(22, 41)))
-            x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+            x0, y0, x1, y1 = (round(v) for v in draw.textbbox((0, 0), text, font=font))
             x = int(rng.integers(8, max(9, _DET_WIDTH - (x1 - x0) - 8)))
             y = k * band + int(rng.integers(4, max(5, band - (y1 - y0) - 4)))
             draw.text((x - x0, y - y0), text, font=font, fill="black")
@@ -268,6 +312,7 @@ class PPOCRDet(_OnnxOnly):
     name = "ppocr_det"
     metric = "det_recall"
     onnx_file = _DET_FILE
+    input_hw = (_DET_HEIGHT, _DET_WIDTH)
 
     def timing_inputs(self) -> Feeds:
         return {"x": det_images(_TIMING_SEED, 1)[0].copy()}

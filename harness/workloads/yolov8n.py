@@ -74,7 +74,8 @@ def preprocess(img: Any) -> np.ndarray:
     side = max(img.size)
     square = Image.new("RGB", (side, side), "black")
     square.paste(img, (0, 0))
-    arr = np.asarray(square.resize((_SIZE, _SIZE), Image.BILINEAR), dtype=np.float32) / 255.0
+    resized = square.resize((_SIZE, _SIZE), Image.Resampling.BILINEAR)
+    arr = np.asarray(resized, dtype=np.float32) / 255.0
     return arr.transpose(2, 0, 1)[None]
 
 
