@@ -88,7 +88,7 @@ def _split_docstring(doc: str) -> tuple[str, str] | None:
 
 @cache
 def docstring_pairs() -> tuple[tuple[str, str], ...]:
-    """All (query, document) pairs, shuffled with a fixed seed; queries are unique."""
+    """All (query, document) pairs, shuffled with a fixed seed; no text appears twice."""
     import importlib
     import inspect
     import warnings
@@ -97,9 +97,11 @@ def docstring_pairs() -> tuple[tuple[str, str], ...]:
     pairs: list[tuple[str, str]] = []
 
     def add(doc: str | None) -> None:
+        # Queries and documents both unique: a duplicate document would make "the" relevant
+        # document ambiguous (inherited or aliased docstrings).
         split = _split_docstring(doc or "")
-        if split and split[0] not in seen:
-            seen.add(split[0])
+        if split and split[0] not in seen and split[1] not in seen:
+            seen.update(split)
             pairs.append(split)
 
     with warnings.catch_warnings():
