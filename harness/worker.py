@@ -62,8 +62,11 @@ def _measure(task: dict[str, Any]) -> dict[str, Any]:
         "higher_is_better": quality.higher_is_better, "extra": dict(quality.extra)}
     row["fidelity"] = None
     if quality is not None and outputs and task.get("cache_dir"):
-        row["fidelity"] = _fidelity(workload, Path(task["artifact"]), outputs,
-                                    cache_dir=Path(task["cache_dir"]))
+        try:
+            row["fidelity"] = _fidelity(workload, Path(task["artifact"]), outputs,
+                                        cache_dir=Path(task["cache_dir"]))
+        except Exception as exc:  # a missing comparison must not cost the case its figures
+            row["fidelity"] = {"error": f"{type(exc).__name__}: {exc}"}
     return row
 
 
@@ -98,7 +101,7 @@ def _fidelity(workload: Any, artifact: Path, outputs: list[Any], *,
                                   prune=PruneSpec("magnitude", 0.0), cache_dir=cache_dir)
     ref_sha = artifact_sha256(ref_artifact)
     key = key_of({"reference": ref_sha, "eval_size": workload.eval_size,
-                  "python": platform.python_version()})
+                  "workload": workload.fingerprint(), "python": platform.python_version()})
     path = cache_dir / "reference" / f"{workload.name}-{key[:24]}.npz"
     if path.is_file():
         with np.load(path) as npz:
