@@ -7,6 +7,7 @@ import pytest
 from harness.errors import InputError
 from harness.suites import expand, list_suites, load_suite, parse_suite
 from harness.variants import parse_prune, parse_quant
+from harness.workloads import get_workload, registered
 
 BASE = {"schema_version": 1, "workloads": ["digits_cnn"], "quant": ["fp32", "int8-static"],
         "prune": [0, 50]}
@@ -15,7 +16,9 @@ BASE = {"schema_version": 1, "workloads": ["digits_cnn"], "quant": ["fp32", "int
 def test_shipped_suites_load() -> None:
     assert {"default", "smoke"} <= set(list_suites())
     default = load_suite("default")
-    assert [w.name for w in default.workloads] == ["digits_cnn"]
+    # the default sweep covers every built-in workload
+    assert sorted(w.name for w in default.workloads) == registered()
+    assert [w.name for w in load_suite("smoke").workloads] == ["digits_cnn", "ppocr_rec"]
     assert [q.name for q in default.quant] == ["fp32", "int8-dynamic", "int8-static"]
     assert [p.name for p in default.prune] == ["0", "50"]
 
@@ -86,3 +89,13 @@ def test_level_parsing() -> None:
     assert parse_quant("int8-static").precision == "int8"
     with pytest.raises(InputError):
         parse_prune(True)
+
+
+def test_eval_size_reaches_the_workload_and_is_validated() -> None:
+    from harness.suites import WorkloadRef
+
+    ref = WorkloadRef(name="ppocr_rec", onnx=None)
+    assert get_workload(ref).eval_size == "small"
+    assert get_workload(ref, eval_size="full").eval_size == "full"
+    with pytest.raises(InputError, match=r"evaluation size 'ful'.*'full'"):
+        get_workload(ref, eval_size="ful")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 _SEED = 0
 _MAX_TOKENS = 128  # truncation for evaluation; timing uses a 128-token padded sentence
-# eval pairs per eval size; None = every pair not used for calibration (about 900 on 3.11)
+# eval pairs per eval size; None = every pair not used for calibration (849 on 3.11)
 _EVAL_PAIRS: dict[str, int | None] = {"small": 128, "full": None}
 _CALIBRATION_SENTENCES = 32
 _BATCH = 16
