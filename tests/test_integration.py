@@ -113,6 +113,12 @@ def test_sweep_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     assert again.stderr.count("skipped") == 12
     assert (run_dir / "cases.jsonl").read_text() == before
     assert len(list(results_dir.iterdir())) == 1
+    # a resumed run keeps its evaluation size: asking for another one is refused up front
+    other = _bench("--device", "snapdragon8gen3", "--suite", str(suite), "--results-dir",
+                   str(results_dir), "--cache-dir", str(cache_dir), "--resume", str(run_dir),
+                   "--eval-size", "full")
+    assert other.returncode == 2 and "--eval-size full differs" in other.stderr
+    assert (run_dir / "cases.jsonl").read_text() == before
 
 
 def test_bad_input_stops_before_any_work(tmp_path: Path) -> None:
