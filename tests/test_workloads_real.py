@@ -81,7 +81,7 @@ def test_ppocr_rec_char_accuracy(cache: Path) -> None:
     q = _evaluate(w, _build(w, "fp32", cache))
     assert q.metric == "char_accuracy" and q.n_examples == 64
     assert q.value > 0.95 and q.extra["line_accuracy"] > 0.7
-    # int8-dynamic wrecks this model (char accuracy ~0.06: ConvInteger on its activations);
+    # int8-dynamic wrecks this model (char accuracy ~0.06 in the default sweep);
     # static QDQ with calibration keeps most of it (~0.87)
     int8 = _evaluate(w, _build(w, "int8-static", cache))
     assert 0.7 < int8.value <= 1.0
