@@ -58,14 +58,19 @@ def run_bench(
     sustained_s: float | None = None,
     period_ms: float | None = None,
     pace: bool | None = None,
+    eval_size: str | None = None,
     command_line: list[str] | None = None,
     progress: ProgressFn | None = None,
     progress_note: Callable[[str], None] | None = None,
 ) -> Path:
     """Run a sweep and return its run directory.
 
-    All input is validated (profiles, suite, filters) before any work starts.
+    All input is validated (profiles, suite, filters) before any work starts. ``eval_size``
+    ("small", the default, or "full") sets how much evaluation data the quality metrics use;
+    a resumed run keeps the size it was started with.
     """
+    from harness.workloads.base import EVAL_SIZES
+
     if not devices:
         raise InputError("expected at least one --device")
     profiles = {d: load_profile(d) for d in devices}
@@ -87,7 +92,16 @@ def run_bench(
         run = results.load_run(resume)
         run_dir = run.path
         done = run.finished_case_ids()
+        started_with = run.manifest.get("eval_size", "small")
+        if eval_size is not None and eval_size != started_with:
+            raise InputError(f"--eval-size {eval_size} differs from the run being resumed "
+                             f"({started_with!r}, {resume / 'manifest.json'})")
+        eval_size = started_with
     else:
+        eval_size = eval_size or "small"
+        if eval_size not in EVAL_SIZES:
+            raise InputError(f"expected --eval-size to be one of {', '.join(EVAL_SIZES)}, "
+                             f"got {eval_size!r}")
         manifest = {
             "created_at": results.now_iso(),
             "command_line": argv,
@@ -98,6 +112,7 @@ def run_bench(
             "backend": BACKEND,
             "seed": SEED,
             "measure": asdict(measure),
+            "eval_size": eval_size,
             "host": results.host_info(),
             "packages": results.package_versions(),
             "git": results.git_state(),
@@ -118,7 +133,7 @@ def run_bench(
         if progress:
             progress(Progress(i, len(cases), case))
         row = run_case(case, profile=profiles[case.device], measure=measure, cache_dir=cache,
-                       log_dir=run_dir / "logs", index=i,
+                       log_dir=run_dir / "logs", index=i, eval_size=eval_size,
                        build_failure=build_failures.get(_variant_key(case)))
         results.append_row(run_dir, row)
         if progress:
@@ -180,7 +195,8 @@ def _workload_task(case: Case) -> dict[str, Any]:
 
 
 def run_case(case: Case, *, profile: DeviceProfile, measure: MeasureOptions, cache_dir: Path,
-             log_dir: Path, index: int, build_failure: dict | None = None) -> dict[str, Any]:
+             log_dir: Path, index: int, build_failure: dict | None = None,
+             eval_size: str = "small") -> dict[str, Any]:
     """Build, emulate and measure one case; always returns a row, never raises."""
     started = time.monotonic()
     row: dict[str, Any] = {
@@ -189,6 +205,7 @@ def run_case(case: Case, *, profile: DeviceProfile, measure: MeasureOptions, cac
         "prune_method": case.prune.method, "device": case.device, "backend": BACKEND,
         "status": "ok", "reason": "", "started_at": results.now_iso(),
         "artifact": None, "device_prediction": None, "host": None, "quality": None,
+        "fidelity": None,
     }
 
     def finish(status: str, reason: str = "") -> dict[str, Any]:
@@ -224,11 +241,13 @@ def run_case(case: Case, *, profile: DeviceProfile, measure: MeasureOptions, cac
             "kind": "measure", "workload": workload_task, "artifact": str(artifact),
             "inputs": str(_inputs_path(case, workload_task, cache_dir, measure, log)),
             "warmup": measure.warmup, "iterations": measure.iterations,
-            "threads": measure.threads, "pace_ms": pace_ms}, timeout_s=measure.timeout_s,
-            log=log, memory_limit_mb=profile.memory.app_cap_mb.value)
+            "threads": measure.threads, "pace_ms": pace_ms, "eval_size": eval_size,
+            "cache_dir": str(cache_dir)}, timeout_s=measure.timeout_s, log=log,
+            memory_limit_mb=profile.memory.app_cap_mb.value)
         if measured["status"] != "ok":
             return finish(measured["status"], measured["reason"])
         row["quality"] = measured["result"].pop("quality")
+        row["fidelity"] = measured["result"].pop("fidelity", None)
         row["host"] = measured["result"]
         if not fits:
             pred = row["device_prediction"]

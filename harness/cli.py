@@ -71,6 +71,10 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--pace", action="store_true", default=None,
                    help="pad each timed host run to the predicted device latency, to feel the "
                         "device; cases where the host is slower than the device are reported")
+    p.add_argument("--eval-size", choices=("small", "full"), default=None,
+                   help="evaluation data per quality metric: small keeps the default sweep "
+                        "near 15 minutes on 2 cores, full is several times larger "
+                        "(default: small, or the resumed run's)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR",
                    help="where run directories are created (default: results)")
     p.add_argument("--resume", type=Path, metavar="RUN",
@@ -123,7 +127,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         prune=args.prune, results_dir=args.results_dir, resume=args.resume,
         cache_dir=args.cache_dir, iterations=args.iterations, warmup=args.warmup,
         timeout_s=args.timeout_s, threads=args.threads, sustained_s=args.sustained_s,
-        period_ms=args.period_ms, pace=args.pace, command_line=sys.argv,
+        period_ms=args.period_ms, pace=args.pace, eval_size=args.eval_size,
+        command_line=sys.argv,
         progress=None if args.quiet else _print_progress,
         progress_note=None if args.quiet else _print_note)
     print(write_report(run_dir))
@@ -568,10 +573,12 @@ def _cmd_suites(args: argparse.Namespace) -> int:
 
     for name in list_suites():
         s = load_suite(name)
-        print(f"{name}: {s.description}\n  workloads: {', '.join(w.name for w in s.workloads)}"
-              f"\n  quant: {', '.join(q.name for q in s.quant)}"
-              f"\n  prune: {', '.join(p.name for p in s.prune)}"
-              f"\n  measure: {s.measure.warmup} warm-up + {s.measure.iterations} timed runs, "
+        print(f"{name}: {s.description}")
+        for w in s.workloads:
+            quant, prune = s.levels_for(w.name)
+            print(f"  {w.name}: quant {', '.join(q.name for q in quant)}; "
+                  f"prune {', '.join(p.name for p in prune)}")
+        print(f"  measure: {s.measure.warmup} warm-up + {s.measure.iterations} timed runs, "
               f"{s.measure.threads} thread(s), timeout {s.measure.timeout_s:g} s")
     return 0
 

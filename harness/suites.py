@@ -4,7 +4,8 @@ A suite lists workloads x quantization levels x pruning levels, and how to measu
 
     schema_version = 1
     description = "What this suite is for"
-    workloads = ["digits_cnn", { name = "mine", onnx = "models/mine.onnx" }]
+    workloads = ["digits_cnn", { name = "mine", onnx = "models/mine.onnx" },
+                 { name = "minilm", quant = ["fp32", "int4"] }]   # own levels for one workload
     quant = ["fp32", "int8-dynamic", "int8-static"]
     prune = [0, 50, "2:4", "channel-l2-50"]  # see harness.variants.parse_prune
 
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,14 @@ class Suite:
     prune: tuple[PruneSpec, ...]
     measure: MeasureOptions
     path: Path | None = None
+    # workload name -> its own (quant, prune) lists; None where it takes the suite's
+    overrides: Mapping[str, tuple[tuple[QuantSpec, ...] | None, tuple[PruneSpec, ...] | None]] \
+        = field(default_factory=dict)
+
+    def levels_for(self, workload: str) -> tuple[tuple[QuantSpec, ...], tuple[PruneSpec, ...]]:
+        """The quantization and pruning levels one workload is swept over."""
+        quant, prune = self.overrides.get(workload, (None, None))
+        return quant or self.quant, prune or self.prune
 
 
 @dataclass(frozen=True)
@@ -148,8 +158,10 @@ def parse_suite(data: dict[str, Any], *, file: Path | None = None) -> Suite:
         raise InputError(f"expected schema version {SCHEMA_VERSION}, got {version!r}",
                          file=file, field="schema_version")
     base = file.parent if file else Path.cwd()
-    workloads = tuple(_workload(w, i, file, base) for i, w in enumerate(
-        _nonempty_list(data, "workloads", file)))
+    parsed = [_workload(w, i, file, base) for i, w in enumerate(
+        _nonempty_list(data, "workloads", file))]
+    workloads = tuple(ref for ref, _ in parsed)
+    overrides = {ref.name: levels for ref, levels in parsed if levels != (None, None)}
     names = [w.name for w in workloads]
     if len(set(names)) != len(names):
         raise InputError(f"workload names must be unique, got {names}", file=file,
@@ -180,6 +192,7 @@ def parse_suite(data: dict[str, Any], *, file: Path | None = None) -> Suite:
         name=file.stem if file else "inline",
         description=str(data.get("description", "")),
         workloads=workloads, quant=quant, prune=prune, measure=measure, path=file,
+        overrides=overrides,
     )
 
 
@@ -197,12 +210,22 @@ def expand(
     so a typo never silently runs an empty sweep.
     """
     ws = _narrow("workload", suite.workloads, workloads, key=lambda w: w.name)
-    qs = _narrow("quantization level", suite.quant, [parse_quant(q).name for q in quant]
-                 if quant else None, key=lambda q: q.name)
-    ps = _narrow("pruning level", suite.prune, [parse_prune(p).name for p in prune]
-                 if prune else None, key=lambda p: p.name)
-    return [Case(workload=w, quant=q, prune=p, device=d)
-            for d in devices for w in ws for p in ps for q in qs]
+    want_q = [parse_quant(q).name for q in quant] if quant else None
+    want_p = [parse_prune(p).name for p in prune] if prune else None
+    # A filter value must name a level some selected workload is swept over.
+    for kind, wanted, pick in (("quantization level", want_q, 0), ("pruning level", want_p, 1)):
+        offered = {lvl.name for w in ws for lvl in suite.levels_for(w.name)[pick]}
+        for name in wanted or ():
+            if name not in offered:
+                raise unknown_name(f"{kind} (not in this suite)", name, sorted(offered))
+    cases = []
+    for d in devices:
+        for w in ws:
+            qs, ps = suite.levels_for(w.name)
+            cases += [Case(workload=w, quant=q, prune=p, device=d)
+                      for p in ps if want_p is None or p.name in want_p
+                      for q in qs if want_q is None or q.name in want_q]
+    return cases
 
 
 # --------------------------------------------------------------------------- helpers
@@ -218,10 +241,11 @@ def _narrow(kind: str, items: tuple[Any, ...], wanted: list[str] | None, *, key:
     return [i for i in items if key(i) in wanted]
 
 
-def _nonempty_list(data: dict[str, Any], key: str, file: Any) -> list[Any]:
-    value = expect_type(data[key], list, "a list", file=file, field=key)
+def _nonempty_list(data: dict[str, Any], key: str, file: Any,
+                   where: str | None = None) -> list[Any]:
+    value = expect_type(data[key], list, "a list", file=file, field=where or key)
     if not value:
-        raise InputError("expected at least one entry", file=file, field=key)
+        raise InputError("expected at least one entry", file=file, field=where or key)
     return value
 
 
@@ -232,24 +256,37 @@ def _parsed(fn: Any, value: Any, file: Any, field: str) -> Any:
         raise InputError(str(exc), file=file, field=field) from exc
 
 
-def _workload(raw: Any, i: int, file: Any, base: Path) -> WorkloadRef:
+def _workload(raw: Any, i: int, file: Any, base: Path
+              ) -> tuple[WorkloadRef, tuple[tuple[QuantSpec, ...] | None,
+                                           tuple[PruneSpec, ...] | None]]:
     from harness.workloads import registered
 
     field = f"workloads[{i}]"
     if isinstance(raw, str):
         if raw not in registered():
             raise unknown_name("workload", raw, registered(), file=file, field=field)
-        return WorkloadRef(name=raw)
-    expect_type(raw, dict, "a workload name or a table {name, onnx}", file=file, field=field)
-    check_keys(raw, allowed={"name", "onnx"}, required={"name", "onnx"}, file=file,
+        return WorkloadRef(name=raw), (None, None)
+    expect_type(raw, dict, "a workload name or a table {name, onnx, quant, prune}", file=file,
+                field=field)
+    check_keys(raw, allowed={"name", "onnx", "quant", "prune"}, required={"name"}, file=file,
                prefix=field + ".")
     name = expect_type(raw["name"], str, "a string", file=file, field=field + ".name")
     if not name or "/" in name:
         raise InputError(f"expected a non-empty name without '/', got {name!r}", file=file,
                          field=field + ".name")
+    quant = tuple(_parsed(parse_quant, q, file, f"{field}.quant[{j}]")
+                  for j, q in enumerate(_nonempty_list(raw, "quant", file, field + ".quant"))
+                  ) if "quant" in raw else None
+    prune = tuple(_parsed(parse_prune, p, file, f"{field}.prune[{j}]")
+                  for j, p in enumerate(_nonempty_list(raw, "prune", file, field + ".prune"))
+                  ) if "prune" in raw else None
+    if "onnx" not in raw:
+        if name not in registered():
+            raise unknown_name("workload", name, registered(), file=file, field=field + ".name")
+        return WorkloadRef(name=name), (quant, prune)
     onnx_path = Path(expect_type(raw["onnx"], str, "a path", file=file, field=field + ".onnx"))
     if not onnx_path.is_absolute():
         onnx_path = (base / onnx_path).resolve()
     if not onnx_path.is_file():
         raise InputError(f"no such ONNX file: {onnx_path}", file=file, field=field + ".onnx")
-    return WorkloadRef(name=name, onnx=onnx_path)
+    return WorkloadRef(name=name, onnx=onnx_path), (quant, prune)

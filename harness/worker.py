@@ -25,7 +25,8 @@ def _workload(task: dict[str, Any]) -> Any:
     from harness.workloads import get_workload
 
     w = task["workload"]
-    return get_workload(WorkloadRef(name=w["name"], onnx=Path(w["onnx"]) if w["onnx"] else None))
+    return get_workload(WorkloadRef(name=w["name"], onnx=Path(w["onnx"]) if w["onnx"] else None),
+                        eval_size=task.get("eval_size", "small"))
 
 
 def _build(task: dict[str, Any]) -> dict[str, Any]:
@@ -54,11 +55,80 @@ def _measure(task: dict[str, Any]) -> dict[str, Any]:
                            pace_ms=task.get("pace_ms"))
     row = out["row"]
     # Quality after timing: evaluation data would otherwise inflate the measured peak memory.
-    quality = workload.evaluate(out["loaded"].run)
+    outputs: list[np.ndarray] = []
+    quality = workload.evaluate(_recording(out["loaded"].run, outputs))
     row["quality"] = None if quality is None else {
         "metric": quality.metric, "value": quality.value, "n_examples": quality.n_examples,
-        "higher_is_better": quality.higher_is_better}
+        "higher_is_better": quality.higher_is_better, "extra": dict(quality.extra)}
+    row["fidelity"] = None
+    if quality is not None and outputs and task.get("cache_dir"):
+        try:
+            row["fidelity"] = _fidelity(workload, Path(task["artifact"]), outputs,
+                                        cache_dir=Path(task["cache_dir"]))
+        except Exception as exc:  # a missing comparison must not cost the case its figures
+            row["fidelity"] = {"error": f"{type(exc).__name__}: {exc}"}
     return row
+
+
+def _recording(run: Any, into: list[Any]) -> Any:
+    """``run``, also appending every output array it returns to ``into`` (in call order)."""
+    def recorded(feeds: Any) -> Any:
+        out = run(feeds)
+        into.extend(out)
+        return out
+    return recorded
+
+
+def _fidelity(workload: Any, artifact: Path, outputs: list[Any], *,
+              cache_dir: Path) -> dict[str, Any]:
+    """Output fidelity of ``artifact`` vs the workload's fp32 dense artifact, on the eval inputs.
+
+    The fp32 dense outputs are computed once per (fp32 artifact, evaluation size, Python
+    version) and cached under ``cache_dir/reference``; the case that *is* the fp32 dense
+    artifact writes them from its own evaluation, so a sweep that includes it pays nothing extra.
+    """
+    import math
+    import platform
+
+    import numpy as np
+
+    from harness.build import build_artifact
+    from harness.cache import artifact_sha256, key_of
+    from harness.variants import PruneSpec, QuantSpec
+    from harness.workloads.metrics import fidelity
+
+    ref_artifact = build_artifact(workload, quant=QuantSpec("fp32"),
+                                  prune=PruneSpec("magnitude", 0.0), cache_dir=cache_dir)
+    ref_sha = artifact_sha256(ref_artifact)
+    key = key_of({"reference": ref_sha, "eval_size": workload.eval_size,
+                  "workload": workload.fingerprint(), "python": platform.python_version()})
+    path = cache_dir / "reference" / f"{workload.name}-{key[:24]}.npz"
+    if path.is_file():
+        with np.load(path) as npz:
+            reference = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+    else:
+        if artifact_sha256(artifact) == ref_sha:
+            reference = outputs
+        else:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            ref_session = ort.InferenceSession(str(ref_artifact), sess_options=opts,
+                                               providers=["CPUExecutionProvider"])
+            reference = []
+            workload.evaluate(_recording(lambda f: ref_session.run(None, f), reference))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, *reference)
+        tmp.replace(path)
+    fid = fidelity(reference, outputs, top1_axis=workload.top1_axis)
+    sqnr = fid["sqnr_db"]
+    # JSON has no infinity: identical outputs are flagged instead of an infinite SQNR.
+    return {"cosine": fid["cosine"], "top1_agreement": fid["top1_agreement"],
+            "sqnr_db": sqnr if sqnr is not None and math.isfinite(sqnr) else None,
+            "identical": sqnr == math.inf,
+            "reference_sha256": ref_sha}
 
 
 def _inputs(task: dict[str, Any]) -> dict[str, Any]:

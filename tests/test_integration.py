@@ -55,6 +55,7 @@ def test_sweep_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     assert manifest["schema_version"] == 1 and manifest["devices"] == ["snapdragon8gen3"]
     assert manifest["packages"]["onnxruntime"] and manifest["host"]["logical_cpus"] >= 1
     assert manifest["measure"]["iterations"] == 25
+    assert manifest["eval_size"] == "small"
     rows = {r["case_id"]: r for r in map(json.loads,
                                          (run_dir / "cases.jsonl").read_text().splitlines())}
     assert len(rows) == 12
@@ -81,6 +82,15 @@ def test_sweep_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
             assert (sparsity < 0.05) if p == "0" else (0.45 <= sparsity <= 0.6)
             assert r["artifact"]["sparsity_pattern"] == (None if p == "0" else "unstructured")
             assert r["artifact"]["is_2_4"] is False
+    # fidelity vs the fp32 dense model on the evaluation inputs
+    base = row("fp32", "0")["fidelity"]
+    assert base["identical"] and base["cosine"] == pytest.approx(1.0)
+    assert base["top1_agreement"] == 1.0
+    for q in ("int8-dynamic", "int8-static"):
+        fid = row(q, "0")["fidelity"]
+        assert not fid["identical"] and fid["reference_sha256"] == base["reference_sha256"]
+        assert 0.99 < fid["cosine"] < 1.0 and fid["top1_agreement"] > 0.95
+        assert 20 < fid["sqnr_db"] < 80
     # the quantized graphs are predicted faster on a device whose NPU runs int8
     assert row("int8-static", "0")["device_prediction"]["latency_ms"] < \
         row("fp32", "0")["device_prediction"]["latency_ms"]
@@ -92,6 +102,7 @@ def test_sweep_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
 
     report = (run_dir / "report.md").read_text()
     assert "host p50 (ms)" in report and "device pred. (ms)" in report
+    assert "cosine vs fp32" in report and "SQNR (dB)" in report
     csv_lines = (run_dir / "report.csv").read_text().splitlines()
     assert len(csv_lines) == 13
     assert "digits_cnn" in proc.stdout and "Not ok:" in proc.stdout
@@ -104,6 +115,12 @@ def test_sweep_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     assert again.stderr.count("skipped") == 12
     assert (run_dir / "cases.jsonl").read_text() == before
     assert len(list(results_dir.iterdir())) == 1
+    # a resumed run keeps its evaluation size: asking for another one is refused up front
+    other = _bench("--device", "snapdragon8gen3", "--suite", str(suite), "--results-dir",
+                   str(results_dir), "--cache-dir", str(cache_dir), "--resume", str(run_dir),
+                   "--eval-size", "full")
+    assert other.returncode == 2 and "--eval-size full differs" in other.stderr
+    assert (run_dir / "cases.jsonl").read_text() == before
 
 
 def test_bad_input_stops_before_any_work(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 from harness.errors import InputError
 from harness.suites import expand, list_suites, load_suite, parse_suite
 from harness.variants import QUANT_LEVELS, parse_prune, parse_quant
+from harness.workloads import get_workload, registered
 
 BASE = {"schema_version": 1, "workloads": ["digits_cnn"], "quant": ["fp32", "int8-static"],
         "prune": [0, 50]}
@@ -15,11 +16,17 @@ BASE = {"schema_version": 1, "workloads": ["digits_cnn"], "quant": ["fp32", "int
 def test_shipped_suites_load() -> None:
     assert {"default", "smoke", "quant"} <= set(list_suites())
     default = load_suite("default")
-    assert [w.name for w in default.workloads] == ["digits_cnn"]
-    assert [q.name for q in default.quant] == ["fp32", "fp16", "int8-dynamic", "int8-static",
-                                               "int4", "int8-mixed-10", "torch-int8-dynamic"]
-    assert [p.name for p in default.prune] == ["0", "50", "2:4", "channel-l2-50",
-                                               "channel-l2-50+ft"]
+    # the default sweep covers every built-in workload, each over its own levels
+    assert sorted(w.name for w in default.workloads) == registered()
+    assert [w.name for w in load_suite("smoke").workloads] == ["digits_cnn", "ppocr_rec"]
+    assert [q.name for q in default.quant] == ["fp32", "int8-dynamic", "int8-static"]
+    assert [p.name for p in default.prune] == ["0", "50"]
+    quant, prune = default.levels_for("digits_cnn")
+    assert [q.name for q in quant] == ["fp32", "fp16", "int8-dynamic", "int8-static", "int4",
+                                       "int8-mixed-10", "torch-int8-dynamic"]
+    assert [p.name for p in prune] == ["0", "50", "2:4", "channel-l2-50", "channel-l2-50+ft"]
+    assert "head-l2-25" in {p.name for p in default.levels_for("minilm")[1]}
+    assert [q.name for q in default.levels_for("ppocr_det")[0]] == [q.name for q in default.quant]
     # the quant and prune suites name every level the harness has
     assert {q.level for q in load_suite("quant").quant} == set(QUANT_LEVELS)
     assert {"30", "70", "90", "channel-l1-25", "channel-l1-50+ft"} <= {
@@ -92,3 +99,32 @@ def test_level_parsing() -> None:
     assert parse_quant("int8-static").precision == "int8"
     with pytest.raises(InputError):
         parse_prune(True)
+
+
+def test_eval_size_reaches_the_workload_and_is_validated() -> None:
+    from harness.suites import WorkloadRef
+
+    ref = WorkloadRef(name="ppocr_rec", onnx=None)
+    assert get_workload(ref).eval_size == "small"
+    assert get_workload(ref, eval_size="full").eval_size == "full"
+    with pytest.raises(InputError, match=r"evaluation size 'ful'.*'full'"):
+        get_workload(ref, eval_size="ful")
+
+
+def test_a_workload_can_have_its_own_levels(tmp_path: Path) -> None:
+    suite = parse_suite({**BASE, "workloads": [
+        {"name": "digits_cnn", "quant": ["fp32"], "prune": [0, "2:4"]}]},
+        file=tmp_path / "s.toml")
+    cases = expand(suite, devices=["d"])
+    assert [c.case_id for c in cases] == ["digits_cnn/fp32/prune-0/d",
+                                          "digits_cnn/fp32/prune-2:4/d"]
+    # a filter must name a level that some workload is swept over
+    with pytest.raises(InputError, match="int8-static"):
+        expand(suite, devices=["d"], quant=["int8-static"])
+    with pytest.raises(InputError) as exc:
+        parse_suite({**BASE, "workloads": [{"name": "digits_cnn", "quant": ["int9"]}]},
+                    file=tmp_path / "s.toml")
+    assert "workloads[0].quant[0]" in str(exc.value)
+    with pytest.raises(InputError, match="unknown workload"):
+        parse_suite({**BASE, "workloads": [{"name": "digit_cnn", "quant": ["fp32"]}]},
+                    file=tmp_path / "s.toml")

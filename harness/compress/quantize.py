@@ -62,14 +62,20 @@ def _quiet_ort_logging() -> Iterator[None]:
 
 def _preprocess(src: Path, dst: Path) -> None:
     """ORT's recommended pre-processing: symbolic shape inference and graph optimisation."""
+    import contextlib
+    import tempfile
+
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        # When symbolic inference gives up, ORT dumps its partial model (plus a ~model-sized
+        # external data file) into the working directory: keep that out of the user's tree.
+        with tempfile.TemporaryDirectory(prefix="harness-shape-") as tmp, contextlib.chdir(tmp):
+            quant_pre_process(str(src.resolve()), str(dst.resolve()), skip_symbolic_shape=False)
     except Exception as exc:
-        # ORT's symbolic shape inference gives up on some graphs with symbolic spatial dims
-        # (nudenet's YOLOv8n: "Incomplete symbolic shape inference"); ONNX's own shape
-        # inference, which the pre-processing then uses, is enough for CNNs.
+        # Symbolic inference gives up on some graphs with dynamic axes (MiniLM's batch x
+        # sequence, YOLOv8's computed anchor count); ONNX's own shape inference is enough
+        # for the quantizers there.
         if "symbolic shape inference" not in str(exc):
             raise
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)

@@ -49,6 +49,9 @@ COLUMNS: dict[str, str] = {
     "metric": "metric",
     "quality": "quality",
     "quality_delta": "Δ vs fp32",
+    "fidelity_cosine": "cosine vs fp32",
+    "fidelity_top1_agreement": "top-1 agree",
+    "fidelity_sqnr_db": "SQNR (dB)",
     "reason": "reason",
 }
 
@@ -198,7 +201,9 @@ def row_stats(row: dict[str, Any], *, unstable_threshold: float = UNSTABLE_SPREA
         "n_examples": quality.get("n_examples"),
         "fidelity_cosine": _num(fidelity.get("cosine")),
         "fidelity_top1_agreement": _num(fidelity.get("top1_agreement")),
-        "fidelity_sqnr_db": _num(fidelity.get("sqnr_db")),
+        # outputs bit-identical to fp32: infinite SQNR (JSON stores null and a flag)
+        "fidelity_sqnr_db": float("inf") if fidelity.get("identical")
+        else _num(fidelity.get("sqnr_db")),
         "has_trace": bool(trace.get("latency_ms")),
         "reason": row.get("reason") or "",
     }

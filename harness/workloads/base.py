@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,15 +19,23 @@ if TYPE_CHECKING:
 Feeds = dict[str, np.ndarray]
 RunFn = Callable[[Feeds], list[np.ndarray]]
 
+# How much evaluation data a workload uses: "small" keeps the default sweep within its time
+# budget; "full" is for a release comparison (see each workload's docstring for the sizes).
+EVAL_SIZES: tuple[str, ...] = ("small", "full")
+
 
 @dataclass(frozen=True)
 class Quality:
-    """A quality measurement: the metric's value and how many examples it was computed on."""
+    """A quality measurement: the metric's value and how many examples it was computed on.
+
+    ``extra`` holds secondary metrics of the same evaluation (e.g. MRR beside recall@1).
+    """
 
     metric: str
     value: float
     n_examples: int
     higher_is_better: bool = True
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Workload(ABC):
@@ -39,6 +47,11 @@ class Workload(ABC):
 
     name: str
     metric: str | None = None
+    # Set by :func:`harness.workloads.get_workload`; one of EVAL_SIZES.
+    eval_size: str = "small"
+    # Axis of the outputs that holds class scores, for the top-1 agreement fidelity figure;
+    # None when the outputs are not class scores (embeddings, maps, raw box regressions).
+    top1_axis: int | None = None
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:

@@ -63,6 +63,7 @@ def _build_model() -> torch.nn.Module:
 class DigitsCNN(Workload):
     name = "digits_cnn"
     metric = "top1_accuracy"
+    top1_axis = 1  # logits (batch, 10)
 
     def fingerprint(self) -> dict[str, Any]:
         return {"workload": self.name, "recipe": _RECIPE_VERSION, "seed": _SEED,
