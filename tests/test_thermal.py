@@ -91,3 +91,42 @@ def test_sustained_run_heats_throttles_and_settles(tmp_path) -> None:
     assert short.inferences == 50 and short.inferences_per_point == 1 and len(short.time_s) == 50
     with pytest.raises(ValueError):
         simulate(em.latency, prof)
+
+
+def _matmul_chain(n: int, size: int, dtype: int) -> object:
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    np_dtype = np.float16 if dtype == TensorProto.FLOAT16 else np.float32
+    nodes, inits, prev = [], [], "x"
+    for i in range(n):
+        nodes.append(helper.make_node("MatMul", [prev, f"W{i}"], [f"h{i}"], name=f"mm{i}"))
+        inits.append(numpy_helper.from_array(np.ones((size, size), np_dtype), f"W{i}"))
+        prev = f"h{i}"
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", dtype, [size, size])],
+                          [helper.make_tensor_value_info(prev, dtype, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+
+
+@pytest.mark.parametrize(("device", "unit", "fp16", "published_w", "evidence"), [
+    # Raspberry Pi 5: 12.0 W at the wall during HPL (device_specs.csv hpl_linpack), a large
+    # compute-bound GEMM on all four cores, which a chain of big matmuls on the CPU is.
+    ("raspberrypi5", "cpu", False, 12.0, "hpl_linpack"),
+    # Snapdragon 8 Gen 3: 12.6 W GPU power in 3DMark Wild Life Extreme (gpu_power_3dmark_...),
+    # a sustained full GPU load; the idle baseline adds to it.
+    ("snapdragon8gen3", "gpu", True, 12.6 + 1.0, "gpu_power_3dmark_wild_life_extreme"),
+])
+def test_full_load_power_matches_the_published_power_evidence(
+        device: str, unit: str, fp16: bool, published_w: float, evidence: str) -> None:
+    """The energy model (energy per op + DRAM bytes + idle) reproduces published load power.
+
+    A compute-bound graph keeps the unit at its effective throughput, so its average power must
+    come out at idle + the unit's active power: the published figure the profile cites.
+    """
+    from onnx import TensorProto
+
+    prof = load_profile(device)
+    m = _matmul_chain(6, 1024, TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT)
+    lat = emulate(load_graph(m), prof, unit=unit).latency
+    assert all(n.bound == "compute" for n in lat.nodes if n.unit == unit)
+    assert lat.avg_power_w == pytest.approx(published_w, rel=0.15), evidence
