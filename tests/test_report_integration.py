@@ -20,7 +20,8 @@ def _harness(*args: str) -> subprocess.CompletedProcess:
 
 def test_reports_from_real_runs(tmp_path: Path, cache_dir: Path) -> None:
     results_dir = tmp_path / "results"
-    bench = ["bench", "--device", "snapdragon8gen3", "--device", "raspberrypi5", "--quant",
+    bench = ["bench", "--workload", "digits_cnn", "--device", "snapdragon8gen3", "--device",
+             "raspberrypi5", "--quant",
              "fp32", "--quant", "int8-static", "--prune", "0", "--iterations", "40",
              "--warmup", "5", "--sustained-s", "60", "--results-dir", str(results_dir),
              "--cache-dir", str(cache_dir), "--quiet"]

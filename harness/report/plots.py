@@ -173,6 +173,9 @@ def heatmap_figure(df: pd.DataFrame, workload: str, column: str, label: str
     return fig
 
 
+MAX_TRACES = 12
+
+
 def thermal_figure(run: Run, device: str) -> Figure | None:
     """Latency, temperature and clock fraction over time for every case with a trace."""
     from matplotlib.figure import Figure
@@ -181,6 +184,16 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
             and (r.get("device_trace") or {}).get("latency_ms")]
     if not rows:
         return None
+    total = len(rows)
+    throttles = False
+    if total > MAX_TRACES:
+        # A legend of dozens of lines outgrows the figure and reads as noise: show the cases
+        # the heat slows down most (last vs first latency), which is what the plot is for.
+        def slowdown(r: dict[str, Any]) -> float:
+            lat = r["device_trace"]["latency_ms"]
+            return lat[-1] / lat[0] if lat[0] else 1.0
+        rows = sorted(rows, key=slowdown, reverse=True)[:MAX_TRACES]
+        throttles = slowdown(rows[0]) > 1.01
     series: tuple[tuple[str, str], ...] = (
         ("latency_ms", "latency (ms)"), ("temp_c", "temperature (°C)"),
         ("clock_fraction", "clock (fraction of peak)"))
@@ -203,7 +216,10 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
         ax.grid(True, alpha=0.3)
     axes[-1].set_xlabel("time since start of the sustained run (s)"
                         if rows[0]["device_trace"].get("time_s") else "inference #")
-    axes[0].set_title(f"Sustained run on {device} (emulated)")
+    shown = "" if total <= MAX_TRACES else (
+        f": the {MAX_TRACES} of {total} cases the heat slows down most" if throttles
+        else f": {MAX_TRACES} of {total} cases (none throttles)")
+    axes[0].set_title(f"Sustained run on {device} (emulated){shown}")
     axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
