@@ -60,13 +60,12 @@ source says what the assumption rests on: such figures are *uncalibrated*) or ``
 from __future__ import annotations
 
 import math
-import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.datafiles import data_dir, find_toml, names_in, read_toml
 from harness.errors import InputError, check_keys, expect_type, unknown_name
 
 SCHEMA_VERSION = 2
@@ -237,41 +236,18 @@ class DeviceProfile:
 
 def default_devices_dir() -> Path:
     """Where profiles live: $HARNESS_DEVICES_DIR, the checkout's devices/, or packaged data."""
-    env = os.environ.get("HARNESS_DEVICES_DIR")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[1] / "devices"
-    if repo.is_dir():
-        return repo
-    return Path(__file__).resolve().parent / "_data" / "devices"
+    return data_dir("devices", "HARNESS_DEVICES_DIR")
 
 
 def list_profiles(devices_dir: Path | None = None) -> list[str]:
     """Names of the profiles in ``devices_dir`` (default: :func:`default_devices_dir`)."""
-    d = devices_dir or default_devices_dir()
-    return sorted(p.stem for p in d.glob("*.toml"))
+    return names_in(devices_dir or default_devices_dir())
 
 
 def load_profile(name_or_path: str | Path, *, devices_dir: Path | None = None) -> DeviceProfile:
     """Load and validate a profile by name (``snapdragon8gen3``) or by path to a TOML file."""
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.is_file():
-        path = p
-    else:
-        d = devices_dir or default_devices_dir()
-        path = d / f"{name_or_path}.toml"
-        if not path.is_file():
-            raise unknown_name("device", str(name_or_path), list_profiles(d), file=d)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise InputError("no such device profile file", file=path) from exc
-    except OSError as exc:
-        raise InputError(f"cannot read the device profile file: {exc.strerror}", file=path) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", file=path) from exc
-    data = upgrade(data, file=path)
+    path = find_toml(name_or_path, devices_dir or default_devices_dir(), kind="device")
+    data = upgrade(read_toml(path, kind="device profile"), file=path)
     overlay = path.parent / FITTED_OVERLAY
     if overlay.is_file():
         data = apply_overlay(data, overlay)
@@ -289,11 +265,7 @@ def apply_overlay(data: dict[str, Any], overlay: Path) -> dict[str, Any]:
     The overlay holds ``[profiles.<name>.<section>.<field>]`` figure tables; units are
     addressed by name (``[profiles.<name>.units.npu.op_efficiency.conv]``).
     """
-    try:
-        with overlay.open("rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", file=overlay) from exc
+    doc = read_toml(overlay, kind="fitted overlay")
     if doc.get("schema_version") != 1:
         raise InputError(f"expected schema version 1, got {doc.get('schema_version')!r}",
                          file=overlay, field="schema_version")
@@ -493,8 +465,7 @@ def _expand_op_sets(ops: list[Any], *, file: Any, field: str) -> list[Any]:
         if not path.is_file():
             names = [f"@{p.stem}" for p in d.glob("*.toml")]
             raise unknown_name("op set", entry, names, file=file, field=field)
-        with path.open("rb") as fh:
-            doc = tomllib.load(fh)
+        doc = read_toml(path, kind="op set")
         check_keys(doc, allowed={"schema_version", "source", "ops"},
                    required={"schema_version", "source", "ops"}, file=path)
         opset = expect_type(doc["ops"], list, "a list of op types", file=path, field="ops")

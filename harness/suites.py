@@ -23,13 +23,12 @@ Unknown keys are errors (with close matches), never silently ignored.
 
 from __future__ import annotations
 
-import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.datafiles import data_dir, find_toml, names_in, read_toml
 from harness.errors import InputError, check_keys, expect_type, unknown_name
 from harness.variants import PruneSpec, QuantSpec, parse_prune, parse_quant
 
@@ -113,39 +112,17 @@ class Case:
 
 def default_suites_dir() -> Path:
     """Where suites live: $HARNESS_SUITES_DIR, the checkout's suites/, or packaged data."""
-    env = os.environ.get("HARNESS_SUITES_DIR")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[1] / "suites"
-    if repo.is_dir():
-        return repo
-    return Path(__file__).resolve().parent / "_data" / "suites"
+    return data_dir("suites", "HARNESS_SUITES_DIR")
 
 
 def list_suites(suites_dir: Path | None = None) -> list[str]:
-    return sorted(p.stem for p in (suites_dir or default_suites_dir()).glob("*.toml"))
+    return names_in(suites_dir or default_suites_dir())
 
 
 def load_suite(name_or_path: str | Path, *, suites_dir: Path | None = None) -> Suite:
     """Load a suite by name (``default``) or path, validating every field."""
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.is_file():
-        path = p
-    else:
-        d = suites_dir or default_suites_dir()
-        path = d / f"{name_or_path}.toml"
-        if not path.is_file():
-            raise unknown_name("suite", str(name_or_path), list_suites(d))
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise InputError("no such suite file", file=path) from exc
-    except OSError as exc:
-        raise InputError(f"cannot read the suite file: {exc.strerror}", file=path) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", file=path) from exc
-    return parse_suite(data, file=path)
+    path = find_toml(name_or_path, suites_dir or default_suites_dir(), kind="suite")
+    return parse_suite(read_toml(path, kind="suite"), file=path)
 
 
 def parse_suite(data: dict[str, Any], *, file: Path | None = None) -> Suite:
