@@ -388,66 +388,9 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
     return shapes
 
 
-def emulate_models(models: list[Path], *, devices: list[str], precisions: list[str | None],
-                   unit: str = "auto", detail: bool = False, duration_s: float | None = None,
-                   iterations: int | None = None, period_ms: float | None = None,
-                   input_shapes: dict[str, list[int]] | None = None) -> list[dict[str, Any]]:
-    """One result per (model, device, precision): the what-if API behind ``harness emulate``.
-
-    Bad input (an unknown device, an unreadable model) raises before any result; a unit a
-    device does not have gives that combination an ``error`` entry.
-    """
-    from harness.emulator import emulate, load_graph, simulate
-    from harness.errors import HarnessError
-    from harness.profiles import load_profile
-
-    profiles = [load_profile(d) for d in devices]
-    graphs = [load_graph(m, input_shapes=input_shapes) for m in models]
-    out: list[dict[str, Any]] = []
-    for model, graph in zip(models, graphs, strict=True):
-        stored = _dominant_precision(graph)
-        for prof in profiles:
-            for prec in precisions:
-                entry: dict[str, Any] = {"model": str(model), "device": prof.name,
-                                         "precision": prec or stored}
-                try:
-                    em = emulate(graph, prof, unit=unit, precision=prec)
-                except HarnessError as exc:
-                    out.append({**entry, "error": str(exc)})
-                    continue
-                entry.update({
-                    "unit": em.latency.main_unit, "latency_ms": em.latency_ms,
-                    "peak_memory_mb": em.footprint_mb, "fits": em.fits,
-                    "app_cap_mb": em.memory.app_cap_mb, "energy_mj": em.latency.energy_mj,
-                    "avg_power_w": em.latency.avg_power_w, "work_gops": em.latency.work_gops,
-                    "unit_ms": dict(em.latency.unit_ms),
-                    "fallback_nodes": len(em.latency.fallbacks),
-                    "notes": list(em.notes)})
-                if duration_s is not None or iterations is not None:
-                    trace = simulate(em.latency, prof, duration_s=duration_s,
-                                     iterations=iterations, period_ms=period_ms)
-                    entry.update({"sustained_latency_ms": trace.sustained_latency_ms,
-                                  "sustained_clock_fraction": trace.clock_fraction[-1],
-                                  "sustained_temp_c": trace.temp_c[-1],
-                                  "sustained_power_w": trace.power_w[-1]})
-                    if detail:
-                        entry["trace"] = trace.to_row()
-                if detail:
-                    entry["nodes"] = em.breakdown()
-                    entry["fallbacks"] = list(em.latency.fallbacks)
-                out.append(entry)
-    return out
-
-
-def _dominant_precision(graph: Any) -> str:
-    work: dict[str, int] = {}
-    for n in graph.nodes:
-        if not n.fused:
-            work[n.precision] = work.get(n.precision, 0) + n.work_ops
-    return max(work, key=lambda p: work[p]) if work else "fp32"
-
-
 def _cmd_emulate(args: argparse.Namespace) -> int:
+    from harness.whatif import emulate_models
+
     results = emulate_models(
         args.models, devices=args.device, precisions=args.precision or [None], unit=args.unit,
         detail=args.detail, duration_s=args.duration, iterations=args.iterations,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import emulate_models, main
+from harness.cli import main
+from harness.whatif import emulate_models
 
 
 def test_json_has_one_object_per_model_device_precision(tiny_model: Path,

@@ -1,0 +1,68 @@
+"""What-if emulation of ONNX models on device profiles: the library behind ``harness emulate``.
+
+Other tools call :func:`emulate_models` directly; it returns plain JSON-ready dicts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def emulate_models(models: list[Path], *, devices: list[str], precisions: list[str | None],
+                   unit: str = "auto", detail: bool = False, duration_s: float | None = None,
+                   iterations: int | None = None, period_ms: float | None = None,
+                   input_shapes: dict[str, list[int]] | None = None) -> list[dict[str, Any]]:
+    """One result per (model, device, precision): the what-if API behind ``harness emulate``.
+
+    Bad input (an unknown device, an unreadable model) raises before any result; a unit a
+    device does not have gives that combination an ``error`` entry.
+    """
+    from harness.emulator import emulate, load_graph, simulate
+    from harness.errors import HarnessError
+    from harness.profiles import load_profile
+
+    profiles = [load_profile(d) for d in devices]
+    graphs = [load_graph(m, input_shapes=input_shapes) for m in models]
+    out: list[dict[str, Any]] = []
+    for model, graph in zip(models, graphs, strict=True):
+        stored = _dominant_precision(graph)
+        for prof in profiles:
+            for prec in precisions:
+                entry: dict[str, Any] = {"model": str(model), "device": prof.name,
+                                         "precision": prec or stored}
+                try:
+                    em = emulate(graph, prof, unit=unit, precision=prec)
+                except HarnessError as exc:
+                    out.append({**entry, "error": str(exc)})
+                    continue
+                entry.update({
+                    "unit": em.latency.main_unit, "latency_ms": em.latency_ms,
+                    "peak_memory_mb": em.footprint_mb, "fits": em.fits,
+                    "app_cap_mb": em.memory.app_cap_mb, "energy_mj": em.latency.energy_mj,
+                    "avg_power_w": em.latency.avg_power_w, "work_gops": em.latency.work_gops,
+                    "unit_ms": dict(em.latency.unit_ms),
+                    "fallback_nodes": len(em.latency.fallbacks),
+                    "notes": list(em.notes)})
+                if duration_s is not None or iterations is not None:
+                    trace = simulate(em.latency, prof, duration_s=duration_s,
+                                     iterations=iterations, period_ms=period_ms)
+                    entry.update({"sustained_latency_ms": trace.sustained_latency_ms,
+                                  "sustained_clock_fraction": trace.clock_fraction[-1],
+                                  "sustained_temp_c": trace.temp_c[-1],
+                                  "sustained_power_w": trace.power_w[-1]})
+                    if detail:
+                        entry["trace"] = trace.to_row()
+                if detail:
+                    entry["nodes"] = em.breakdown()
+                    entry["fallbacks"] = list(em.latency.fallbacks)
+                out.append(entry)
+    return out
+
+
+def _dominant_precision(graph: Any) -> str:
+    work: dict[str, int] = {}
+    for n in graph.nodes:
+        if not n.fused:
+            work[n.precision] = work.get(n.precision, 0) + n.work_ops
+    return max(work, key=lambda p: work[p]) if work else "fp32"
