@@ -8,6 +8,7 @@ statistics are computed when reading.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,19 +22,18 @@ Feeds = dict[str, np.ndarray]
 def time_runs(run: Callable[[Any, Feeds], Any], feeds: Feeds, iterations: int) -> list[int]:
     """Call ``run(None, feeds)`` ``iterations`` times; wall time of each call in ns.
 
-    Kept as lean as a bare loop (tests/benchmarks checks it adds under 1%): one clock read
-    per iteration, the end of one sample being the start of the next, into a preallocated
-    list. A sample therefore also holds the loop's own step, a few tens of ns.
+    Kept as lean as a bare loop (tests/benchmarks checks it adds under 1%): the loop only
+    stores one clock reading per iteration into a preallocated list, the end of one sample
+    being the start of the next; differences are taken after it. A sample therefore also holds
+    the loop's own step, a few tens of ns.
     """
-    samples = [0] * iterations
+    stamps = [0] * (iterations + 1)
     clock = time.perf_counter_ns
-    last = clock()
-    for i in range(iterations):
+    stamps[0] = clock()
+    for i in range(1, iterations + 1):
         run(None, feeds)
-        now = clock()
-        samples[i] = now - last
-        last = now
-    return samples
+        stamps[i] = clock()
+    return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def paced_runs(run: Callable[[Any, Feeds], Any], feeds: Feeds, iterations: int,
