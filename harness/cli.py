@@ -443,7 +443,8 @@ def _add_calibrate(sub: Any) -> None:
                     "shared/calibration/published_latency.csv (runtimes TFLITE and QNN_DLC), "
                     "using reference architectures built in PyTorch, and print the fit error "
                     "per device and model (median absolute %% error, worst rows) in sample and "
-                    "leave-one-device-out. --write stores the fitted figures, with their "
+                    "leave-one-device-out, then the published GPU and CPU rows against the "
+                    "profiles (a check, not fitted). --write stores the fitted figures, with their "
                     "provenance, in devices/fitted/calibration.toml, which profiles load.")
     p.add_argument("--write", action="store_true",
                    help="write the fitted figures into devices/fitted/calibration.toml")
@@ -485,6 +486,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(tabulate([[r["label"], f"{r['observed_ms']:.3f}", f"{r['predicted_ms']:.3f}",
                          f"{r['error_pct']:+.0f}"] for r in worst],
                        headers=["target", "published (ms)", "predicted (ms)", "error %"]))
+        if report.unit_checks:
+            print("\nchecks on other units (published GPU/CPU rows, not fitted; those units' "
+                  "efficiencies are assumed):")
+            print(tabulate([[r["label"], r["emulated_precision"], f"{r['observed_ms']:.3f}",
+                             f"{r['predicted_ms']:.3f}", f"{r['error_pct']:+.0f}",
+                             (f"{r['predicted_fp32_ms']:.3f}" if "predicted_fp32_ms" in r
+                              else "")] for r in report.unit_checks],
+                           headers=["target", "as", "published (ms)", "predicted (ms)",
+                                    "error %", "as fp32 (ms)"]))
         all_in = [abs(r["error_pct"]) for r in report.in_sample]
         all_cv = [abs(r["error_pct"]) for r in report.leave_one_device_out]
         import statistics

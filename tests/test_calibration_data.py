@@ -271,3 +271,22 @@ def test_missing_optional_package_is_unsupported(monkeypatch: pytest.MonkeyPatch
                         lambda n, *a: None if n == "transformers" else real(n, *a))
     with pytest.raises(Unsupported, match="transformers"):
         refmodels.get("mobile_bert_uncased_google").build_module()
+
+
+def test_unit_checks_cost_published_gpu_rows_at_both_float_precisions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import calibrate
+
+    monkeypatch.setattr(calibrate, "CHECK_UNITS", {"GPU": ("TFLITE",)})
+    rows = calibrate.unit_checks(cache_dir=tmp_path)
+    published = {t.profile: t.median for t in pub.calibration_targets(
+        runtimes=("TFLITE",), compute_unit="GPU")}
+    assert {r["device"] for r in rows} == set(published) and len(rows) == len(published) >= 3
+    for r in rows:
+        assert r["compute_unit"] == "GPU" and r["precision"] == "float"
+        assert r["emulated_precision"] == "fp16"
+        assert r["observed_ms"] == published[r["device"]]
+        # a compute-bound encoder: fp32 on the same GPU is slower than fp16, and both finite
+        assert 0 < r["predicted_ms"] < r["predicted_fp32_ms"] < math.inf
+        assert r["error_pct"] == pytest.approx(
+            100 * (r["predicted_ms"] - r["observed_ms"]) / r["observed_ms"])
