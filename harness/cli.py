@@ -442,7 +442,7 @@ def _add_calibrate(sub: Any) -> None:
                     "bandwidth efficiency on the AI Hub NPU latencies in "
                     "shared/calibration/published_latency.csv (runtimes TFLITE and QNN_DLC), "
                     "using reference architectures built in PyTorch, and print the fit error "
-                    "per device and model (median absolute %% error, worst rows) in sample and "
+                    "per device and model (median absolute % error, worst rows) in sample and "
                     "leave-one-device-out, then the published GPU and CPU rows against the "
                     "profiles (a check, not fitted). --write stores the fitted figures, with their "
                     "provenance, in devices/fitted/calibration.toml, which profiles load.")
