@@ -587,6 +587,22 @@ def test_transfers_between_units_are_charged_and_steer_placement() -> None:
     assert {n.unit for n in far.nodes} == {"cpu"} and far.output_transfer_ms == 0.0
 
 
+def test_a_tensor_crosses_to_a_unit_once_however_many_nodes_read_it() -> None:
+    # x (on the cpu, as every input) is read by two matmuls on the npu: one hand-off, not two
+    # (a KV cache read by one Slice per head would otherwise be copied once per head).
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0})
+    npu = _v2_unit("npu", "npu", ["MatMul", "Add"], {"fp32": 100.0}, handoff_us=500.0)
+    nodes = [helper.make_node("MatMul", ["x", "W0"], ["a"], name="mm0"),
+             helper.make_node("MatMul", ["x", "W1"], ["b"], name="mm1"),
+             helper.make_node("Add", ["a", "b"], ["y"], name="add")]
+    m = model(nodes, [tensor("x", F32, [64, 64])], [tensor("y", F32, None)],
+              [init("W0", rand(64, 64)), init("W1", rand(64, 64))])
+    lat = predict_latency(m, _v2_profile([cpu, npu]), unit="npu")
+    mm0, mm1 = node(lat.nodes, "mm0"), node(lat.nodes, "mm1")
+    assert (mm0.unit, mm1.unit) == ("npu", "npu")
+    assert mm0.transfer_ms == pytest.approx(0.5, rel=1e-3) and mm1.transfer_ms == 0.0
+
+
 def test_static_shape_units_refuse_unknown_shapes_with_a_reason() -> None:
     cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0})
     npu = _v2_unit("npu", "npu", ["*"], {"fp32": 1000.0}, static_shapes=True)

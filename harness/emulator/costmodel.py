@@ -7,15 +7,15 @@ Each node runs on one unit, one after another, and takes
 with peak at the node's precision and bandwidth the profile's DRAM bandwidth. Nodes folded into
 their neighbours on a device (Q/DQ, views, constants: ``NodeFacts.fused``) take no time.
 
-Placement (``unit="auto"``) takes the fastest of several plans: the whole graph delegated to
-one unit (nodes it cannot take fall back to the CPU), or node-by-node greedy placement that puts
+Placement (``unit="auto"``) takes the fastest of several plans: the whole graph delegated to one
+unit (nodes it cannot take fall back to the CPU), or node-by-node greedy placement that puts
 each node, in execution order, on the unit that finishes it soonest. Both count the transfer a
 node's inputs need when they were produced on another unit (the units' hand-off cost plus the
-bytes over DRAM). The app hands inputs over on the CPU and takes outputs back there. A unit can
-take a node when it lists the op, has the node's precision and, for units that need static
-shapes, when the node's shapes are known. A node no unit can take falls back to the CPU at the
-nearest higher precision it offers (int4 -> int8 -> fp16 -> fp32), and the reason is kept (op,
-precision or shape).
+bytes over DRAM), once per tensor and unit: later readers on that unit find it there. The app
+hands inputs over on the CPU and takes outputs back there. A unit can take a node when it lists
+the op, has the node's precision and, for units that need static shapes, when the node's shapes
+are known. A node no unit can take falls back to the CPU at the nearest higher precision it
+offers (int4 -> int8 -> fp16 -> fp32), and the reason is kept (op, precision or shape).
 
 Pruning saves time only where hardware skips the work: removed channels shrink the graph itself;
 2:4 sparse weights (recorded by harness.compress in the model's metadata) halve the work of conv
@@ -348,6 +348,9 @@ class _Placer:
         self.sparsity_credit = False
         # tensor -> (unit, made by a conv/matmul kernel): for epilogue fusion
         self.produced_by: dict[str, tuple[str, bool]] = {}
+        # (tensor, unit) pairs already copied over: a tensor crosses to a unit once, however
+        # many of that unit's nodes read it (a KV cache read by one Slice per head).
+        self.copied: set[tuple[str, str]] = set()
 
     def _producer_unit(self, tensor: str) -> str | None:
         return self.where.get(tensor)   # weights and constants live wherever they are used
@@ -356,7 +359,7 @@ class _Placer:
         total = 0.0
         for t in dict.fromkeys(node.inputs):
             src = self._producer_unit(t)
-            if src is None or src == u.name:
+            if src is None or src == u.name or (t, u.name) in self.copied:
                 continue
             info = self.g.tensors.get(t)
             nbytes = info.device_nbytes if info is not None else 0
@@ -451,6 +454,8 @@ class _Placer:
                 f"{where} {node.op_type} at {node.precision} ({why}); "
                 f"fell back to {cpu.name} at {precision}"))
         heavy = node.op_class in ("conv", "depthwise", "matmul") and best.bound != "fused"
+        if best.unit is not None:
+            self.copied.update((t, best.unit) for t in node.inputs if t in self.where)
         for t in node.outputs:
             self.where[t] = best.unit or self.cpu.name
             self.produced_by[t] = (best.unit or self.cpu.name, heavy)
