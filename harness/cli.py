@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,34 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import HarnessError
+
+
+def _number(cast: Callable[[str], Any], *, above: float | None = None,
+            at_least: float | None = None, below: float | None = None) -> Callable[[str], Any]:
+    """An argparse type: a finite number of ``cast`` within the bounds, else a usage error."""
+    bounds = [f"> {above:g}"] if above is not None else []
+    bounds += [f">= {at_least:g}"] if at_least is not None else []
+    bounds += [f"< {below:g}"] if below is not None else []
+    what = f"{'an integer' if cast is int else 'a number'}{' ' if bounds else ''}" \
+           f"{' and '.join(bounds)}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (not math.isfinite(value) or (above is not None and value <= above)
+                or (at_least is not None and value < at_least)
+                or (below is not None and value >= below)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_POSITIVE = _number(float, above=0)
+_POSITIVE_INT = _number(int, at_least=1)
+_COUNT = _number(int, at_least=0)
 
 EPILOG = """examples:
   harness bench --device snapdragon8gen3                 run the default suite
@@ -53,19 +82,19 @@ def _add_bench(sub: Any) -> None:
                    help="only this pruning level, e.g. 0, 50 (global magnitude %%), 2:4, "
                         "channel-l1-25, channel-l2-50+ft, head-l2-25, neuron-l1-50 "
                         "(repeatable)")
-    p.add_argument("--iterations", type=int, metavar="N",
+    p.add_argument("--iterations", type=_POSITIVE_INT, metavar="N",
                    help="timed runs per case (default: the suite's)")
-    p.add_argument("--warmup", type=int, metavar="N",
+    p.add_argument("--warmup", type=_COUNT, metavar="N",
                    help="untimed runs after the first inference (default: the suite's)")
-    p.add_argument("--timeout-s", type=float, metavar="S",
+    p.add_argument("--timeout-s", type=_POSITIVE, metavar="S",
                    help="limit per case for building and for measuring (default: the suite's)")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=_COUNT, metavar="N",
                    help="ONNX Runtime intra-op threads, 0 = runtime default "
                         "(default: the suite's)")
-    p.add_argument("--sustained-s", type=float, metavar="S",
+    p.add_argument("--sustained-s", type=_POSITIVE, metavar="S",
                    help="length of the emulated sustained run on the device, in simulated "
                         "seconds (default: the suite's, 600)")
-    p.add_argument("--period-ms", type=float, metavar="MS",
+    p.add_argument("--period-ms", type=_POSITIVE, metavar="MS",
                    help="emulate one inference per period (e.g. 33.3 for a 30 fps camera) "
                         "instead of back to back")
     p.add_argument("--pace", action="store_true", default=None,
@@ -210,7 +239,7 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--format", choices=("terminal", "markdown", "csv", "json"),
                    default="terminal", help="what to print (default: terminal)")
     p.add_argument("--no-plots", action="store_true", help="skip plots/ and report.html")
-    p.add_argument("--unstable-threshold", type=float, default=None, metavar="FRACTION",
+    p.add_argument("--unstable-threshold", type=_POSITIVE, default=None, metavar="FRACTION",
                    help="flag rows whose warm samples have (p90-p10)/p50 above this "
                         "(default: 0.20)")
     p.set_defaults(func=_cmd_report)
@@ -242,11 +271,14 @@ def _add_compare(sub: Any) -> None:
                ">> \"$GITHUB_STEP_SUMMARY\"")
     p.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline run directory")
     p.add_argument("run_b", type=Path, metavar="RUN_B", help="the new run directory")
-    p.add_argument("--threshold", type=float, default=0.10, metavar="FRACTION",
+    p.add_argument("--threshold", type=_number(float, at_least=0), default=0.10,
+                   metavar="FRACTION",
                    help="smallest relative change that counts (default: 0.10)")
-    p.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL",
+    p.add_argument("--confidence", type=_number(float, above=0, below=1), default=0.95,
+                   metavar="LEVEL",
                    help="confidence level of the interval (default: 0.95)")
-    p.add_argument("--quality-tolerance", type=float, default=0.005, metavar="DELTA",
+    p.add_argument("--quality-tolerance", type=_number(float, at_least=0), default=0.005,
+                   metavar="DELTA",
                    help="quality changes smaller than this (metric units) are ignored "
                         "(default: 0.005)")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
@@ -281,11 +313,11 @@ def _add_recommend(sub: Any) -> None:
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory")
     p.add_argument("--device", required=True, metavar="NAME", help="a device of the run")
     p.add_argument("--workload", metavar="NAME", help="only this workload of the run")
-    p.add_argument("--max-latency-ms", type=float, metavar="MS",
+    p.add_argument("--max-latency-ms", type=_POSITIVE, metavar="MS",
                    help="predicted device latency budget")
-    p.add_argument("--max-memory-mb", type=float, metavar="MB",
+    p.add_argument("--max-memory-mb", type=_POSITIVE, metavar="MB",
                    help="predicted device footprint budget")
-    p.add_argument("--min-quality", type=float, metavar="Q",
+    p.add_argument("--min-quality", type=_number(float), metavar="Q",
                    help="quality floor in the workload's metric (a ceiling when lower is "
                         "better)")
     p.add_argument("--sustained", action="store_true",
@@ -354,17 +386,18 @@ def _add_emulate(sub: Any) -> None:
     p.add_argument("--precision", action="append", metavar="P",
                    choices=("fp32", "fp16", "int8", "int4"),
                    help="what-if precision for float nodes (repeatable; default: as stored)")
-    p.add_argument("--unit", default="auto", metavar="UNIT",
+    p.add_argument("--unit", default="auto", choices=("auto", "cpu", "gpu", "npu"),
                    help="auto (default) places each node on the best unit; cpu/gpu/npu forces "
-                        "one (nodes it cannot run fall back to the CPU)")
+                        "one (nodes it cannot run fall back to the CPU; a device without that "
+                        "unit gets an error entry)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--detail", action="store_true", help="include the per-node breakdown")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--duration", type=float, metavar="S",
+    g.add_argument("--duration", type=_POSITIVE, metavar="S",
                    help="also simulate a sustained run of S seconds (device time)")
-    g.add_argument("--iterations", type=int, metavar="N",
+    g.add_argument("--iterations", type=_POSITIVE_INT, metavar="N",
                    help="also simulate a sustained run of N back-to-back inferences")
-    p.add_argument("--period-ms", type=float, metavar="MS",
+    p.add_argument("--period-ms", type=_POSITIVE, metavar="MS",
                    help="in the sustained run, one inference per period (idle in between)")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
                    help="full shape of a model input with dynamic dimensions (repeatable; "
@@ -389,15 +422,23 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
+    from harness.errors import InputError
     from harness.whatif import emulate_models
 
+    if args.period_ms is not None and args.duration is None and args.iterations is None:
+        raise InputError("--period-ms paces the sustained run: give --duration or --iterations "
+                         "too", field="--period-ms")
     results = emulate_models(
         args.models, devices=args.device, precisions=args.precision or [None], unit=args.unit,
         detail=args.detail, duration_s=args.duration, iterations=args.iterations,
         period_ms=args.period_ms, input_shapes=_parse_shapes(args.shape))
+    # Every combination failing (e.g. --unit npu on boards without one) is a failed command.
+    status = 1 if all("error" in r for r in results) else 0
+    if status:
+        print("harness: error: no (model, device, precision) could be emulated", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(results, indent=2))
-        return 0
+        return status
     from tabulate import tabulate
 
     sustained = any("sustained_latency_ms" in r for r in results)
@@ -429,7 +470,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
                              n["fallback"] or ""] for n in shown],
                            headers=["node", "op", "unit", "precision", "time (ms)", "share %",
                                     "bound", "fallback / lost speed"], disable_numparse=True))
-    return 0
+    return status
 
 
 # --------------------------------------------------------------------------- calibrate
@@ -451,7 +492,7 @@ def _add_calibrate(sub: Any) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="where reference models are cached (default: the artifact cache)")
-    p.add_argument("--worst", type=int, default=8, metavar="N", help="worst rows to list")
+    p.add_argument("--worst", type=_COUNT, default=8, metavar="N", help="worst rows to list")
     p.set_defaults(func=_cmd_calibrate)
 
 

@@ -23,6 +23,7 @@ Unknown keys are errors (with close matches), never silently ignored.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,14 +67,15 @@ class MeasureOptions:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        # `not 0 < x < inf` also refuses NaN, which compares false with everything.
+        if not 0 < self.timeout_s < math.inf:
+            raise ValueError(f"timeout_s must be finite and > 0, got {self.timeout_s}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
-        if self.sustained_s <= 0:
-            raise ValueError(f"sustained_s must be > 0, got {self.sustained_s}")
-        if self.period_ms is not None and self.period_ms <= 0:
-            raise ValueError(f"period_ms must be > 0, got {self.period_ms}")
+        if not 0 < self.sustained_s < math.inf:
+            raise ValueError(f"sustained_s must be finite and > 0, got {self.sustained_s}")
+        if self.period_ms is not None and not 0 < self.period_ms < math.inf:
+            raise ValueError(f"period_ms must be finite and > 0, got {self.period_ms}")
 
 
 @dataclass(frozen=True)

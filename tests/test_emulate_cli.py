@@ -80,3 +80,45 @@ def test_a_large_model_emulates_without_running_it(tmp_path: Path) -> None:
     (r,) = json.loads(proc.stdout)
     assert r["peak_memory_mb"] > 288  # the weights alone are 288 MiB
     assert r["work_gops"] == pytest.approx(18 * 2 * 2048 * 2048 / 1e9)
+
+
+@pytest.mark.parametrize("args", [
+    ["--duration", "0"], ["--duration", "nan"], ["--duration", "inf"], ["--iterations", "0"],
+    ["--duration", "60", "--period-ms", "-1"], ["--unit", "tpu"]])
+def test_bad_numbers_and_units_are_usage_errors(tiny_model: Path, args: list[str],
+                                                capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["emulate", str(tiny_model), "--device", "snapdragon8gen3", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert args[-2] in err and "Traceback" not in err
+
+
+def test_period_without_a_sustained_run_and_all_failing_entries_are_errors(
+        tiny_model: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["emulate", str(tiny_model), "--device", "snapdragon8gen3",
+                 "--period-ms", "30"]) == 2
+    assert "--duration or --iterations" in capsys.readouterr().err
+    # the Pi has no NPU: every entry is an error, so the command fails (and still prints them)
+    assert main(["emulate", str(tiny_model), "--device", "raspberrypi5", "--unit", "npu",
+                 "--format", "json"]) == 1
+    captured = capsys.readouterr()
+    assert "error" in json.loads(captured.out)[0] and "no (model, device" in captured.err
+
+
+def test_a_graph_without_work_has_an_idle_sustained_run(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    m = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])],
+                                            "id", [x], [y]), ir_version=9,
+                          opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "identity.onnx"
+    onnx.save(m, path)
+    for kwargs in ({"duration_s": 60.0}, {"iterations": 10}):
+        (r,) = emulate_models([path], devices=["snapdragon8gen3"], precisions=[None],
+                              **kwargs)  # type: ignore[arg-type]
+        assert r["latency_ms"] == 0 and r["sustained_latency_ms"] == 0
+        assert r["sustained_clock_fraction"] == 1.0 and r["sustained_power_w"] > 0

@@ -242,6 +242,30 @@ def test_missing_and_corrupt_files_are_input_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00not a model at all\xff" * 10)
     with pytest.raises(InputError, match=r"bad\.onnx"):
         load_graph(bad)
+    with pytest.raises(InputError, match="is a directory"):
+        load_graph(tmp_path)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="no IR version and no graph"):
+        load_graph(empty)
+
+
+def _two_nodes(first: tuple[str, str], second: tuple[str, str]) -> onnx.ModelProto:
+    return model([helper.make_node("Relu", [first[0]], [first[1]], name="a"),
+                  helper.make_node("Sigmoid", [second[0]], [second[1]], name="b")],
+                 [tensor("x", F32, [4])], [tensor("y", F32, None)])
+
+
+@pytest.mark.parametrize(("graph", "message"), [
+    (_two_nodes(("x", "h"), ("nope", "y")), "node b .Sigmoid. reads 'nope', which no node"),
+    (_two_nodes(("x", "y"), ("x", "y")), "node b .Sigmoid. writes 'y', which node a"),
+    (_two_nodes(("y", "h"), ("h", "y")), "cycle"),
+    (_two_nodes(("x", "h"), ("h", "z")), "graph output 'y' is made by no node"),
+])
+def test_graphs_no_runtime_would_load_are_input_errors(graph: onnx.ModelProto,
+                                                       message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_graph(graph)
 
 
 # --------------------------------------------------------------------------- precision

@@ -300,6 +300,7 @@ def load_graph(
     if default_dim < 1:
         raise InputError(f"expected a dimension >= 1, got {default_dim}", field="default_dim")
     proto, base_dir, source = _read(model)
+    _check_structure(proto, source)
     skeleton = _skeleton(proto, base_dir)
     fixed = _fix_inputs(skeleton, input_shapes or {}, dim_params or {}, default_dim, source)
     try:
@@ -314,6 +315,8 @@ def _read(model: ModelSource) -> tuple[onnx.ModelProto, Path | None, str]:
     if isinstance(model, onnx.ModelProto):
         return model, None, "<ModelProto>"
     path = Path(model)
+    if path.is_dir():
+        raise InputError("is a directory; expected an .onnx model file", file=path)
     if not path.is_file():
         raise InputError("no such model file", file=path)
     try:
@@ -322,6 +325,46 @@ def _read(model: ModelSource) -> tuple[onnx.ModelProto, Path | None, str]:
     except Exception as exc:  # protobuf DecodeError and friends: the file is not ONNX
         raise InputError(f"not a readable ONNX model: {exc}", file=path) from exc
     return proto, path.parent, str(path)
+
+
+def _check_structure(model: onnx.ModelProto, source: str) -> None:
+    """Refuse what no runtime would load, naming the node and tensor.
+
+    Not ``onnx.checker``: it also rejects graphs that runtimes take (unsorted nodes, ops of
+    domains it has no schema for). Checked here: a graph is present, has outputs, every name a
+    top-level node reads is made by a node, a graph input or an initializer (names from an
+    outer scope exist only inside subgraphs), and no name is made twice. Cycles are found when
+    the nodes are ordered.
+    """
+    g = model.graph
+    if model.ir_version == 0 and not model.HasField("graph"):
+        raise InputError("not an ONNX model: no IR version and no graph (an empty file, or a "
+                         "GraphProto saved without its ModelProto?)", file=source)
+    if not g.output:
+        raise InputError("the graph declares no outputs", file=source, field="graph.output")
+    made: dict[str, str] = {}
+    for name in [*(i.name for i in g.input), *(t.name for t in g.initializer),
+                 *(t.values.name for t in g.sparse_initializer)]:
+        made.setdefault(name, "a graph input or initializer")
+    for i, n in enumerate(g.node):
+        label = f"node {n.name or i} ({n.op_type})"
+        for o in n.output:
+            if not o:
+                continue
+            if o in made and made[o] != "a graph input or initializer":
+                raise InputError(f"{label} writes {o!r}, which {made[o]} also writes: a name "
+                                 "is assigned once in ONNX", file=source, field="graph.node")
+            made[o] = label
+    for i, n in enumerate(g.node):
+        for t in n.input:
+            if t and t not in made:
+                raise InputError(f"node {n.name or i} ({n.op_type}) reads {t!r}, which no "
+                                 "node, graph input or initializer provides",
+                                 file=source, field="graph.node")
+    missing = [o.name for o in g.output if o.name not in made]
+    if missing:
+        raise InputError(f"graph output {missing[0]!r} is made by no node, input or "
+                         "initializer", file=source, field="graph.output")
 
 
 # Integer initializers up to this many elements keep their values: Reshape/Slice/... read them
@@ -454,7 +497,8 @@ class _Builder:
         self.inputs = tuple(i.name for i in g.input if i.name not in self.weights)
         self.outputs = tuple(o.name for o in g.output)
         self.output_set = set(self.outputs)
-        self.nodes = _topological(list(g.node), set(self.inputs) | set(self.weights))
+        self.nodes = _topological(list(g.node), set(self.inputs) | set(self.weights),
+                                 source=source)
         self.types: dict[str, _Type] = {}
         for vi in [*g.input, *g.value_info, *g.output]:
             t = _type_of(vi.type)
@@ -707,7 +751,8 @@ class _Builder:
         return "fp32"   # shape arithmetic on int64/bool: scalar CPU work
 
 
-def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
+def _topological(nodes: list[onnx.NodeProto], available: set[str], *,
+                source: str | None = None) -> list[onnx.NodeProto]:
     """``nodes`` in execution order. ONNX requires sorted graphs; sort only if one is not."""
     have = set(available)
     in_order = True
@@ -731,9 +776,11 @@ def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.
                 have.update(o for o in n.output if o)
             else:
                 rest.append(n)
-        if len(rest) == len(pending):   # a cycle: keep the file's order for the remainder
-            ordered.extend(rest)
-            break
+        if len(rest) == len(pending):
+            n = rest[0]
+            raise InputError(f"the graph has a cycle: node {n.name or '?'} ({n.op_type}) and "
+                             f"{len(rest) - 1} other(s) wait on each other's outputs",
+                             file=source, field="graph.node")
         pending = rest
     return ordered
 

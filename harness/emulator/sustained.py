@@ -77,14 +77,21 @@ def simulate(latency: LatencyPrediction, profile: DeviceProfile, *,
         raise ValueError("give exactly one of iterations and duration_s")
     if iterations is not None and iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
-    if duration_s is not None and duration_s <= 0:
-        raise ValueError(f"duration_s must be > 0, got {duration_s}")
-    if period_ms is not None and period_ms <= 0:
-        raise ValueError(f"period_ms must be > 0, got {period_ms}")
+    if duration_s is not None and not (0 < duration_s < math.inf):
+        raise ValueError(f"duration_s must be finite and > 0, got {duration_s}")
+    if period_ms is not None and not (0 < period_ms < math.inf):
+        raise ValueError(f"period_ms must be finite and > 0, got {period_ms}")
     thermal = ThermalModel.from_profile(profile)
     idle_w = profile.power.idle_w.value
     burst_ms = latency.latency_at(1.0)
     step_ms = max(burst_ms, period_ms or 0.0)
+    if step_ms <= 0:
+        # A graph with no work (an Identity) takes no device time back to back: nothing heats,
+        # and a duration would hold infinitely many inferences. One idle point says so.
+        temp = thermal.ambient_c if start_temp_c is None else start_temp_c
+        return SustainedTrace(time_s=(0.0,), latency_ms=(0.0,), temp_c=(temp,),
+                              clock_fraction=(1.0,), power_w=(idle_w,), inferences_per_point=1,
+                              inferences=iterations or 1, period_ms=period_ms)
     if iterations is not None:
         total = iterations
     else:
