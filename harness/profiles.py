@@ -244,12 +244,17 @@ def list_profiles(devices_dir: Path | None = None) -> list[str]:
     return names_in(devices_dir or default_devices_dir())
 
 
-def load_profile(name_or_path: str | Path, *, devices_dir: Path | None = None) -> DeviceProfile:
-    """Load and validate a profile by name (``snapdragon8gen3``) or by path to a TOML file."""
+def load_profile(name_or_path: str | Path, *, devices_dir: Path | None = None,
+                 fitted: bool = True) -> DeviceProfile:
+    """Load and validate a profile by name (``snapdragon8gen3``) or by path to a TOML file.
+
+    ``fitted=False`` leaves out the calibration overlay: the hand-written figures alone, which
+    ``harness calibrate`` starts from so that its result does not depend on an earlier fit.
+    """
     path = find_toml(name_or_path, devices_dir or default_devices_dir(), kind="device")
     data = upgrade(read_toml(path, kind="device profile"), file=path)
     overlay = path.parent / FITTED_OVERLAY
-    if overlay.is_file():
+    if fitted and overlay.is_file():
         data = apply_overlay(data, overlay)
     return parse_profile(data, file=path)
 

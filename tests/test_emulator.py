@@ -145,6 +145,37 @@ def test_matmul_and_gemm_work() -> None:
     assert node(g.nodes, "mm").weight_bytes == 7 * 3 * 4
 
 
+@pytest.mark.parametrize(("op", "gates", "layout"), [("LSTM", 4, 0), ("GRU", 3, 1),
+                                                     ("RNN", 1, 0)])
+def test_recurrent_work_is_the_gate_products_per_step(op: str, gates: int, layout: int) -> None:
+    steps, batch, dirs, hidden, in_size = 10, 2, 2, 16, 8
+    x = [batch, steps, in_size] if layout else [steps, batch, in_size]
+    n = helper.make_node(op, ["x", "W", "R"], ["y"], name="rnn", hidden_size=hidden,
+                         direction="bidirectional", layout=layout)
+    m = model([n], [tensor("x", F32, x)], [tensor("y", F32, None)],
+              [init("W", rand(dirs, gates * hidden, in_size)),
+               init("R", rand(dirs, gates * hidden, hidden))])
+    (rnn,) = load_graph(m).nodes
+    per_step = dirs * batch * gates * hidden
+    assert rnn.op_class == "matmul"
+    assert rnn.work_ops == steps * per_step * (2 * (in_size + hidden) + 4)
+
+
+@pytest.mark.parametrize(("equation", "shapes", "macs"), [
+    ("bhqd,bhkd->bhqk", [(1, 4, 16, 8), (1, 4, 16, 8)], 1 * 4 * 16 * 16 * 8),
+    ("...ij,...jk->...ik", [(3, 5, 6), (3, 6, 7)], 3 * 5 * 6 * 7),
+    ("...ij,jk->...ik", [(2, 3, 5, 6), (6, 7)], 2 * 3 * 5 * 6 * 7),   # ellipsis on one side
+])
+def test_einsum_work_is_one_mac_per_point_of_the_index_space(
+        equation: str, shapes: list[tuple[int, ...]], macs: int) -> None:
+    names = [f"in{i}" for i in range(len(shapes))]
+    n = helper.make_node("Einsum", names, ["y"], name="e", equation=equation)
+    m = model([n], [tensor(nm, F32, list(sh)) for nm, sh in zip(names, shapes, strict=True)],
+              [tensor("y", F32, None)])
+    (e,) = load_graph(m).nodes
+    assert e.op_class == "matmul" and e.work_ops == 2 * macs
+
+
 def test_views_cost_nothing_and_transpose_moves_bytes() -> None:
     nodes = [
         helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape"),

@@ -479,3 +479,11 @@ def test_missing_profile_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc_info:
         load_profile(missing)
     assert str(missing) in str(exc_info.value)
+
+
+def test_the_fitted_overlay_can_be_left_out() -> None:
+    # calibrate starts from the hand-written figures, so its fit does not depend on the last one
+    shipped = load_profile("snapdragon8gen3").unit("npu")
+    hand = load_profile("snapdragon8gen3", fitted=False).unit("npu")
+    assert shipped.dispatch_us.basis == "fitted"
+    assert hand.dispatch_us.basis != "fitted"

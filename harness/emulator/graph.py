@@ -112,7 +112,11 @@ MATMUL_OPS = frozenset({
     "MatMul", "MatMulInteger", "QLinearMatMul", "MatMulNBits", "Gemm", "QGemm",
     "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "FusedMatMul",
 })
-_WEIGHTED_OPS = MATMUL_OPS | frozenset(CONV_WEIGHT_INPUT) | {"ConvTranspose"}
+# Recurrent layers: per time step and direction, the gates' matrix products with the input
+# (W: [directions, gates x hidden, input]) and the previous state (R: [.., .., hidden]).
+RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
+_WEIGHTED_OPS = (MATMUL_OPS | frozenset(CONV_WEIGHT_INPUT) | RECURRENT_OPS
+                 | {"ConvTranspose", "Einsum"})
 # Move or rearrange data without arithmetic: zero work, bytes in and out.
 DATA_MOVEMENT_OPS = frozenset({
     "Transpose", "Concat", "Split", "Slice", "Gather", "GatherElements", "GatherND", "Pad",
@@ -140,7 +144,7 @@ def op_class(op: str, attrs: Mapping[str, object]) -> str:
     if op in CONV_WEIGHT_INPUT or op == "ConvTranspose":
         group = attrs.get("group", 1)
         return "depthwise" if isinstance(group, int) and group > 1 else "conv"
-    if op in MATMUL_OPS:
+    if op in MATMUL_OPS or op in RECURRENT_OPS or op == "Einsum":
         return "matmul"
     if op in ELEMENTWISE_OPS:
         return "elementwise"
@@ -817,6 +821,10 @@ def _work(op: str, node: onnx.NodeProto, shape: Mapping[str, tuple[int, ...]],
             return 0, False
         k = _reduction_dim(op, ins, shape, attrs)
         return 2 * numel(outs[0]) * k, True
+    if op in RECURRENT_OPS:
+        return _recurrent_work(ins, shape, attrs)
+    if op == "Einsum":
+        return _einsum_work(ins, outs, shape, attrs)
     if op in WINDOW_POOL_OPS:
         kernel = attrs.get("kernel_shape")
         window = math.prod(kernel) if isinstance(kernel, list) else 1
@@ -826,6 +834,54 @@ def _work(op: str, node: onnx.NodeProto, shape: Mapping[str, tuple[int, ...]],
     if op in OPS_PER_ELEMENT:
         return math.ceil(OPS_PER_ELEMENT[op] * out_elems), True
     return math.ceil(UNKNOWN_OPS_PER_ELEMENT * out_elems), False
+
+
+def _recurrent_work(ins: Sequence[str], shape: Mapping[str, tuple[int, ...]],
+                    attrs: Mapping[str, object]) -> tuple[int, bool]:
+    """LSTM / GRU / RNN: 2 x steps x batch x directions x gates*hidden x (input + hidden) for
+    the matrix products, plus about 4 ops per gate element for the activations and updates."""
+    if len(ins) < 3 or not all(ins[:3]) or len(shape[ins[1]]) != 3 or len(shape[ins[2]]) != 3:
+        return 0, False
+    x, (dirs, gates_hidden, in_size), hidden = shape[ins[0]], shape[ins[1]], shape[ins[2]][2]
+    if len(x) != 3:
+        return 0, False
+    steps, batch = (x[1], x[0]) if attrs.get("layout") == 1 else (x[0], x[1])
+    per_step = dirs * batch * gates_hidden
+    return steps * per_step * (2 * (in_size + hidden) + 4), True
+
+
+def _einsum_work(ins: Sequence[str], outs: Sequence[str], shape: Mapping[str, tuple[int, ...]],
+                 attrs: Mapping[str, object]) -> tuple[int, bool]:
+    """Einsum: one multiply-add per point of the joint index space (all labels, an ellipsis
+    standing for its broadcast dimensions); a single operand (a transpose or a sum) reads each
+    element once."""
+    eq = attrs.get("equation")
+    if isinstance(eq, bytes):
+        eq = eq.decode()
+    if not isinstance(eq, str) or not outs:
+        return 0, False
+    operands = eq.replace(" ", "").split("->")[0].split(",")
+    if len(operands) != len([i for i in ins if i]):
+        return 0, False
+    sizes: dict[str, int] = {}
+    ellipsis: list[int] = []   # broadcast dimensions, right-aligned as numpy aligns them
+    for labels, name in zip(operands, ins, strict=False):
+        dims = shape[name]
+        head, dots, tail = labels.partition("...")
+        n_ell = len(dims) - len(head) - len(tail)
+        if n_ell < 0 or (n_ell and not dots):
+            return 0, False
+        ell = list(dims[len(head):len(head) + n_ell])
+        width = max(len(ell), len(ellipsis))
+        ell, ellipsis = [1] * (width - len(ell)) + ell, [1] * (width - len(ellipsis)) + ellipsis
+        ellipsis = [max(a, b) for a, b in zip(ellipsis, ell, strict=True)]
+        for label, d in zip(head + tail, (*dims[:len(head)], *dims[len(head) + n_ell:]),
+                            strict=True):
+            sizes[label] = max(sizes.get(label, 1), d)
+    points = math.prod(sizes.values()) * math.prod(ellipsis)
+    if len(operands) == 1:
+        return math.prod(shape[ins[0]]), True
+    return 2 * points * (len(operands) - 1), True
 
 
 def _reduction_dim(op: str, ins: Sequence[str], shape: Mapping[str, tuple[int, ...]],
