@@ -121,4 +121,5 @@ def test_a_graph_without_work_has_an_idle_sustained_run(tmp_path: Path) -> None:
         (r,) = emulate_models([path], devices=["snapdragon8gen3"], precisions=[None],
                               **kwargs)  # type: ignore[arg-type]
         assert r["latency_ms"] == 0 and r["sustained_latency_ms"] == 0
+        assert any("does no work" in n for n in r["notes"])
         assert r["sustained_clock_fraction"] == 1.0 and r["sustained_power_w"] > 0

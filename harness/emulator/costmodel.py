@@ -211,6 +211,10 @@ class Emulation:
     def notes(self) -> tuple[str, ...]:
         """Caveats worth printing beside the numbers."""
         out = [f"dynamic dimension {d}" for d in self.latency.fixed_dims]
+        if self.latency.latency_ms == 0:
+            out.append("the graph does no work a device would run (no nodes, or only views "
+                       "and identities): latency 0; the runtime's own per-call cost is not "
+                       "modelled")
         if self.latency.unknown_ops:
             out.append("ops costed as 1 op per output element (not in the cost tables): "
                        + ", ".join(self.latency.unknown_ops))
