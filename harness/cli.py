@@ -384,8 +384,10 @@ def _add_emulate(sub: Any) -> None:
     p.add_argument("--device", action="append", required=True, metavar="NAME",
                    help="device profile (repeatable); see `harness devices`")
     p.add_argument("--precision", action="append", metavar="P",
-                   choices=("fp32", "fp16", "int8", "int4"),
-                   help="what-if precision for float nodes (repeatable; default: as stored)")
+                   choices=("fp32", "fp16", "int8", "int4", "w8a16"),
+                   help="what-if precision for float nodes (repeatable; default: as stored): "
+                        "int4 = 4-bit weights and 16-bit activations, w8a16 = 8-bit weights "
+                        "and 16-bit activations at the fp16 rate")
     p.add_argument("--unit", default="auto", choices=("auto", "cpu", "gpu", "npu"),
                    help="auto (default) places each node on the best unit; cpu/gpu/npu forces "
                         "one (nodes it cannot run fall back to the CPU; a device without that "

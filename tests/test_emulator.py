@@ -714,6 +714,13 @@ def test_what_if_precision_costs_an_fp32_graph_at_another_precision() -> None:
     assert int4.memory.peak_activations_mb == pytest.approx(
         fp32.memory.peak_activations_mb / 2)
     assert {n.run_precision for n in int4.latency.nodes} == {"int8"}
+    # w8a16: 8-bit weights (a quarter), 16-bit activations, arithmetic at the fp16 rate
+    w8a16 = emulate(m, prof, precision="w8a16")
+    fp16 = emulate(m, prof, precision="fp16")
+    assert w8a16.memory.weights_mb == pytest.approx(fp32.memory.weights_mb / 4)
+    assert w8a16.memory.peak_activations_mb == pytest.approx(fp16.memory.peak_activations_mb)
+    assert {n.run_precision for n in w8a16.latency.nodes} == {"fp16"}
+    assert w8a16.latency.nodes[0].compute_ms == pytest.approx(fp16.latency.nodes[0].compute_ms)
     with pytest.raises(InputError, match="precision"):
         emulate(m, prof, precision="int3")
 
