@@ -5,7 +5,6 @@ Other tools call :func:`emulate_models` directly; it returns plain JSON-ready di
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,9 @@ def emulate_models(models: list[Path], *, devices: list[str], precisions: list[s
     device does not have gives that combination an ``error`` entry.
     """
     from harness.emulator import emulate, load_graph, simulate
-    from harness.errors import HarnessError, InputError
+    from harness.errors import HarnessError
     from harness.profiles import load_profile
 
-    if duration_s is not None and iterations is not None:
-        raise InputError("give duration_s or iterations, not both", field="duration_s")
-    if duration_s is not None and not 0 < duration_s < math.inf:
-        raise InputError(f"expected a finite number > 0, got {duration_s!r}", field="duration_s")
-    if iterations is not None and iterations < 1:
-        raise InputError(f"expected an integer >= 1, got {iterations!r}", field="iterations")
-    if period_ms is not None and not 0 < period_ms < math.inf:
-        raise InputError(f"expected a finite number > 0, got {period_ms!r}", field="period_ms")
     profiles = [load_profile(d) for d in devices]
     graphs = [load_graph(m, input_shapes=input_shapes) for m in models]
     out: list[dict[str, Any]] = []

@@ -123,3 +123,13 @@ def test_a_graph_without_work_has_an_idle_sustained_run(tmp_path: Path) -> None:
         assert r["latency_ms"] == 0 and r["sustained_latency_ms"] == 0
         assert any("does no work" in n for n in r["notes"])
         assert r["sustained_clock_fraction"] == 1.0 and r["sustained_power_w"] > 0
+
+
+def test_emulate_models_refuses_bad_sustained_arguments(tiny_model: Path) -> None:
+    from harness.errors import InputError
+
+    for kwargs in ({"duration_s": float("nan")}, {"iterations": 0},
+                   {"duration_s": 60.0, "period_ms": -1.0}):
+        with pytest.raises(InputError):
+            emulate_models([tiny_model], devices=["snapdragon8gen3"], precisions=[None],
+                           **kwargs)  # type: ignore[arg-type]

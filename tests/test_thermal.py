@@ -14,6 +14,7 @@ from harness.emulator import (
     load_graph,
     simulate,
 )
+from harness.errors import InputError
 from harness.profiles import load_profile
 
 MODEL = ThermalModel(ambient_c=25, resistance_c_per_w=10, time_constant_s=60,
@@ -89,7 +90,7 @@ def test_sustained_run_heats_throttles_and_settles(tmp_path) -> None:
     # An exact count gives one point per inference when small.
     short = simulate(em.latency, prof, iterations=50)
     assert short.inferences == 50 and short.inferences_per_point == 1 and len(short.time_s) == 50
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         simulate(em.latency, prof)
 
 

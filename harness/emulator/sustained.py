@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.emulator.costmodel import LatencyPrediction
 from harness.emulator.thermal import ThermalModel
+from harness.errors import InputError
 from harness.profiles import DeviceProfile
 
 MAX_POINTS = 2000
@@ -73,14 +74,15 @@ def simulate(latency: LatencyPrediction, profile: DeviceProfile, *,
     inferences (idle in between); by default they run back to back. The run starts at ambient
     temperature unless ``start_temp_c`` says otherwise.
     """
+    # Bad values are the caller's input (CLI options, suite fields, emulate_models arguments).
     if (iterations is None) == (duration_s is None):
-        raise ValueError("give exactly one of iterations and duration_s")
+        raise InputError("give exactly one of iterations and duration_s", field="duration_s")
     if iterations is not None and iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+        raise InputError(f"expected an integer >= 1, got {iterations!r}", field="iterations")
     if duration_s is not None and not (0 < duration_s < math.inf):
-        raise ValueError(f"duration_s must be finite and > 0, got {duration_s}")
+        raise InputError(f"expected a finite number > 0, got {duration_s!r}", field="duration_s")
     if period_ms is not None and not (0 < period_ms < math.inf):
-        raise ValueError(f"period_ms must be finite and > 0, got {period_ms}")
+        raise InputError(f"expected a finite number > 0, got {period_ms!r}", field="period_ms")
     thermal = ThermalModel.from_profile(profile)
     idle_w = profile.power.idle_w.value
     burst_ms = latency.latency_at(1.0)
