@@ -48,7 +48,8 @@ _COUNT = _number(int, at_least=0)
 EPILOG = """examples:
   harness bench --device snapdragon8gen3                 run the default suite
   harness bench --device raspberrypi5 --suite smoke --quant int8-static
-  harness bench --device snapdragon8gen3 --resume results/20261122-081500-default-snapdragon8gen3
+  harness bench --resume results/20261122-081500-default-snapdragon8gen3
+  harness bench --device snapdragon8gen3 --backend emulated --backend host --suite smoke
   harness emulate model.onnx --device snapdragon8gen3 --precision int8 --detail
   harness devices                                        list device profiles
   harness report results/<run>                           rebuild the tables of a run
@@ -69,10 +70,17 @@ def _add_bench(sub: Any) -> None:
                     "--results-dir and print the result table. Each case runs in its own "
                     "worker process: a crash or hang becomes one error/timeout row.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", action="append", required=True, metavar="NAME",
-                   help="device profile name from devices/ (repeatable); see `harness devices`")
-    p.add_argument("--suite", default="default", metavar="NAME|PATH",
-                   help="suite name from suites/ or a path to a suite file (default: default)")
+    p.add_argument("--device", action="append", metavar="NAME",
+                   help="device profile name from devices/ (repeatable); see `harness devices`. "
+                        "Needed by backends that predict a device (emulated)")
+    p.add_argument("--backend", action="append", metavar="NAME",
+                   help="where each case runs (repeatable; default: emulated): emulated = "
+                        "measured on this machine under the device's memory cap, with the "
+                        "emulator's device prediction; host = measured on this machine only. "
+                        "Several backends give each cell one row per backend in one run")
+    p.add_argument("--suite", default=None, metavar="NAME|PATH",
+                   help="suite name from suites/ or a path to a suite file (default: default, "
+                        "or the resumed run's)")
     p.add_argument("--workload", action="append", metavar="NAME",
                    help="only this workload of the suite (repeatable)")
     p.add_argument("--quant", action="append", metavar="LEVEL",
@@ -107,7 +115,9 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR",
                    help="where run directories are created (default: results)")
     p.add_argument("--resume", type=Path, metavar="RUN",
-                   help="append to this run directory, skipping the cases it already has")
+                   help="append to this run directory, skipping the cases it already has; "
+                        "suite, devices, backends and filters default to the run's and must "
+                        "match it if given")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="artifact and model cache (default: $HARNESS_CACHE_DIR or "
                         "~/.cache/edge-harness)")
@@ -115,32 +125,48 @@ def _add_bench(sub: Any) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
-def _print_progress(p: Any) -> None:
-    head = f"[{p.index}/{p.total}] {p.case.case_id}"
-    if p.skipped:
-        print(f"{head}: already in the run, skipped", file=sys.stderr, flush=True)
-    elif p.row is None:
-        print(f"{head} ...", file=sys.stderr, flush=True)
-    else:
-        row = p.row
-        detail = row["reason"] if row["status"] != "ok" else ""
-        if row.get("host"):
+class _ProgressPrinter:
+    """Progress lines on stderr: one when a case starts, one when it ends, with an ETA from
+    the mean duration of the cases measured so far in this session."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+
+    def __call__(self, p: Any) -> None:
+        head = f"[{p.index}/{p.total}] {p.case.case_id}"
+        if p.skipped:
+            print(f"{head}: already in the run, skipped", file=sys.stderr, flush=True)
+            return
+        m = p.measurement
+        if m is None:
+            print(f"{head} ...", file=sys.stderr, flush=True)
+            return
+        self.durations.append(m.duration_s or 0.0)
+        detail = m.reason if m.status != "ok" else ""
+        samples = m.samples_ns()
+        if samples:
             import statistics
 
-            p50 = statistics.median(row["host"]["warm_latency_ns"]) / 1e6
+            p50 = statistics.median(samples) / 1e6
             detail = f"host p50 {p50:.3f} ms" + (f"; {detail}" if detail else "")
-            pace = row["host"].get("pace")
-            if pace and pace["overruns"]:
+            pace = m.measured.pace if m.measured else None
+            if pace and pace.get("overruns"):
                 detail += (f"; PACING: the host was slower than the device's "
                            f"{pace['target_ms']:.3f} ms in {pace['overruns']} of "
-                           f"{len(row['host']['warm_latency_ns'])} runs")
-        pred = row.get("device_prediction") or {}
-        if "latency_ms" in pred:
-            detail += (f"; device {pred['latency_ms']:.3f} ms burst, "
-                       f"{pred['sustained_latency_ms']:.3f} ms sustained")
+                           f"{len(samples)} runs")
+        pred = m.predicted
+        if pred.latency_ms is not None:
+            detail += f"; device {pred.latency_ms:.3f} ms burst"
+            if pred.sustained_latency_ms is not None:
+                detail += f", {pred.sustained_latency_ms:.3f} ms sustained"
         left = p.total - p.index
-        print(f"{head}: {row['status']} ({row['duration_s']:.1f} s) {detail} "
-              f"[{left} left]", file=sys.stderr, flush=True)
+        eta = ""
+        if left and self.durations:
+            secs = left * sum(self.durations) / len(self.durations)
+            eta = f", ETA {int(secs // 60)} min {int(secs % 60):02d} s" if secs >= 60 \
+                else f", ETA {secs:.0f} s"
+        print(f"{head}: {m.status} ({m.duration_s or 0:.1f} s) {detail} [{left} left{eta}]",
+              file=sys.stderr, flush=True)
 
 
 def _print_note(message: str) -> None:
@@ -148,22 +174,28 @@ def _print_note(message: str) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from harness.bench import run_bench
     from harness.report.tables import write_report
+    from harness.sweep import BenchOptions, MeasureOverrides, run_bench
 
-    run_dir = run_bench(
-        devices=args.device, suite=args.suite, workloads=args.workload, quant=args.quant,
-        prune=args.prune, results_dir=args.results_dir, resume=args.resume,
-        cache_dir=args.cache_dir, iterations=args.iterations, warmup=args.warmup,
-        timeout_s=args.timeout_s, threads=args.threads, sustained_s=args.sustained_s,
-        period_ms=args.period_ms, pace=args.pace, eval_size=args.eval_size,
-        command_line=sys.argv,
-        progress=None if args.quiet else _print_progress,
-        progress_note=None if args.quiet else _print_note)
+    options = BenchOptions(
+        devices=tuple(args.device or ()), backends=tuple(args.backend or ()),
+        suite=args.suite, workloads=_opt_tuple(args.workload), quant=_opt_tuple(args.quant),
+        prune=_opt_tuple(args.prune), results_dir=args.results_dir, resume=args.resume,
+        cache_dir=args.cache_dir, eval_size=args.eval_size, command_line=tuple(sys.argv),
+        overrides=MeasureOverrides(
+            iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,
+            threads=args.threads, sustained_s=args.sustained_s, period_ms=args.period_ms,
+            pace=args.pace))
+    run_dir = run_bench(options, progress=None if args.quiet else _ProgressPrinter(),
+                        note=None if args.quiet else _print_note)
     print(write_report(run_dir))
     print(f"\nrun saved in {run_dir} (report.html, report.md, report.csv, plots/, "
           "cases.jsonl)")
     return 0
+
+
+def _opt_tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values else None
 
 
 # --------------------------------------------------------------------------- devices
@@ -316,7 +348,7 @@ def _add_recommend(sub: Any) -> None:
     p.add_argument("--max-latency-ms", type=_POSITIVE, metavar="MS",
                    help="predicted device latency budget")
     p.add_argument("--max-memory-mb", type=_POSITIVE, metavar="MB",
-                   help="predicted device footprint budget")
+                   help="predicted device memory budget (MB)")
     p.add_argument("--min-quality", type=_number(float), metavar="Q",
                    help="quality floor in the workload's metric (a ceiling when lower is "
                         "better)")
@@ -341,12 +373,13 @@ def _add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export", help="export a run for existing dashboards",
         description="Write a run as JSON for existing dashboards: github-action-benchmark's "
-                    "customSmallerIsBetter (gab-smaller: latencies, size, footprint) or "
+                    "customSmallerIsBetter (gab-smaller: latencies, size, device memory) or "
                     "customBiggerIsBetter (gab-bigger: quality), or pytest-benchmark's "
                     "--benchmark-json format (pytest-benchmark: raw warm samples as rounds).")
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory")
-    p.add_argument("--format", required=True,
-                   choices=("gab-smaller", "gab-bigger", "pytest-benchmark"))
+    from harness.report.export import EXPORTERS
+
+    p.add_argument("--format", required=True, choices=EXPORTERS.names())
     p.add_argument("-o", "--output", type=Path, metavar="FILE",
                    help="write here instead of stdout")
     p.set_defaults(func=_cmd_export)

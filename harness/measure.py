@@ -96,8 +96,8 @@ def measure_artifact(
     """Cold start, warm-up, then ``iterations`` timed runs of ``artifact`` in its runtime.
 
     With ``pace_ms`` each timed run is padded to that wall time (see :func:`paced_runs`).
-    Returns ``{"loaded": Loaded, "row": {...}}``; the row's ``runtime`` names the runtime
-    (:mod:`harness.runtimes`) that ran it.
+    Returns ``{"loaded": Loaded, "measured": {...}}``: the measured block of a result row
+    (:class:`harness.core.measurement.Measured`), one ``forward`` phase of raw ns samples.
     """
     from harness.runtimes import runtime_module
 
@@ -120,16 +120,17 @@ def measure_artifact(
     peak = peak_rss_mb()
     return {
         "loaded": loaded,
-        "row": {
+        "measured": {
+            "where": "host",
             "runtime": loaded.runtime,
             "runtime_version": loaded.version,
             "providers": loaded.providers,
             "threads": threads,
-            "cold_start": {"session_create_ns": t1 - t0, "first_inference_ns": t2 - t1},
             "warmup_runs": warmup,
-            "warm_latency_ns": samples,
-            "rss_before_session_mb": round(rss_before, 3),
-            "peak_rss_mb": round(peak, 3),
+            "phases": [{"name": "forward", "unit": "ns", "samples": samples}],
+            "cold_start": {"load_ns": t1 - t0, "first_inference_ns": t2 - t1},
+            "peak_memory_mb": round(peak, 3),
+            "memory_before_load_mb": round(rss_before, 3),
             "pace": pace,
         },
     }

@@ -230,6 +230,22 @@ class DeviceProfile:
         """Field paths of figures that rest on assumptions."""
         return [k for k, f in self.figures().items() if not f.calibrated]
 
+    def provenance(self) -> dict[str, str | None]:
+        """What a prediction on this profile was made with: a hash of every field the
+        emulator reads (figures with the calibration overlay merged, op sets, precisions) and
+        of the overlay file, so a recalibration is told apart from a model change."""
+        import dataclasses
+        import hashlib
+        import json
+
+        data = dataclasses.asdict(self)
+        data.pop("path", None)
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        overlay = self.path.parent / FITTED_OVERLAY if self.path else None
+        return {"profile_sha256": hashlib.sha256(blob).hexdigest(),
+                "overlay_sha256": hashlib.sha256(overlay.read_bytes()).hexdigest()
+                if overlay is not None and overlay.is_file() else None}
+
 
 # --------------------------------------------------------------------------- loading
 

@@ -15,6 +15,7 @@ Every record carries ``schema_version``. Readers upgrade older versions through
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -29,18 +30,35 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.core.measurement import (
+    ROW_SCHEMA_VERSION,
+    STATUSES,
+    Measurement,
+    upgrade_row_v1,
+)
 from harness.errors import InputError
 
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "oom", "unsupported", "timeout", "error")
+# Manifests and rows share one version number: version 2 added backends (rows hold a
+# `measured` block, a `prediction` and provenance; manifests list `backends`).
+SCHEMA_VERSION = ROW_SCHEMA_VERSION
 MANIFEST = "manifest.json"
 ROWS = "cases.jsonl"
 SESSIONS = "sessions.jsonl"
 
 Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _manifest_v1(m: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: one ``backend`` becomes the list ``backends``."""
+    out = {k: v for k, v in m.items() if k != "backend"}
+    out["backends"] = [m.get("backend") or "emulated"]
+    out["schema_version"] = 2
+    return out
+
+
 # v -> function turning a version-v record into version v + 1
-MANIFEST_UPGRADES: dict[int, Upgrade] = {}
-ROW_UPGRADES: dict[int, Upgrade] = {}
+MANIFEST_UPGRADES: dict[int, Upgrade] = {1: _manifest_v1}
+ROW_UPGRADES: dict[int, Upgrade] = {1: upgrade_row_v1}
 
 _PACKAGES = ("edge-harness", "numpy", "onnx", "onnxruntime", "torch", "scikit-learn", "psutil",
              "pandas")
@@ -129,6 +147,11 @@ class Run:
 
     def finished_case_ids(self) -> set[str]:
         return {r["case_id"] for r in self.rows}
+
+    @functools.cached_property
+    def measurements(self) -> tuple[Measurement, ...]:
+        """The rows as typed measurements (every reader goes through these)."""
+        return tuple(Measurement.from_row(r) for r in self.rows)
 
 
 def create_run(results_dir: Path, *, label: str, manifest: dict[str, Any]) -> Path:

@@ -24,28 +24,17 @@ Unknown keys are errors (with close matches), never silently ignored.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.core.types import DEFAULT_BACKEND, Case, WorkloadRef
 from harness.datafiles import data_dir, find_toml, names_in, read_toml
 from harness.errors import InputError, check_keys, expect_type, unknown_name
 from harness.variants import PruneSpec, QuantSpec, parse_prune, parse_quant
 
 SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class WorkloadRef:
-    """A workload named in a suite: a registered one, or a user's ONNX file."""
-
-    name: str
-    onnx: Path | None = None
-
-    def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ValueError(f"a workload name must be non-empty and contain no '/': {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -95,21 +84,6 @@ class Suite:
         """The quantization and pruning levels one workload is swept over."""
         quant, prune = self.overrides.get(workload, (None, None))
         return quant or self.quant, prune or self.prune
-
-
-@dataclass(frozen=True)
-class Case:
-    """One cell of a sweep: workload x quantization x pruning x device."""
-
-    workload: WorkloadRef
-    quant: QuantSpec
-    prune: PruneSpec
-    device: str
-
-    @property
-    def case_id(self) -> str:
-        """Stable id, used by --resume and to join runs in comparisons."""
-        return f"{self.workload.name}/{self.quant.name}/prune-{self.prune.name}/{self.device}"
 
 
 def default_suites_dir() -> Path:
@@ -178,16 +152,20 @@ def parse_suite(data: dict[str, Any], *, file: Path | None = None) -> Suite:
 def expand(
     suite: Suite,
     *,
-    devices: list[str],
-    workloads: list[str] | None = None,
-    quant: list[str] | None = None,
-    prune: list[str] | None = None,
+    devices: Sequence[str],
+    workloads: Sequence[str] | None = None,
+    quant: Sequence[str] | None = None,
+    prune: Sequence[str] | None = None,
+    backends: Mapping[str, bool] | None = None,
 ) -> list[Case]:
     """The sweep product, narrowed by the --workload / --quant / --prune filters.
 
-    A filter value that matches nothing in the suite is an error that lists what the suite has,
-    so a typo never silently runs an empty sweep.
+    ``backends`` maps each backend to whether it needs a device profile (default: the
+    emulated backend alone); a backend that does not (``host``) gets one case per variant,
+    with no device. A filter value that matches nothing in the suite is an error that lists
+    what the suite has, so a typo never silently runs an empty sweep.
     """
+    backends = backends if backends is not None else {DEFAULT_BACKEND: True}
     ws = _narrow("workload", suite.workloads, workloads, key=lambda w: w.name)
     want_q = [parse_quant(q).name for q in quant] if quant else None
     want_p = [parse_prune(p).name for p in prune] if prune else None
@@ -198,19 +176,21 @@ def expand(
             if name not in offered:
                 raise unknown_name(f"{kind} (not in this suite)", name, sorted(offered))
     cases = []
-    for d in devices:
-        for w in ws:
-            qs, ps = suite.levels_for(w.name)
-            cases += [Case(workload=w, quant=q, prune=p, device=d)
-                      for p in ps if want_p is None or p.name in want_p
-                      for q in qs if want_q is None or q.name in want_q]
+    for backend, needs_device in backends.items():
+        for d in (devices if needs_device else [None]):
+            for w in ws:
+                qs, ps = suite.levels_for(w.name)
+                cases += [Case(workload=w, quant=q, prune=p, device=d, backend=backend)
+                          for p in ps if want_p is None or p.name in want_p
+                          for q in qs if want_q is None or q.name in want_q]
     return cases
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _narrow(kind: str, items: tuple[Any, ...], wanted: list[str] | None, *, key: Any) -> list[Any]:
+def _narrow(kind: str, items: tuple[Any, ...], wanted: Sequence[str] | None, *,
+            key: Any) -> list[Any]:
     if not wanted:
         return list(items)
     names = [key(i) for i in items]

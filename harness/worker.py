@@ -21,11 +21,10 @@ Task = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def _workload(task: dict[str, Any]) -> Any:
-    from harness.suites import WorkloadRef
+    from harness.core.types import WorkloadRef
     from harness.workloads import get_workload
 
-    w = task["workload"]
-    return get_workload(WorkloadRef(name=w["name"], onnx=Path(w["onnx"]) if w["onnx"] else None),
+    return get_workload(WorkloadRef.from_json(task["workload"]),
                         eval_size=task.get("eval_size", "small"))
 
 
@@ -53,7 +52,7 @@ def _measure(task: dict[str, Any]) -> dict[str, Any]:
     out = measure_artifact(Path(task["artifact"]), feeds, warmup=task["warmup"],
                            iterations=task["iterations"], threads=task["threads"],
                            pace_ms=task.get("pace_ms"))
-    row = out["row"]
+    row: dict[str, Any] = {"measured": out["measured"]}
     # Quality after timing: evaluation data would otherwise inflate the measured peak memory.
     outputs: list[np.ndarray] = []
     quality = workload.evaluate(_recording(out["loaded"].run, outputs))
@@ -154,8 +153,30 @@ def _build_many(task: dict[str, Any]) -> dict[str, Any]:
     return {"outcomes": outcomes}
 
 
+def _describe(task: dict[str, Any]) -> dict[str, Any]:
+    """Inspect an artifact and predict it on each device profile of the task.
+
+    Run in a worker, not in the orchestrator: inspecting a PyTorch artifact unpickles it, and
+    the emulator's graph and shape inference can use as much memory as the model.
+    """
+    from harness.core.types import ArtifactRef
+    from harness.predict import artifact_facts, predict_on
+
+    ref = ArtifactRef(**task["artifact"])
+    cache_dir = Path(task["cache_dir"])
+    path = ref.path(cache_dir)
+    facts = artifact_facts(path, ref=ref)
+    breakdown_dir = Path(task["breakdown_dir"]) if task.get("breakdown_dir") else None
+    predictions = {}
+    for device in task["devices"]:
+        predictions[device] = predict_on(path, device, sustained_s=task["sustained_s"],
+                                         period_ms=task.get("period_ms"),
+                                         breakdown_dir=breakdown_dir, artifact_key=ref.key)
+    return {"facts": facts.to_row(), "predictions": predictions}
+
+
 TASKS: dict[str, Task] = {"build": _build, "build_many": _build_many, "inputs": _inputs,
-                          "measure": _measure}
+                          "measure": _measure, "describe": _describe}
 
 
 def _is_oom(exc: BaseException) -> bool:

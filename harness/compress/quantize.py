@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 Feeds = dict[str, np.ndarray]
 Quantizer = Callable[[Path, Path, QuantSpec, list[Feeds]], None]
 
-# ONNX metadata_props keys the quantizers write, read back into result rows (harness.bench).
+# ONNX metadata_props keys the quantizers write, read back into result rows (harness.predict).
 META_FLOAT_NODES = "harness.quant.float_nodes"          # JSON list of node names kept in float
 META_SENSITIVITY = "harness.quant.sensitivity"          # JSON {node: relative L2 output error}
 

@@ -299,6 +299,7 @@ class Provenance:
     profile_sha256: str | None = None   # hash of every figure of the profile as used
     overlay_sha256: str | None = None   # the calibration overlay merged into it, if any
     artifact_key: str | None = None
+    harness_version: str | None = None
     host: str | None = None
     backend_version: str | None = None
 

@@ -18,8 +18,14 @@ from harness.emulator.memory import MemoryPrediction, live_bytes_per_step, predi
 from harness.emulator.sustained import SustainedTrace, simulate
 from harness.emulator.thermal import PowerAtClock, ThermalModel, fit_thermal_resistance
 
+# Bump whenever the same graph on the same profile would be predicted differently (a changed
+# cost formula, op class or memory rule), so `harness compare` can tell a changed yardstick from
+# a changed model. Recorded in every row's provenance.
+EMULATOR_VERSION = "2026.11.30"
+
 __all__ = [
     "BYTES_PER_MB",
+    "EMULATOR_VERSION",
     "Emulation",
     "Graph",
     "LatencyPrediction",

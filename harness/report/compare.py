@@ -4,7 +4,9 @@ Host latency is noisy, so a latency change is claimed only when it is both stati
 significant (the bootstrap confidence interval of median(B)/median(A) excludes 1) and larger
 than a noise threshold (default 5%: the CI must lie entirely beyond 1 ± threshold). Everything
 else the rows hold is deterministic for a given artifact and profile (size, device prediction,
-footprint, quality), so those are compared directly.
+memory, quality), so those are compared directly, unless the emulator or the profile changed
+between the runs (the rows' provenance says): then prediction changes are reported as changes
+of the yardstick, not as regressions of the model.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.core.measurement import Measurement
 from harness.errors import InputError
 from harness.report.stats import median_ratio_ci
 from harness.results import Run
@@ -65,8 +68,8 @@ class CaseComparison:
     size_b_kb: float | None = None
     host_peak_a_mb: float | None = None
     host_peak_b_mb: float | None = None
-    footprint_a_mb: float | None = None
-    footprint_b_mb: float | None = None
+    memory_a_mb: float | None = None       # predicted device memory
+    memory_b_mb: float | None = None
     sustained_a_ms: float | None = None   # issue 3's optional figures, None when absent
     sustained_b_ms: float | None = None
     energy_a_mj: float | None = None
@@ -76,6 +79,7 @@ class CaseComparison:
     metric: str | None = None
     quality_a: float | None = None
     quality_b: float | None = None
+    yardstick: str | None = None          # how the prediction's yardstick changed, if it did
     regressions: tuple[str, ...] = field(default=())
     changes: tuple[str, ...] = field(default=())
 
@@ -84,31 +88,40 @@ class CaseComparison:
             raise ValueError(f"verdict must be one of {VERDICTS}")
 
 
-def _get(row: dict[str, Any] | None, *path: str) -> Any:
-    cur: Any = row
-    for p in path:
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(p)
-    return cur
-
-
 def _rel(a: float | None, b: float | None) -> float | None:
     return (b - a) / a if a and b is not None else None
 
 
-def compare_case(case_id: str, a: dict[str, Any] | None, b: dict[str, Any] | None,
+def _yardstick(a: Measurement, b: Measurement) -> str | None:
+    """How the prediction's yardstick differs between the two rows, or None if it does not
+    (or cannot be told: rows written before provenance was recorded)."""
+    pa, pb = a.provenance, b.provenance
+    diffs = []
+    if pa.emulator_version and pb.emulator_version and pa.emulator_version != pb.emulator_version:
+        diffs.append(f"emulator {pa.emulator_version} -> {pb.emulator_version}")
+    if pa.profile_sha256 and pb.profile_sha256 and pa.profile_sha256 != pb.profile_sha256:
+        diffs.append("device profile figures changed (recalibrated or edited)")
+    return "; ".join(diffs) or None
+
+
+def compare_case(case_id: str, a: Measurement | None, b: Measurement | None,
                  opts: CompareOptions) -> CaseComparison:
-    """Compare one case; ``a`` or ``b`` is None when the case is missing from that run."""
+    """Compare one case; ``a`` or ``b`` is None when the case is missing from that run.
+
+    Prediction changes count as regressions only when both rows were predicted with the same
+    yardstick (emulator version and profile figures); otherwise they are reported as changes
+    with the reason, since the model did not get slower, the ruler moved.
+    """
     import numpy as np
 
     presence = "both" if a and b else ("added" if b else "removed")
     out: dict[str, Any] = {"case_id": case_id, "presence": presence,
-                           "status_a": _get(a, "status"), "status_b": _get(b, "status")}
+                           "status_a": a.status if a else None,
+                           "status_b": b.status if b else None}
     regressions: list[str] = []
     changes: list[str] = []
-    sa = _get(a, "host", "warm_latency_ns") or []
-    sb = _get(b, "host", "warm_latency_ns") or []
+    sa = a.samples_ns() if a else ()
+    sb = b.samples_ns() if b else ()
     if sa:
         out["host_p50_a_ms"] = float(np.median(sa)) / 1e6
     if sb:
@@ -124,32 +137,48 @@ def compare_case(case_id: str, a: dict[str, Any] | None, b: dict[str, Any] | Non
             changes.append(f"host latency x{ci.ratio:.2f}")
         else:
             out["verdict"] = "same"
-    for key, path, scale, unit in (
-            ("device", ("device_prediction", "latency_ms"), 1.0, "ms"),
-            ("sustained", ("device_prediction", "sustained_latency_ms"), 1.0, "ms"),
-            ("energy", ("device_prediction", "energy_mj"), 1.0, "mj"),
-            ("size", ("artifact", "size_bytes"), 1 / 1024, "kb"),
-            ("host_peak", ("host", "peak_rss_mb"), 1.0, "mb"),
-            ("footprint", ("device_prediction", "footprint_mb"), 1.0, "mb")):
-        va, vb = _get(a, *path), _get(b, *path)
-        out[f"{key}_a_{unit}"] = va * scale if isinstance(va, int | float) else None
-        out[f"{key}_b_{unit}"] = vb * scale if isinstance(vb, int | float) else None
-        rel = _rel(out[f"{key}_a_{unit}"], out[f"{key}_b_{unit}"])
+    yardstick = _yardstick(a, b) if a and b else None
+    out["yardstick"] = yardstick
+
+    def figures(m: Measurement | None) -> dict[str, float | None]:
+        if m is None:
+            return {}
+        p = m.predicted
+        return {"device": p.latency_ms, "sustained": p.sustained_latency_ms,
+                "energy": p.energy_mj, "memory": p.peak_memory_mb,
+                "size": m.artifact.size_bytes / 1024
+                if m.artifact and m.artifact.size_bytes is not None else None,
+                "host_peak": m.measured.peak_memory_mb if m.measured else None}
+
+    fa, fb = figures(a), figures(b)
+    what = {"device": "predicted device latency", "size": "artifact size",
+            "memory": "predicted device memory", "energy": "predicted energy",
+            "sustained": "predicted sustained latency"}
+    for key, unit in (("device", "ms"), ("sustained", "ms"), ("energy", "mj"), ("size", "kb"),
+                      ("host_peak", "mb"), ("memory", "mb")):
+        va, vb = fa.get(key), fb.get(key)
+        out[f"{key}_a_{unit}"], out[f"{key}_b_{unit}"] = va, vb
+        rel = _rel(va, vb)
         # host peak RSS moves by a few hundred KB between identical runs: reported, not gated
         if rel is not None and abs(rel) > opts.threshold and key != "host_peak":
-            what = {"device": "predicted device latency", "size": "artifact size",
-                    "footprint": "device footprint", "energy": "predicted energy",
-                    "sustained": "predicted sustained latency"}[key]
-            (regressions if rel > 0 else changes).append(f"{what} {100 * rel:+.0f}%")
-    out["fits_a"], out["fits_b"] = _get(a, "device_prediction", "fits"), \
-        _get(b, "device_prediction", "fits")
+            text = f"{what[key]} {100 * rel:+.0f}%"
+            if yardstick and key != "size":
+                changes.append(f"{text} (yardstick changed: {yardstick})")
+            else:
+                (regressions if rel > 0 else changes).append(text)
+    out["fits_a"] = a.predicted.fits if a else None
+    out["fits_b"] = b.predicted.fits if b else None
     if out["fits_a"] is True and out["fits_b"] is False:
-        regressions.append("no longer fits the app memory cap")
-    qa, qb = _get(a, "quality", "value"), _get(b, "quality", "value")
-    out["metric"] = _get(b, "quality", "metric") or _get(a, "quality", "metric")
+        (changes if yardstick else regressions).append(
+            "no longer fits the app memory cap" + (f" (yardstick changed: {yardstick})"
+                                                    if yardstick else ""))
+    qa = a.quality_value if a else None
+    qb = b.quality_value if b else None
+    qm = (b.quality if b and b.quality else None) or (a.quality if a else None)
+    out["metric"] = qm.metric if qm else None
     out["quality_a"], out["quality_b"] = qa, qb
-    if isinstance(qa, int | float) and isinstance(qb, int | float):
-        higher = _get(b, "quality", "higher_is_better") is not False
+    if qa is not None and qb is not None:
+        higher = qm is None or qm.higher_is_better is not False
         gain = (qb - qa) if higher else (qa - qb)
         if gain < -opts.quality_tolerance:
             regressions.append(f"{out['metric']} {qb - qa:+.4f}")
@@ -194,8 +223,8 @@ class Comparison:
 def compare_runs(a: Run, b: Run, options: CompareOptions | None = None) -> Comparison:
     """Compare run B against baseline run A, case by case."""
     opts = options or CompareOptions()
-    rows_a = {r["case_id"]: r for r in a.rows}
-    rows_b = {r["case_id"]: r for r in b.rows}
+    rows_a = {m.case_id: m for m in a.measurements}
+    rows_b = {m.case_id: m for m in b.measurements}
     ids = list(dict.fromkeys([*rows_a, *rows_b]))
     cases = tuple(compare_case(i, rows_a.get(i), rows_b.get(i), opts) for i in ids)
     notes = []
@@ -210,6 +239,20 @@ def compare_runs(a: Run, b: Run, options: CompareOptions | None = None) -> Compa
         notes.append(f"threads per case differ ({ta} vs {tb})")
     if not set(rows_a) & set(rows_b):
         notes.append("the runs have no case in common")
+    sa, sb = (a.manifest.get("suite") or {}).get("name"), (b.manifest.get("suite") or {}).get(
+        "name")
+    if sa != sb:
+        notes.append(f"the runs swept different suites ({sa} vs {sb}): only common cases "
+                     "are compared")
+    ea, eb = a.manifest.get("eval_size", "small"), b.manifest.get("eval_size", "small")
+    if ea != eb:
+        notes.append(f"quality was evaluated on different data sizes ({ea} vs {eb}): quality "
+                     "changes may come from the data, not the model")
+    moved = sorted({c.yardstick for c in cases if c.yardstick})
+    if moved:
+        notes.append("the emulator's yardstick changed between the runs ("
+                     + "; ".join(moved) + "): prediction changes are listed as changes, "
+                     "not regressions")
     return Comparison(run_a=str(a.manifest.get("run_id", a.path.name)),
                       run_b=str(b.manifest.get("run_id", b.path.name)), options=opts,
                       cases=cases, notes=tuple(notes))
@@ -257,14 +300,14 @@ def to_markdown(cmp: Comparison) -> str:
                      _pair(c.energy_a_mj, c.energy_b_mj, ".4f"),
                      _pair(c.size_a_kb, c.size_b_kb, ".1f"),
                      _pair(c.host_peak_a_mb, c.host_peak_b_mb, ".1f"),
-                     _pair(c.footprint_a_mb, c.footprint_b_mb, ".2f"),
+                     _pair(c.memory_a_mb, c.memory_b_mb, ".2f"),
                      fits,
                      _pair(c.quality_a, c.quality_b, ".4f"),
                      "; ".join(c.regressions) or ""])
     headers = ["case", "status A", "status B", "host p50 A (ms)", "host p50 B (ms)",
                "B/A", f"{100 * o.confidence:.0f}% CI", "verdict", "device pred. (ms)",
                "device sustained (ms)", "energy (mJ)", "size (KB)", "host peak (MB)",
-               "device footprint (MB)", "fits", "quality", "regression"]
+               "device memory (MB)", "fits", "quality", "regression"]
     # drop columns no case has (sustained latency and energy before the run models them)
     keep = [i for i, h in enumerate(headers)
             if h in ("case", "verdict", "regression") or any(r[i] for r in rows)]

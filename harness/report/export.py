@@ -18,65 +18,71 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from harness.core.measurement import Measurement
 from harness.errors import InputError
+from harness.registry import Registry
 from harness.results import Run
 
 PYTEST_BENCHMARK_FORMAT = "5.1.0"   # the writer version the file claims (fields of 4.x-5.x)
 
 
-def _ok_rows(run: Run) -> list[dict[str, Any]]:
-    return [r for r in run.rows if r.get("status") == "ok"]
+def _ok(run: Run) -> list[Measurement]:
+    return [m for m in run.measurements if m.status == "ok"]
 
 
 def gab_smaller(run: Run) -> list[dict[str, Any]]:
-    """customSmallerIsBetter entries: host p50, predicted device latency, size, footprint."""
+    """customSmallerIsBetter entries: host p50, predicted device latency, size, device memory.
+
+    Entry names are the series names dashboards track, so they stay as they were ("device
+    footprint" is the predicted device memory).
+    """
     import numpy as np
 
     out: list[dict[str, Any]] = []
-    for r in _ok_rows(run):
-        cid = r["case_id"]
-        samples = np.asarray((r.get("host") or {}).get("warm_latency_ns") or [], float) / 1e6
+    for m in _ok(run):
+        cid = m.case_id
+        samples = np.asarray(m.samples_ns(), float) / 1e6
         if samples.size:
             p10, p50, p90 = np.percentile(samples, [10, 50, 90])
             out.append({"name": f"{cid} host p50 latency", "unit": "ms",
                         "value": round(float(p50), 6),
                         "range": f"p10..p90 {p10:.4f}..{p90:.4f}",
                         "extra": f"{samples.size} warm samples; run {run.path.name}"})
-        pred = r.get("device_prediction") or {}
-        if isinstance(pred.get("latency_ms"), int | float):
+        pred = m.predicted
+        if pred.latency_ms is not None:
             out.append({"name": f"{cid} predicted device latency", "unit": "ms",
-                        "value": round(float(pred["latency_ms"]), 6),
-                        "extra": "emulator prediction"})
-        if isinstance(pred.get("sustained_latency_ms"), int | float):
+                        "value": round(pred.latency_ms, 6), "extra": "emulator prediction"})
+        if pred.sustained_latency_ms is not None:
             out.append({"name": f"{cid} predicted sustained latency", "unit": "ms",
-                        "value": round(float(pred["sustained_latency_ms"]), 6)})
-        if isinstance(pred.get("energy_mj"), int | float):
+                        "value": round(pred.sustained_latency_ms, 6)})
+        if pred.energy_mj is not None:
             out.append({"name": f"{cid} predicted energy", "unit": "mJ/inference",
-                        "value": round(float(pred["energy_mj"]), 6)})
-        art = r.get("artifact") or {}
-        if art.get("size_bytes") is not None:
+                        "value": round(pred.energy_mj, 6)})
+        if m.artifact and m.artifact.size_bytes is not None:
             out.append({"name": f"{cid} artifact size", "unit": "KB",
-                        "value": round(art["size_bytes"] / 1024, 3)})
-        if isinstance(pred.get("footprint_mb"), int | float):
+                        "value": round(m.artifact.size_bytes / 1024, 3)})
+        if pred.peak_memory_mb is not None:
             out.append({"name": f"{cid} device footprint", "unit": "MB",
-                        "value": round(float(pred["footprint_mb"]), 3)})
+                        "value": round(pred.peak_memory_mb, 3)})
     return out
 
 
 def gab_bigger(run: Run) -> list[dict[str, Any]]:
     """customBiggerIsBetter entries: quality where higher is better, and fidelity."""
     out: list[dict[str, Any]] = []
-    for r in _ok_rows(run):
-        q = r.get("quality") or {}
-        if isinstance(q.get("value"), int | float) and q.get("higher_is_better") is not False:
-            out.append({"name": f"{r['case_id']} {q['metric']}", "unit": q["metric"],
-                        "value": float(q["value"]),
-                        "extra": f"{q.get('n_examples')} examples"})
+    for m in _ok(run):
+        q = m.quality
+        if q is not None and q.higher_is_better is not False:
+            out.append({"name": f"{m.case_id} {q.metric}", "unit": q.metric,
+                        "value": float(q.value), "extra": f"{q.n_examples} examples"})
+        fid = m.fidelity
+        if fid is None or fid.error is not None:
+            continue
         for key, unit in (("cosine", "cosine"), ("top1_agreement", "fraction"),
                           ("sqnr_db", "dB")):
-            v = (r.get("fidelity") or {}).get(key)
-            if isinstance(v, int | float):
-                out.append({"name": f"{r['case_id']} fidelity {key}", "unit": unit,
+            v = getattr(fid, key)
+            if v is not None:
+                out.append({"name": f"{m.case_id} fidelity {key}", "unit": unit,
                             "value": float(v)})
     return out
 
@@ -120,34 +126,34 @@ def pytest_benchmark_stats(data_s: Sequence[float]) -> dict[str, Any]:
 
 def pytest_benchmark(run: Run) -> dict[str, Any]:
     """A pytest-benchmark JSON document: one benchmark per ok case, raw warm samples as rounds."""
-    m = run.manifest
-    host = m.get("host") or {}
-    git = m.get("git") or {}
-    measure = m.get("measure") or {}
+    manifest = run.manifest
+    host = manifest.get("host") or {}
+    git = manifest.get("git") or {}
+    measure = manifest.get("measure") or {}
     benchmarks = []
-    for r in _ok_rows(run):
-        samples = (r.get("host") or {}).get("warm_latency_ns") or []
+    for m in _ok(run):
+        samples = m.samples_ns()
         if not samples:
             continue
-        pred = r.get("device_prediction") or {}
-        quality = r.get("quality") or {}
+        pred = m.predicted
+        param = f"{m.quant}-prune{m.prune}-{m.device_label}"
         benchmarks.append({
-            "group": f"{r['workload']} on {r['device']}",
-            "name": f"{r['workload']}[{r['quant']}-prune{r['prune']}-{r['device']}]",
-            "fullname": r["case_id"],
-            "params": {"quant": r["quant"], "prune": str(r["prune"]), "device": r["device"]},
-            "param": f"{r['quant']}-prune{r['prune']}-{r['device']}",
+            "group": f"{m.workload} on {m.device_label}",
+            "name": f"{m.workload}[{param}]",
+            "fullname": m.case_id,
+            "params": {"quant": m.quant, "prune": m.prune, "device": m.device_label},
+            "param": param,
             "extra_info": {k: v for k, v in {
-                "predicted_device_latency_ms": pred.get("latency_ms"),
-                "device_footprint_mb": pred.get("footprint_mb"),
-                "fits": pred.get("fits"),
-                "size_bytes": (r.get("artifact") or {}).get("size_bytes"),
-                "quality_metric": quality.get("metric"),
-                "quality": quality.get("value")}.items() if v is not None},
+                "predicted_device_latency_ms": pred.latency_ms,
+                "device_footprint_mb": pred.peak_memory_mb,   # the series name dashboards use
+                "fits": pred.fits,
+                "size_bytes": m.artifact.size_bytes if m.artifact else None,
+                "quality_metric": m.quality.metric if m.quality else None,
+                "quality": m.quality_value}.items() if v is not None},
             "options": {"disable_gc": False, "timer": "perf_counter_ns (edge-harness worker)",
                         "min_rounds": len(samples), "max_time": None, "min_time": None,
                         "precision": None, "confidence": None,
-                        "warmup": bool((r.get("host") or {}).get("warmup_runs"))},
+                        "warmup": bool(m.measured and m.measured.warmup_runs)},
             "stats": pytest_benchmark_stats([s / 1e9 for s in samples]),
         })
     return {
@@ -159,27 +165,27 @@ def pytest_benchmark(run: Run) -> dict[str, Any]:
                          "release": host.get("platform"),
                          "cpu": {"brand_raw": host.get("cpu_model"),
                                  "count": host.get("logical_cpus")}},
-        "commit_info": {"id": git.get("sha") or "unversioned", "time": m.get("created_at"),
+        "commit_info": {"id": git.get("sha") or "unversioned", "time": manifest.get("created_at"),
                         "author_time": None, "dirty": bool(git.get("dirty")),
                         "project": "edge-harness", "branch": "(unknown)"},
         "benchmarks": benchmarks,
-        "datetime": m.get("created_at"),
+        "datetime": manifest.get("created_at"),
         "version": PYTEST_BENCHMARK_FORMAT,
-        "edge_harness": {"run_id": m.get("run_id", run.path.name),
+        "edge_harness": {"run_id": manifest.get("run_id", run.path.name),
                          "threads": measure.get("threads")},
     }
 
 
-EXPORTERS: dict[str, Callable[[Run], Any]] = {
-    "gab-smaller": gab_smaller,
-    "gab-bigger": gab_bigger,
-    "pytest-benchmark": pytest_benchmark,
-}
+EXPORTERS: Registry[Callable[[Run], Any]] = Registry("export format")
+EXPORTERS.register("gab-smaller", gab_smaller)
+EXPORTERS.register("gab-bigger", gab_bigger)
+EXPORTERS.register("pytest-benchmark", pytest_benchmark)
 
 
 def export(run: Run, fmt: str) -> str:
     """The run in one of :data:`EXPORTERS`' formats, as JSON text."""
-    if fmt not in EXPORTERS:
-        raise InputError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}",
-                         field="--format")
-    return json.dumps(EXPORTERS[fmt](run), indent=1) + "\n"
+    try:
+        writer = EXPORTERS.get(fmt)
+    except InputError as exc:
+        raise InputError(str(exc), field="--format") from None
+    return json.dumps(writer(run), indent=1) + "\n"

@@ -55,7 +55,7 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 
 
 def _table(df: pd.DataFrame, columns: dict[str, str], table_id: str) -> str:
-    from harness.report.tables import TEXT_COLUMNS, display_frame
+    from harness.report.frame import TEXT_COLUMNS, display_frame
 
     shown = display_frame(df, columns)
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in shown.columns)
@@ -86,7 +86,7 @@ def _img(plot: Plot) -> str:
 def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
                 unstable_threshold: float = UNSTABLE_SPREAD) -> str:
     """The report as one HTML document (string)."""
-    from harness.report.tables import (
+    from harness.report.frame import (
         COLUMNS,
         SECTIONS,
         present_columns,
@@ -105,7 +105,7 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         f"<h1>Run {esc(str(h['run_id']))}</h1>",
         '<ul class="meta">',
         f"<li>suite <code>{esc(str(h['suite']))}</code>; devices: "
-        f"{esc(', '.join(h['devices']))}; backend: {esc(str(h['backend']))}</li>",
+        f"{esc(', '.join(h['devices']) or '-')}; backends: {esc(', '.join(h['backends']))}</li>",
         f"<li>host: {esc(h['host'])}; threads per case: {esc(str(h['threads']))}; created "
         f"{esc(str(h['created_at']))}; git {esc(str(git.get('sha'))[:12])}"
         f"{' (dirty)' if git.get('dirty') else ''}</li>",

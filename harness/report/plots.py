@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.core.measurement import Measurement
 from harness.report.stats import pareto_front
 from harness.results import Run
 
@@ -126,7 +127,7 @@ def heatmap_figure(df: pd.DataFrame, workload: str, column: str, label: str
     """Quantization x pruning grid of one column, one panel per device."""
     from matplotlib.figure import Figure
 
-    from harness.report.tables import prune_order
+    from harness.report.frame import prune_order
 
     every = df[df["workload"] == workload]
     d = _ok(every)
@@ -180,8 +181,8 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
     """Latency, temperature and clock fraction over time for every case with a trace."""
     from matplotlib.figure import Figure
 
-    rows = [r for r in run.rows if r["device"] == device and r.get("status") == "ok"
-            and (r.get("device_trace") or {}).get("latency_ms")]
+    rows = [m for m in run.measurements if m.device == device and m.status == "ok"
+            and (m.trace or {}).get("latency_ms")]
     if not rows:
         return None
     total = len(rows)
@@ -189,23 +190,23 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
     if total > MAX_TRACES:
         # A legend of dozens of lines outgrows the figure and reads as noise: show the cases
         # the heat slows down most (last vs first latency), which is what the plot is for.
-        def slowdown(r: dict[str, Any]) -> float:
-            lat = r["device_trace"]["latency_ms"]
+        def slowdown(m: Measurement) -> float:
+            lat = (m.trace or {})["latency_ms"]
             return lat[-1] / lat[0] if lat[0] else 1.0
         rows = sorted(rows, key=slowdown, reverse=True)[:MAX_TRACES]
         throttles = slowdown(rows[0]) > 1.01
     series: tuple[tuple[str, str], ...] = (
         ("latency_ms", "latency (ms)"), ("temp_c", "temperature (°C)"),
         ("clock_fraction", "clock (fraction of peak)"))
-    if any((r["device_trace"].get("power_w") or []) for r in rows):
+    if any(((m.trace or {}).get("power_w") or []) for m in rows):
         series += (("power_w", "power (W)"),)
     fig = Figure(figsize=(11, 2.5 * len(series)), dpi=DPI, layout="constrained")
     axes = fig.subplots(len(series), 1, sharex=True)
     styles = ("-", "--", ":", "-.")  # identical traces (e.g. pruning the hardware ignores)
-    for k, r in enumerate(rows):      # would hide each other with one line style
-        tr = r["device_trace"]
+    for k, m in enumerate(rows):      # would hide each other with one line style
+        tr = m.trace or {}
         t = tr.get("time_s") or list(range(len(tr["latency_ms"])))
-        label = f"{r['workload']} {_variant(r)}"
+        label = f"{m.workload} {m.quant} / prune {m.prune}"
         for ax, (key, _) in zip(axes, series, strict=True):
             if tr.get(key):
                 ax.plot(t[:len(tr[key])], tr[key], label=label, linewidth=1.2,
@@ -215,7 +216,7 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
     axes[-1].set_xlabel("time since start of the sustained run (s)"
-                        if rows[0]["device_trace"].get("time_s") else "inference #")
+                        if (rows[0].trace or {}).get("time_s") else "inference #")
     shown = "" if total <= MAX_TRACES else (
         f": the {MAX_TRACES} of {total} cases the heat slows down most" if throttles
         else f": {MAX_TRACES} of {total} cases (none throttles)")
@@ -228,14 +229,14 @@ def memory_figure(df: pd.DataFrame, device: str) -> Figure | None:
     """Device footprint per case against the device's app memory cap."""
     from matplotlib.figure import Figure
 
-    d = df[(df["device"] == device) & df["device_footprint_mb"].notna()]
+    d = df[(df["device"] == device) & df["device_peak_memory_mb"].notna()]
     if d.empty:
         return None
     labels = [f"{r['workload']} {_variant(r)}" for _, r in d.iterrows()]
     fig = Figure(figsize=(8, 0.35 * len(d) + 1.8), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     colors = ["C2" if f is True else "C3" for f in d["fits"]]
-    ax.barh(range(len(d)), d["device_footprint_mb"], color=colors)
+    ax.barh(range(len(d)), d["device_peak_memory_mb"], color=colors)
     ax.set_yticks(range(len(d)), labels, fontsize=8)
     ax.invert_yaxis()
     caps = d["app_cap_mb"].dropna().unique()

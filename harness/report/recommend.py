@@ -2,7 +2,7 @@
 
 A variant (one row of the run for the device) is accepted when it finished ``ok``, fits the
 device's app memory cap, and meets every budget given (predicted device latency, predicted
-device footprint, quality). Accepted variants on the latency-vs-quality Pareto front come
+device memory, quality). Accepted variants on the latency-vs-quality Pareto front come
 first, fastest first (so quality rises down the list); accepted but dominated variants follow,
 each naming a variant that beats it. Every other variant is listed with why it was rejected.
 """
@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from harness.core.measurement import Measurement
 from harness.errors import InputError, unknown_name
 from harness.report.stats import pareto_front
 from harness.results import Run
@@ -46,7 +47,7 @@ class Candidate:
     status: str
     latency_ms: float | None
     latency_kind: str                   # "burst" or "sustained"
-    footprint_mb: float | None
+    peak_memory_mb: float | None
     fits: bool | None
     metric: str | None
     quality: float | None
@@ -69,51 +70,51 @@ class Recommendation:
     notes: tuple[str, ...]
 
 
-def _latency(row: dict[str, Any], sustained: bool) -> tuple[float | None, str]:
-    pred = row.get("device_prediction") or {}
+def _latency(m: Measurement, sustained: bool) -> tuple[float | None, str]:
+    pred = m.predicted
     if sustained:
-        from harness.report.tables import trace_split
+        from harness.report.frame import trace_split
 
-        trace = row.get("device_trace")
-        if trace:
-            return trace_split(trace)["device_sustained_p50_ms"], "sustained"
-        if isinstance(pred.get("sustained_latency_ms"), int | float):
-            return float(pred["sustained_latency_ms"]), "sustained"
-    v = pred.get("latency_ms")
-    return (float(v) if isinstance(v, int | float) else None), "burst"
+        if m.trace:
+            return trace_split(m.trace)["device_sustained_p50_ms"], "sustained"
+        if pred.sustained_latency_ms is not None:
+            return pred.sustained_latency_ms, "sustained"
+    return pred.latency_ms, "burst"
 
 
-def _candidate(row: dict[str, Any], sustained: bool) -> Candidate:
-    pred = row.get("device_prediction") or {}
-    quality = row.get("quality") or {}
-    art = row.get("artifact") or {}
-    lat, kind = _latency(row, sustained)
+def _candidate(m: Measurement, sustained: bool) -> Candidate:
+    pred = m.predicted
+    lat, kind = _latency(m, sustained)
     return Candidate(
-        case_id=row["case_id"], workload=row["workload"], quant=row["quant"],
-        prune=str(row["prune"]), status=row["status"], latency_ms=lat, latency_kind=kind,
-        footprint_mb=pred.get("footprint_mb"), fits=pred.get("fits"),
-        metric=quality.get("metric"), quality=quality.get("value"),
-        size_kb=art["size_bytes"] / 1024 if art.get("size_bytes") is not None else None)
+        case_id=m.case_id, workload=m.workload, quant=m.quant, prune=m.prune, status=m.status,
+        latency_ms=lat, latency_kind=kind, peak_memory_mb=pred.peak_memory_mb, fits=pred.fits,
+        metric=m.quality.metric if m.quality else None, quality=m.quality_value,
+        size_kb=m.artifact.size_bytes / 1024
+        if m.artifact and m.artifact.size_bytes is not None else None)
 
 
-def _rejection(c: Candidate, row: dict[str, Any], b: Budgets) -> str:
+def _higher_is_better(m: Measurement) -> bool:
+    return m.quality is None or m.quality.higher_is_better is not False
+
+
+def _rejection(c: Candidate, m: Measurement, b: Budgets) -> str:
     if c.status != "ok":
-        return f"status {c.status}: {row.get('reason') or 'no reason recorded'}"
+        return f"status {c.status}: {m.reason or 'no reason recorded'}"
     if c.latency_ms is None:
         return "no device latency prediction"
     if c.fits is False:
-        return (f"does not fit the app memory cap (footprint {c.footprint_mb:.1f} MB)"
-                if c.footprint_mb is not None else "does not fit the app memory cap")
+        return (f"does not fit the app memory cap (device memory {c.peak_memory_mb:.1f} MB)"
+                if c.peak_memory_mb is not None else "does not fit the app memory cap")
     reasons = []
     if b.max_latency_ms is not None and c.latency_ms > b.max_latency_ms:
         reasons.append(f"{c.latency_kind} latency {c.latency_ms:.4g} ms > {b.max_latency_ms:g}")
     if b.max_memory_mb is not None:
-        if c.footprint_mb is None:
-            reasons.append("no device footprint prediction")
-        elif c.footprint_mb > b.max_memory_mb:
-            reasons.append(f"footprint {c.footprint_mb:.1f} MB > {b.max_memory_mb:g}")
+        if c.peak_memory_mb is None:
+            reasons.append("no device memory prediction")
+        elif c.peak_memory_mb > b.max_memory_mb:
+            reasons.append(f"device memory {c.peak_memory_mb:.1f} MB > {b.max_memory_mb:g}")
     if b.min_quality is not None:
-        higher = (row.get("quality") or {}).get("higher_is_better") is not False
+        higher = _higher_is_better(m)
         if c.quality is None:
             reasons.append("no quality metric")
         elif (c.quality < b.min_quality) if higher else (c.quality > b.min_quality):
@@ -125,22 +126,24 @@ def _rejection(c: Candidate, row: dict[str, Any], b: Budgets) -> str:
 def recommend(run: Run, device: str, budgets: Budgets, *, workload: str | None = None
               ) -> Recommendation:
     """Rank the run's variants on ``device`` against ``budgets`` (see the module docstring)."""
-    devices = sorted({r["device"] for r in run.rows})
+    # Only backends that predict the device say whether a variant fits it.
+    predicted = [m for m in run.measurements if m.device is not None]
+    devices = sorted({m.device for m in predicted if m.device})
     if device not in devices:
         raise unknown_name("device in this run", device, devices, file=run.path)
-    rows = [r for r in run.rows if r["device"] == device]
+    rows = [m for m in predicted if m.device == device]
     if workload is not None:
-        names = sorted({r["workload"] for r in rows})
+        names = sorted({m.workload for m in rows})
         if workload not in names:
             raise unknown_name("workload in this run", workload, names, file=run.path)
-        rows = [r for r in rows if r["workload"] == workload]
+        rows = [m for m in rows if m.workload == workload]
     notes = []
     cands = [_candidate(r, budgets.sustained) for r in rows]
     if budgets.sustained and any(c.latency_kind == "burst" for c in cands if c.status == "ok"):
         notes.append("sustained latency is not available for some or all variants in this run "
                      "(no device_trace / sustained_latency_ms: the emulator of this run did "
                      "not model throttling); their burst prediction is used and marked 'burst'")
-    Item = tuple[Candidate, str, dict[str, Any]]
+    Item = tuple[Candidate, str, Measurement]
     accepted: list[Item] = []
     rejected: list[Item] = []
     for c, r in zip(cands, rows, strict=True):
@@ -152,8 +155,7 @@ def recommend(run: Run, device: str, budgets: Budgets, *, workload: str | None =
         by_workload.setdefault(item[0].workload, []).append(item)
     for wl in sorted(by_workload):
         items = by_workload[wl]
-        sign = [1 if (r.get("quality") or {}).get("higher_is_better") is not False else -1
-                for _, _, r in items]
+        sign = [1 if _higher_is_better(r) else -1 for _, _, r in items]
         # no quality metric: every variant counts as equal quality, so latency decides
         pts = [(c.latency_ms or 0.0, s * c.quality if c.quality is not None else 0.0)
                for (c, _, _), s in zip(items, sign, strict=True)]
@@ -186,7 +188,7 @@ def to_text(rec: Recommendation) -> str:
 
     b = rec.budgets
     asked = [f"latency ≤ {b.max_latency_ms:g} ms" if b.max_latency_ms is not None else "",
-             f"footprint ≤ {b.max_memory_mb:g} MB" if b.max_memory_mb is not None else "",
+             f"device memory ≤ {b.max_memory_mb:g} MB" if b.max_memory_mb is not None else "",
              f"quality ≥ {b.min_quality:g}" if b.min_quality is not None else "",
              "sustained latency" if b.sustained else "burst latency"]
     lines = [f"Device {rec.device}; budgets: {', '.join(a for a in asked if a)}.", ""]
@@ -198,12 +200,12 @@ def to_text(rec: Recommendation) -> str:
                                             if best.quality is not None else "") + ")", ""]
         rows = [[c.rank, c.workload, c.variant, "yes" if c.pareto else "",
                  f"{c.latency_ms:.4g}", c.latency_kind,
-                 "" if c.footprint_mb is None else f"{c.footprint_mb:.1f}",
+                 "" if c.peak_memory_mb is None else f"{c.peak_memory_mb:.1f}",
                  "" if c.size_kb is None else f"{c.size_kb:.1f}",
                  "" if c.quality is None else f"{c.quality:.4f}", c.metric or "", c.note]
                 for c in rec.accepted]
         lines.append(tabulate(rows, headers=["rank", "workload", "variant", "Pareto",
-                                             "latency (ms)", "kind", "footprint (MB)",
+                                             "latency (ms)", "kind", "device memory (MB)",
                                              "size (KB)", "quality", "metric", "note"],
                               tablefmt="github", disable_numparse=True))
     else:

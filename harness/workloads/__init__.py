@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from harness.errors import unknown_name
 
 if TYPE_CHECKING:
-    from harness.suites import WorkloadRef
+    from harness.core.types import WorkloadRef
     from harness.workloads.base import Workload
 
 # name -> "module:Class"

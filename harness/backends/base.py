@@ -1,0 +1,112 @@
+"""The backend seam: where a case is measured.
+
+A :class:`Backend` is opened on a device profile (or on none: ``host``), measures one
+:class:`CaseJob` at a time and never raises (the status is in the :class:`Measurement`), and
+is closed at the end of the sweep. Its :class:`Capabilities` tell the sweep what it needs:
+whether it wants the emulator's predictions, whether it needs a device profile, how many cases
+it can run at once. Backends are registered in :data:`BACKENDS` by name
+(``harness bench --backend NAME``); a new one (``adb``) is one registration.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from harness.core.measurement import (
+    ArtifactFacts,
+    Measurement,
+    Prediction,
+    Provenance,
+)
+from harness.core.types import ArtifactRef, Case, MeasureTask
+from harness.registry import Registry
+
+if TYPE_CHECKING:
+    from harness.profiles import DeviceProfile
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend needs from the sweep and what it can do."""
+
+    needs_device: bool          # opened on a device profile (else device-less cases)
+    predicts: bool              # its rows carry the emulator's predictions
+    concurrency: int = 1        # cases it can measure at once (a phone: 1)
+    measures_on: str = "host"   # "host", or "device" for real hardware
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """One case as a backend receives it: the case, its artifact and what the plan found.
+
+    ``failure`` is set when the case already ended before measuring (its build failed): the
+    backend then only records it.
+    """
+
+    case: Case
+    index: int
+    log: Path
+    artifact: ArtifactRef | None = None
+    facts: ArtifactFacts | None = None
+    prediction: Prediction | None = None
+    trace: dict[str, Any] | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+    measure: MeasureTask | None = None
+    failure: tuple[str, str] | None = None     # (status, reason)
+
+
+class Backend(Protocol):
+    """Where a case runs. ``measure`` never raises."""
+
+    name: str
+    capabilities: Capabilities
+
+    def open(self, profile: DeviceProfile | None) -> None: ...
+
+    def measure(self, job: CaseJob) -> Measurement: ...
+
+    def close(self) -> None: ...
+
+
+def now_iso() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def measurement_for(job: CaseJob, *, backend: str, status: str, reason: str = "",
+                    started: float, started_at: str, **figures: Any) -> Measurement:
+    """A Measurement of ``job`` with its identity filled in; ``figures`` are the rest."""
+    c = job.case
+    return Measurement(
+        case_id=c.case_id, workload=c.workload.name, quant=c.quant.name,
+        precision=c.quant.precision, prune=c.prune.name, prune_method=c.prune.method,
+        device=c.device, backend=backend, status=status, reason=reason,
+        started_at=started_at, duration_s=round(time.monotonic() - started, 3),
+        artifact=job.facts, provenance=job.provenance, **figures)
+
+
+# name -> "module:Class"; instantiated once per (backend, device) by the sweep
+BACKENDS: Registry[Any] = Registry("backend")
+BACKENDS.register("emulated", "harness.backends.emulated:EmulatedBackend")
+BACKENDS.register("host", "harness.backends.host:HostBackend")
+
+
+def capabilities_of(name: str) -> Capabilities:
+    """A registered backend's capabilities (imports the backend's module)."""
+    caps: Capabilities = BACKENDS.get(name).capabilities
+    return caps
+
+
+def make_backend(name: str, profile: DeviceProfile | None) -> Backend:
+    """A new, opened instance of backend ``name``."""
+    backend: Backend = BACKENDS.get(name)()
+    backend.open(profile)
+    return backend

@@ -1,0 +1,73 @@
+"""Run one task in a fresh ``python -m harness.worker`` process and classify how it ended.
+
+Every build, inspection and measurement runs in its own worker, so a crash, a hang or a
+runaway allocation costs one task, never the sweep. This is the parent side; the child side is
+:mod:`harness.worker`. Outcomes are ``{"status", "reason", "result"}`` dicts whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def _limit_data(limit_mb: float) -> Callable[[], None]:
+    """A preexec_fn capping the worker's data segment, as the phone caps an app's memory."""
+    def apply() -> None:
+        import resource
+
+        limit = int(limit_mb * 2**20)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    return apply
+
+
+def run_in_worker(task: dict[str, Any], *, timeout_s: float, log: Path,
+                  memory_limit_mb: float | None = None) -> dict[str, Any]:
+    """Run ``task`` (a worker task as JSON: see :mod:`harness.worker`) in a fresh process.
+
+    With ``memory_limit_mb`` the worker runs under RLIMIT_DATA of that size, so a runtime that
+    needs more ends as an ``oom`` outcome instead of taking the machine down. Never raises for
+    anything the worker does; the worker's output goes to ``log``.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="harness-task-") as tmp:
+        task_path, result_path = Path(tmp) / "task.json", Path(tmp) / "result.json"
+        task_path.write_text(json.dumps(task))
+        with log.open("a") as log_fh:
+            stamp = datetime.now(UTC).isoformat(timespec="seconds")
+            log_fh.write(f"--- {task['kind']} task at {stamp}\n")
+            log_fh.flush()
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "harness.worker", str(task_path), str(result_path)],
+                    stdin=subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, timeout=timeout_s,
+                    check=False, preexec_fn=_limit_data(memory_limit_mb)
+                    if memory_limit_mb is not None and sys.platform == "linux" else None)
+            except subprocess.TimeoutExpired:
+                return {"status": "timeout", "reason": f"{task['kind']} did not finish within "
+                                                      f"{timeout_s:g} s (worker killed)"}
+        if result_path.is_file():
+            outcome: dict[str, Any] = json.loads(result_path.read_text())
+            if outcome.get("traceback"):
+                with log.open("a") as log_fh:
+                    log_fh.write(outcome["traceback"])
+            return outcome
+        code = proc.returncode
+        if code < 0:
+            import signal
+
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            status = "oom" if name == "SIGKILL" else "error"  # the kernel's OOM killer uses KILL
+            return {"status": status, "reason": f"{task['kind']} worker died from {name} "
+                                                f"(see {log})"}
+        if memory_limit_mb is not None and "MemoryError" in log.read_text(errors="replace"):
+            return {"status": "oom", "reason": f"{task['kind']} worker ran out of memory under "
+                                               f"the {memory_limit_mb:g} MB cap (see {log})"}
+        return {"status": "error", "reason": f"{task['kind']} worker exited with status {code} "
+                                             f"without a result (see {log})"}

@@ -1,0 +1,99 @@
+"""What the sweep learns about an artifact without running it: its facts (size, parameters,
+sparsity, quantizer metadata) and the emulator's prediction on a device profile.
+
+Runs inside a worker process (the ``describe`` task of :mod:`harness.worker`), never in the
+orchestrator: inspecting a PyTorch artifact unpickles it and emulating a large graph takes
+memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.core.measurement import ArtifactFacts, Prediction, Provenance
+from harness.core.types import ArtifactRef
+
+
+def artifact_facts(path: Path, *, ref: ArtifactRef) -> ArtifactFacts:
+    """Size, content hash, parameters, sparsity and quantizer metadata of an artifact."""
+    from harness.cache import artifact_sha256, artifact_size_bytes
+    from harness.compress.inspect import inspect_artifact
+    from harness.runtimes import runtime_of
+
+    stats = inspect_artifact(path)
+    extra: dict[str, Any] = {}
+    if ref.format == "onnx":
+        import onnx
+
+        from harness.compress.quantize import quant_metadata
+
+        # What the quantizer recorded, e.g. the nodes a mixed-precision level kept in float.
+        extra = quant_metadata(onnx.load(str(path), load_external_data=False))
+    return ArtifactFacts(
+        key=ref.key, sha256=artifact_sha256(path), format=ref.format, path=str(path),
+        runtime=runtime_of(path), size_bytes=artifact_size_bytes(path), params=stats.params,
+        zero_params=stats.zero_params, sparsity=round(stats.sparsity, 6),
+        sparsity_pattern=stats.sparsity_pattern, is_2_4=stats.is_2_4, extra=extra)
+
+
+def emulator_graph(path: Path) -> tuple[Path, bool]:
+    """The ONNX graph the emulator costs for an artifact, and whether it is an ONNX twin."""
+    if path.suffix == ".onnx":
+        return path, False
+    # The emulator reads ONNX graphs: a PyTorch artifact is predicted from its ONNX twin, the
+    # same recipe applied with onnxruntime's tools (harness.compress.torch_quant).
+    from harness.compress.torch_quant import TWIN_FILE
+
+    return path.with_name(TWIN_FILE), True
+
+
+def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float | None,
+               breakdown_dir: Path | None, artifact_key: str) -> dict[str, Any]:
+    """The emulator's prediction of ``path`` on profile ``device``, as row parts.
+
+    Returns ``{"prediction", "trace", "provenance"}``; a graph the emulator cannot read gives a
+    prediction with an ``error`` (the case still gets its host figures).
+    """
+    from harness import __version__
+    from harness.profiles import load_profile
+
+    profile = load_profile(device)
+    provenance: dict[str, Any] = {**profile.provenance(), "artifact_key": artifact_key,
+                                  "harness_version": __version__}
+    try:
+        from harness.emulator import EMULATOR_VERSION, emulate, simulate
+
+        provenance["emulator_version"] = EMULATOR_VERSION
+        graph, twin = emulator_graph(path)
+        em = emulate(graph, profile)
+        trace = simulate(em.latency, profile, duration_s=sustained_s, period_ms=period_ms,
+                         max_points=300)
+        summary = em.summary()
+        summary["peak_memory_mb"] = summary.pop("footprint_mb")
+        if twin:
+            summary["onnx_twin"] = True
+        summary.update({
+            "burst_latency_ms": trace.burst_latency_ms,
+            "sustained_latency_ms": trace.sustained_latency_ms,
+            "sustained_s": sustained_s,
+            "sustained_clock_fraction": trace.clock_fraction[-1],
+            "sustained_temp_c": trace.temp_c[-1],
+            "sustained_power_w": trace.power_w[-1],
+        })
+        if breakdown_dir is not None:
+            name = f"{artifact_key[:16]}-{device}.json"
+            breakdown_dir.mkdir(parents=True, exist_ok=True)
+            from harness.fsutil import atomic_write_text
+
+            atomic_write_text(breakdown_dir / name, json.dumps(em.breakdown()))
+            summary["breakdown_file"] = f"{breakdown_dir.name}/{name}"
+        pred = Prediction.from_row(summary)
+        trace_row: dict[str, Any] | None = trace.to_row()
+    except Exception as exc:  # a model the emulator cannot read still gets host figures
+        pred = Prediction(error=f"{type(exc).__name__}: {exc}")
+        trace_row = None
+    prov = Provenance.from_row({k: v for k, v in provenance.items()
+                                if k in Provenance.__dataclass_fields__})
+    return {"prediction": pred.to_row(), "trace": trace_row, "provenance": prov.to_row()}

@@ -1,0 +1,312 @@
+"""The report's data model: measurements -> one DataFrame row per case, and the column
+catalogs of the tables people read. The writers (:mod:`harness.report.tables`,
+:mod:`harness.report.html`, :mod:`harness.report.plots`) read from here and never from each
+other.
+
+:func:`summary_frame` turns a run into one machine-readable row per case (every column the
+report knows, with the unit in its name), computing statistics from the raw samples;
+:data:`SECTIONS` picks the columns of each table (latency, memory, power, quality) and gives
+them headers with units. Figures a row does not have are left blank.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.core.measurement import Measurement
+from harness.report.stats import UNSTABLE_SPREAD, sample_stats
+from harness.results import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# column -> header shown to people (units in every header): the compact summary table; columns
+# without a value in any row (e.g. energy before the run has power figures) are left out
+COLUMNS: dict[str, str] = {
+    "workload": "workload",
+    "quant": "quant",
+    "prune": "prune",
+    "device": "device",
+    "backend": "backend",
+    "status": "status",
+    "host_p50_ms": "host p50 (ms)",
+    "host_p90_ms": "host p90 (ms)",
+    "unstable": "unstable",
+    "cold_start_ms": "cold start (ms)",
+    "device_latency_ms": "device pred. (ms)",
+    "device_sustained_p50_ms": "device sustained (ms)",
+    "energy_mj": "energy (mJ)",
+    "size_kb": "size (KB)",
+    "sparsity_pct": "sparsity %",
+    "host_peak_memory_mb": "host peak (MB)",
+    "device_peak_memory_mb": "device memory (MB)",
+    "fits": "fits",
+    "metric": "metric",
+    "quality": "quality",
+    "quality_delta": "Δ vs fp32",
+    "fidelity_cosine": "cosine vs fp32",
+    "fidelity_top1_agreement": "top-1 agree",
+    "fidelity_sqnr_db": "SQNR (dB)",
+    "reason": "reason",
+}
+
+_CASE = {"workload": "workload", "quant": "quant", "prune": "prune", "device": "device",
+         "backend": "backend"}
+
+# title -> (column -> header); the tables of report.md / report.html
+SECTIONS: dict[str, dict[str, str]] = {
+    "Latency": {**_CASE, "status": "status",
+                "host_p50_ms": "host p50 (ms)", "host_p90_ms": "host p90 (ms)",
+                "host_p99_ms": "host p99 (ms)", "host_spread_pct": "spread (p90-p10)/p50 %",
+                "unstable": "unstable", "cold_start_ms": "cold start (ms)",
+                "device_latency_ms": "device pred. (ms)",
+                "device_burst_p50_ms": "device burst p50 (ms)",
+                "device_burst_p90_ms": "device burst p90 (ms)",
+                "device_sustained_p50_ms": "device sustained p50 (ms)",
+                "device_sustained_p90_ms": "device sustained p90 (ms)"},
+    "Memory": {**_CASE, "size_kb": "size (KB)", "sparsity_pct": "sparsity %",
+               "host_peak_memory_mb": "host peak (MB)",
+               "device_peak_memory_mb": "device memory (MB)",
+               "app_cap_mb": "app cap (MB)", "cap_used_pct": "of cap %", "fits": "fits"},
+    "Power": {**_CASE, "avg_power_w": "avg power (W)", "energy_mj": "energy (mJ/inference)",
+              "battery_wh": "battery (Wh)",
+              "inferences_per_pct_battery": "inferences per 1% battery"},
+    "Quality": {**_CASE, "metric": "metric", "quality": "quality",
+                "quality_delta": "Δ vs fp32", "n_examples": "examples",
+                "fidelity_cosine": "cosine vs fp32", "fidelity_top1_agreement":
+                "top-1 agreement vs fp32", "fidelity_sqnr_db": "SQNR vs fp32 (dB)"},
+}
+
+# column -> decimals when shown to people
+DIGITS: dict[str, int] = {
+    "host_p50_ms": 3, "host_p90_ms": 3, "host_p99_ms": 3, "host_spread_pct": 0,
+    "cold_start_ms": 1, "device_latency_ms": 3, "device_burst_p50_ms": 3,
+    "device_burst_p90_ms": 3, "device_sustained_p50_ms": 3, "device_sustained_p90_ms": 3,
+    "size_kb": 1, "sparsity_pct": 1, "host_peak_memory_mb": 1, "device_peak_memory_mb": 2,
+    "app_cap_mb": 0, "cap_used_pct": 1, "avg_power_w": 3, "energy_mj": 4, "battery_wh": 1,
+    "inferences_per_pct_battery": 0, "n_examples": 0, "quality": 4, "quality_delta": 4,
+    "fidelity_cosine": 5, "fidelity_top1_agreement": 4, "fidelity_sqnr_db": 1,
+}
+TEXT_COLUMNS = {"workload", "quant", "prune", "device", "backend", "status", "fits", "metric",
+                "reason", "unstable"}
+
+# Share of a sustained trace's points that count as "burst" (the start, before heat builds up)
+# and as "sustained" (the end, closest to the thermal steady state: the same last tenth the
+# emulator's own sustained_latency_ms takes the median of).
+BURST_SHARE = 0.10
+SUSTAINED_SHARE = 0.10
+J_PER_WH = 3600.0
+
+
+def _ms(ns: float) -> float:
+    return ns / 1e6
+
+
+@functools.lru_cache(maxsize=32)
+def _profile_battery_wh(device: str) -> float | None:
+    """The profile's battery capacity, when the profile has one (issue 3 adds it)."""
+    try:
+        from harness.profiles import load_profile
+
+        fig = getattr(load_profile(device).power, "battery_wh", None)
+    except Exception:  # an unknown/removed profile must not break reading an old run
+        return None
+    value = getattr(fig, "value", fig)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def trace_split(trace: Mapping[str, Any]) -> dict[str, float | None]:
+    """Burst and sustained p50/p90 (ms) from a device trace's per-inference latencies."""
+    lat = np.asarray(trace.get("latency_ms") or [], dtype=np.float64)
+    out: dict[str, float | None] = {k: None for k in (
+        "device_burst_p50_ms", "device_burst_p90_ms", "device_sustained_p50_ms",
+        "device_sustained_p90_ms")}
+    if lat.size == 0:
+        return out
+    burst = lat[:max(1, int(BURST_SHARE * lat.size))]
+    sustained = lat[-max(1, int(SUSTAINED_SHARE * lat.size)):]
+    out["device_burst_p50_ms"] = float(np.percentile(burst, 50))
+    out["device_burst_p90_ms"] = float(np.percentile(burst, 90))
+    out["device_sustained_p50_ms"] = float(np.percentile(sustained, 50))
+    out["device_sustained_p90_ms"] = float(np.percentile(sustained, 90))
+    return out
+
+
+def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
+              ) -> dict[str, Any]:
+    """One table row (machine-readable names, units in the names) from one measurement."""
+    st = sample_stats(m.samples_ns())
+    measured = m.measured
+    cold = measured.cold_start if measured else None
+    pred = m.predicted
+    art = m.artifact
+    quality = m.quality
+    fid = m.fidelity if m.fidelity is not None and m.fidelity.error is None else None
+    trace = m.trace or {}
+    split = trace_split(trace) if trace else {}
+    # without a trace the only burst figure is the single prediction (device_latency_ms)
+    sustained_p50 = split.get("device_sustained_p50_ms") or pred.sustained_latency_ms
+    memory, cap, energy_mj = pred.peak_memory_mb, pred.app_cap_mb, pred.energy_mj
+    battery_wh = pred.battery_wh or (
+        _profile_battery_wh(m.device) if energy_mj and m.device else None)
+    per_pct = (0.01 * battery_wh * J_PER_WH * 1e3 / energy_mj
+               if battery_wh and energy_mj else None)
+    return {
+        "case_id": m.case_id,
+        "workload": m.workload,
+        "quant": m.quant,
+        "prune": m.prune,
+        "device": m.device_label,
+        "backend": m.backend,
+        "status": m.status,
+        "host_p50_ms": st.p50_ms if st else None,
+        "host_p90_ms": st.p90_ms if st else None,
+        "host_p99_ms": st.p99_ms if st else None,
+        "host_mean_ms": st.mean_ms if st else None,
+        "host_stdev_ms": st.stdev_ms if st else None,
+        "host_spread_pct": 100 * st.spread if st else None,
+        "unstable": st.unstable(threshold=unstable_threshold) if st else None,
+        "host_n": st.n if st else 0,
+        "cold_start_ms": cold.total_ms if cold else None,
+        "device_latency_ms": pred.latency_ms,
+        "device_burst_p50_ms": split.get("device_burst_p50_ms"),
+        "device_burst_p90_ms": split.get("device_burst_p90_ms"),
+        "device_sustained_p50_ms": sustained_p50,
+        "device_sustained_p90_ms": split.get("device_sustained_p90_ms"),
+        "size_kb": art.size_bytes / 1024.0 if art and art.size_bytes is not None else None,
+        "sparsity_pct": 100.0 * art.sparsity if art and art.sparsity is not None else None,
+        "host_peak_memory_mb": measured.peak_memory_mb if measured else None,
+        "device_peak_memory_mb": memory,
+        "app_cap_mb": cap,
+        "cap_used_pct": 100 * memory / cap if memory is not None and cap else None,
+        "fits": pred.fits,
+        "avg_power_w": pred.avg_power_w,
+        "energy_mj": energy_mj,
+        "battery_wh": battery_wh,
+        "inferences_per_pct_battery": per_pct,
+        "metric": quality.metric if quality else None,
+        "quality": float(quality.value) if quality else None,
+        "higher_is_better": quality.higher_is_better if quality else None,
+        "n_examples": quality.n_examples if quality else None,
+        "fidelity_cosine": fid.cosine if fid else None,
+        "fidelity_top1_agreement": fid.top1_agreement if fid else None,
+        # outputs bit-identical to fp32: infinite SQNR (JSON stores null and a flag)
+        "fidelity_sqnr_db": fid.sqnr_db_or_inf if fid else None,
+        "has_trace": bool(trace.get("latency_ms")),
+        "reason": m.reason,
+        "emulator_version": m.provenance.emulator_version,
+        "profile_sha256": m.provenance.profile_sha256,
+    }
+
+
+def summary_frame(run: Run, *, unstable_threshold: float = UNSTABLE_SPREAD) -> pd.DataFrame:
+    """All cases of a run with statistics, plus quality delta vs the fp32 dense baseline."""
+    import pandas as pd
+
+    df = pd.DataFrame([row_stats(m, unstable_threshold=unstable_threshold)
+                       for m in run.measurements])
+    if df.empty:
+        return pd.DataFrame(columns=["case_id", *dict.fromkeys(
+            c for cols in (COLUMNS, *SECTIONS.values()) for c in cols)])
+    base = {(r["workload"], r["device"], r["backend"]): r["quality"] for _, r in df.iterrows()
+            if r["quant"] == "fp32" and r["prune"] == "0" and r["status"] == "ok"}
+    deltas = []
+    for _, r in df.iterrows():
+        ref = base.get((r["workload"], r["device"], r["backend"]))
+        q = r["quality"]
+        ok = q is not None and ref is not None and not pd.isna(q) and not pd.isna(ref)
+        deltas.append(float(q - ref) if ok else None)
+    df["quality_delta"] = pd.Series(deltas, dtype=object)
+    return df.sort_values(["device", "backend", "workload", "prune", "quant"],
+                          key=lambda s: s.map(prune_order) if s.name == "prune" else s,
+                          kind="stable").reset_index(drop=True)
+
+
+def prune_order(prune: str) -> tuple[float, str]:
+    """Sort key for pruning levels: magnitude levels by percentage, then each other method
+    (registry order) by share; names the registry does not know go last, by name."""
+    from harness.errors import InputError
+    from harness.variants import PRUNE_METHODS, parse_prune
+
+    try:
+        spec = parse_prune(prune)
+    except InputError:
+        return (float("inf"), str(prune))
+    return (list(PRUNE_METHODS).index(spec.method) * 1000.0 + spec.amount * 100.0, str(prune))
+
+
+def _fmt(v: Any, digits: int) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:,.{digits}f}" if digits == 0 else f"{v:.{digits}f}"
+
+
+def display_frame(df: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rounded, human-headed copy of some columns of :func:`summary_frame`."""
+    columns = columns or COLUMNS
+    out = df.reindex(columns=list(columns)).astype(object)
+    for col in out.columns:
+        if col in DIGITS:
+            out[col] = out[col].map(lambda v, d=DIGITS[col]: _fmt(v, d))
+    if "fits" in out:
+        out["fits"] = out["fits"].map(lambda v: "" if v is None or v != v
+                                      else ("yes" if v else "NO"))
+    if "unstable" in out:
+        out["unstable"] = out["unstable"].map(lambda v: "UNSTABLE" if v is True else "")
+    if "quality_delta" in out:
+        out["quality_delta"] = out["quality_delta"].map(
+            lambda v: v if not v or v.startswith("-") else "+" + v)
+    if "reason" in out:
+        out["reason"] = out["reason"].map(lambda s: s if len(s) <= 60 else s[:57] + "...")
+    out = out.fillna("").map(lambda v: "" if v is None else v)
+    return out.rename(columns=columns)
+
+
+def present_columns(df: pd.DataFrame, columns: dict[str, str]) -> dict[str, str]:
+    """The columns of a section that have at least one value (case columns always)."""
+    keep = {}
+    for col, head in columns.items():
+        if col == "backend":
+            # one backend (every run before backends existed): the column says nothing
+            if col in df and df[col].nunique() > 1:
+                keep[col] = head
+            continue
+        if col in _CASE or col == "status" or (
+                col in df and df[col].map(lambda v: v is not None and v == v and v != "").any()):
+            keep[col] = head
+    return keep
+
+
+def section_columns(df: pd.DataFrame, columns: dict[str, str]) -> dict[str, str] | None:
+    """:func:`present_columns` of a section, or None when it has no figures beyond the case."""
+    keep = present_columns(df, columns)
+    return keep if set(keep) - set(_CASE) - {"status"} else None
+
+
+def run_header(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTABLE_SPREAD
+               ) -> dict[str, Any]:
+    """What a report says about the run before its tables."""
+    m = run.manifest
+    host = m.get("host", {})
+    counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    unstable = int((df["unstable"] == True).sum()) if not df.empty else 0  # noqa: E712
+    return {
+        "run_id": m.get("run_id", run.path.name),
+        "created_at": m.get("created_at"),
+        "suite": (m.get("suite") or {}).get("name"),
+        "devices": list(m.get("devices", [])),
+        "backends": list(m.get("backends") or ()),
+        "host": f"{host.get('cpu_model')} ({host.get('logical_cpus')} CPUs)",
+        "threads": (m.get("measure") or {}).get("threads"),
+        "git": m.get("git", {}),
+        "status_counts": {str(k): int(v) for k, v in sorted(counts.items())},
+        "unstable_rows": unstable,
+        "unstable_threshold_pct": 100 * unstable_threshold,
+    }
+
+

@@ -1,0 +1,456 @@
+"""The sweep: suite -> cases -> build plan -> executor -> backend -> run store.
+
+:func:`run_bench` validates everything first (profiles, suite, filters, backends, a resumed
+run's manifest), then plans: every distinct artifact is built once, inspected and predicted
+once per device (the ``describe`` worker task), and every case is handed to its backend
+through the executor. Each finished case is appended to the run at once, so a crash or Ctrl-C
+loses nothing and ``--resume`` runs only what is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness import results
+from harness.backends.base import BACKENDS, Backend, CaseJob, capabilities_of, make_backend
+from harness.core.measurement import (
+    ArtifactFacts,
+    Measurement,
+    Prediction,
+    Provenance,
+)
+from harness.core.types import (
+    DEFAULT_BACKEND,
+    ArtifactRef,
+    BuildTask,
+    Case,
+    DescribeTask,
+    InputsTask,
+    MeasureTask,
+)
+from harness.errors import InputError
+from harness.executors.base import EXECUTORS, Executor, make_executor
+
+if TYPE_CHECKING:
+    from harness.profiles import DeviceProfile
+    from harness.suites import MeasureOptions, Suite
+
+SEED = 0
+
+
+@dataclass(frozen=True)
+class MeasureOverrides:
+    """Command-line values that replace the suite's ``[measure]`` settings (None: keep)."""
+
+    iterations: int | None = None
+    warmup: int | None = None
+    timeout_s: float | None = None
+    threads: int | None = None
+    sustained_s: float | None = None
+    period_ms: float | None = None
+    pace: bool | None = None
+
+    def apply(self, measure: MeasureOptions) -> MeasureOptions:
+        given = {k: v for k, v in asdict(self).items() if v is not None}
+        try:
+            return replace(measure, **given)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to sweep and how: everything ``harness bench`` takes, validated on creation.
+
+    ``suite``, ``devices``, ``backends`` and ``eval_size`` left unset take the defaults
+    (``default``, none, ``emulated``, ``small``) or, with ``resume``, the resumed run's.
+    """
+
+    devices: tuple[str, ...] = ()
+    backends: tuple[str, ...] = ()
+    suite: str | Path | None = None
+    workloads: tuple[str, ...] | None = None
+    quant: tuple[str, ...] | None = None
+    prune: tuple[str, ...] | None = None
+    results_dir: Path = Path("results")
+    resume: Path | None = None
+    cache_dir: Path | None = None
+    overrides: MeasureOverrides = field(default_factory=MeasureOverrides)
+    eval_size: str | None = None
+    executor: str = "local"
+    command_line: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("devices", "backends", "workloads", "quant", "prune", "command_line"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        for b in self.backends:
+            BACKENDS.entry(b)  # unknown names fail with close matches
+        if len(set(self.backends)) != len(self.backends):
+            raise InputError(f"each --backend once, got {list(self.backends)}",
+                             field="--backend")
+        if len(set(self.devices)) != len(self.devices):
+            raise InputError(f"each --device once, got {list(self.devices)}", field="--device")
+        EXECUTORS.entry(self.executor)
+        from harness.workloads.base import EVAL_SIZES
+
+        if self.eval_size is not None and self.eval_size not in EVAL_SIZES:
+            raise InputError(f"expected --eval-size to be one of {', '.join(EVAL_SIZES)}, "
+                             f"got {self.eval_size!r}", field="--eval-size")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress callback is told when a case starts (``measurement`` None) and ends."""
+
+    index: int  # 1-based
+    total: int
+    case: Case
+    measurement: Measurement | None = None
+    skipped: bool = False
+
+
+ProgressFn = Callable[[Progress], None]
+NoteFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated sweep: the suite, its measure settings, profiles, cases and run settings."""
+
+    suite: Suite
+    measure: MeasureOptions
+    profiles: Mapping[str, DeviceProfile]
+    backends: tuple[str, ...]
+    cases: tuple[Case, ...]
+    eval_size: str
+    cache_dir: Path
+
+
+def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = None) -> Plan:
+    """Validate ``options`` (against a resumed run's ``manifest``) and expand the cases."""
+    from harness.cache import default_cache_dir
+    from harness.profiles import load_profile
+    from harness.suites import expand, load_suite
+
+    m = manifest or {}
+    resumed = _resumed_settings(m)
+    suite_ref = options.suite or resumed.get("suite") or "default"
+    devices = options.devices or tuple(resumed.get("devices") or ())
+    backends = options.backends or tuple(resumed.get("backends") or (DEFAULT_BACKEND,))
+    eval_size = options.eval_size or resumed.get("eval_size") or "small"
+    filters = {k: getattr(options, k) if getattr(options, k) is not None else (
+        tuple(resumed["filters"][k]) if resumed.get("filters", {}).get(k) else None)
+        for k in ("workloads", "quant", "prune")}
+    caps = {b: capabilities_of(b) for b in backends}
+    if any(c.needs_device for c in caps.values()) and not devices:
+        raise InputError("expected at least one --device for backend(s) "
+                         + ", ".join(b for b, c in caps.items() if c.needs_device),
+                         field="--device")
+    profiles = {d: load_profile(d) for d in devices}
+    suite = load_suite(suite_ref)
+    measure = options.overrides.apply(suite.measure)
+    cases = expand(suite, devices=[p.name for p in profiles.values()],
+                   backends={b: c.needs_device for b, c in caps.items()},
+                   workloads=filters["workloads"], quant=filters["quant"],
+                   prune=filters["prune"])
+    plan = Plan(suite=suite, measure=measure, profiles=profiles, backends=tuple(backends),
+                cases=tuple(cases), eval_size=eval_size,
+                cache_dir=options.cache_dir or default_cache_dir())
+    if manifest is not None:
+        _check_resumable(plan, options, manifest)
+    return plan
+
+
+def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
+              note: NoteFn | None = None, executor: Executor | None = None) -> Path:
+    """Run a sweep and return its run directory.
+
+    All input is validated before any work starts. ``executor`` defaults to the one
+    ``options.executor`` names.
+    """
+    manifest = results.load_run(options.resume).manifest if options.resume else None
+    plan = plan_sweep(options, manifest=manifest)
+    argv = list(options.command_line or sys.argv)
+    if options.resume is not None:
+        run_dir = Path(options.resume)
+        done = results.load_run(run_dir).finished_case_ids()
+    else:
+        run_dir = results.create_run(options.results_dir, label=_label(plan),
+                                     manifest=_manifest(plan, options, argv))
+        done = set()
+    results.record_session(run_dir, command_line=argv, resumed=options.resume is not None)
+
+    executor = executor or make_executor(options.executor)
+    backends: dict[tuple[str, str | None], Backend] = {}
+    try:
+        pending = [c for c in plan.cases if c.case_id not in done]
+        jobs = _prepare(plan, pending, executor=executor, run_dir=run_dir, note=note)
+        index = {c.case_id: i for i, c in enumerate(plan.cases, 1)}
+        total = len(plan.cases)
+        if progress:
+            for c in plan.cases:
+                if c.case_id in done:
+                    progress(Progress(index[c.case_id], total, c, skipped=True))
+        for job in jobs:
+            key = (job.case.backend, job.case.device)
+            if key not in backends:
+                backends[key] = make_backend(
+                    job.case.backend, plan.profiles[job.case.device] if job.case.device
+                    else None)
+
+        def started(job: CaseJob) -> None:
+            if progress:
+                progress(Progress(job.index, total, job.case))
+
+        for job, m in executor.measure(jobs, backends, on_start=started):
+            results.append_row(run_dir, m.to_row())
+            if progress:
+                progress(Progress(job.index, total, job.case, measurement=m))
+    finally:
+        for b in backends.values():
+            b.close()
+        executor.close()
+    return run_dir
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir: Path,
+             note: NoteFn | None) -> list[CaseJob]:
+    """Build every artifact the pending cases need, write their inputs, inspect and predict
+    each artifact once per device; one :class:`CaseJob` per pending case, in sweep order."""
+    from harness.build import lookup_artifact
+    from harness.workloads import get_workload
+
+    log = run_dir / "logs" / "build.log"
+    measure = plan.measure
+    variants: dict[tuple[str, str, str], Case] = {}
+    for c in pending:
+        variants.setdefault(c.variant_key, c)
+
+    def lookup(c: Case) -> ArtifactRef | None:
+        path = lookup_artifact(get_workload(c.workload), quant=c.quant, prune=c.prune,
+                               cache_dir=plan.cache_dir)
+        fmt = "onnx" if path is None or path.suffix == ".onnx" else "torch"
+        return None if path is None else ArtifactRef.from_path(path, format=fmt)
+
+    # 1. builds: one worker per workload for every missing artifact (torch imported once)
+    refs: dict[tuple[str, str, str], ArtifactRef] = {}
+    failures: dict[tuple[str, str, str], tuple[str, str]] = {}
+    missing: dict[str, list[Case]] = {}
+    for key, c in variants.items():
+        ref = lookup(c)
+        if ref is None:
+            missing.setdefault(c.workload.name, []).append(c)
+        else:
+            refs[key] = ref
+    build_tasks = [BuildTask(workload=group[0].workload,
+                             variants=tuple((c.quant, c.prune) for c in group),
+                             cache_dir=plan.cache_dir, timeout_s=measure.timeout_s * len(group))
+                   for group in missing.values()]
+    for task, out in executor.run(_announce(build_tasks, note), log=log):
+        assert isinstance(task, BuildTask)
+        group = missing[task.workload.name]
+        if out["status"] != "ok":
+            if note:
+                note(f"building for {task.workload.name} stopped ({out['status']}: "
+                     f"{out['reason']}); the rest is built one by one")
+            continue
+        for c, outcome in zip(group, out["result"]["outcomes"], strict=True):
+            if outcome["status"] != "ok":
+                failures[c.variant_key] = (outcome["status"], "build: " + outcome["reason"])
+    # variants a dead build worker left behind: one worker each, so one crash costs one
+    retry = [c for group in missing.values() for c in group
+             if c.variant_key not in failures and lookup(c) is None]
+    for task, out in executor.run([BuildTask(workload=c.workload, variants=((c.quant, c.prune),),
+                                             cache_dir=plan.cache_dir,
+                                             timeout_s=measure.timeout_s) for c in retry],
+                                  log=log):
+        assert isinstance(task, BuildTask)
+        c = next(c for c in retry if c.workload == task.workload
+                 and (c.quant, c.prune) == task.variants[0])
+        outcome = out["result"]["outcomes"][0] if out["status"] == "ok" else out
+        if outcome["status"] != "ok":
+            failures[c.variant_key] = (outcome["status"], "build: " + outcome["reason"])
+    for key, c in variants.items():
+        if key not in refs and key not in failures:
+            ref = lookup(c)
+            if ref is None:
+                failures[key] = ("error", "build: the artifact is missing after building")
+            else:
+                refs[key] = ref
+
+    # 2. timing inputs: one file per workload, cached by the workload's fingerprint
+    inputs: dict[str, Path] = {}
+    inputs_failed: dict[str, tuple[str, str]] = {}
+    input_tasks = []
+    for c in {c.workload.name: c for c in pending}.values():
+        from harness.cache import key_of
+
+        path = plan.cache_dir / "inputs" / (
+            key_of({"inputs": get_workload(c.workload).fingerprint()}) + ".npz")
+        inputs[c.workload.name] = path
+        if not path.is_file():
+            input_tasks.append(InputsTask(workload=c.workload, out=path,
+                                          timeout_s=measure.timeout_s))
+    for task, out in executor.run(input_tasks, log=log):
+        assert isinstance(task, InputsTask)
+        if out["status"] != "ok":
+            inputs_failed[task.workload.name] = (
+                "error", "could not prepare inputs: " + out["reason"])
+
+    # 3. describe: facts of every artifact, predicted once per device that a backend wants
+    wanted: dict[str, set[str]] = {}
+    for c in pending:
+        if c.variant_key in refs:
+            devices = wanted.setdefault(refs[c.variant_key].key, set())
+            if c.device and capabilities_of(c.backend).predicts:
+                devices.add(c.device)
+    by_key = {r.key: r for r in refs.values()}
+    describe_tasks = [DescribeTask(artifact=by_key[k], cache_dir=plan.cache_dir,
+                                   devices=tuple(sorted(devs)), sustained_s=measure.sustained_s,
+                                   period_ms=measure.period_ms,
+                                   breakdown_dir=run_dir / "breakdown",
+                                   timeout_s=measure.timeout_s)
+                      for k, devs in wanted.items()]
+    described: dict[str, dict[str, Any]] = {}
+    for task, out in executor.run(_announce(describe_tasks, note, what="inspecting"), log=log):
+        assert isinstance(task, DescribeTask)
+        described[task.artifact.key] = out
+
+    # 4. one job per pending case
+    index = {c.case_id: i for i, c in enumerate(plan.cases, 1)}
+    jobs = []
+    for c in pending:
+        case_log = run_dir / "logs" / f"{index[c.case_id]:04d}.log"
+        ref = refs.get(c.variant_key)
+        if ref is None:
+            jobs.append(CaseJob(case=c, index=index[c.case_id], log=case_log,
+                                failure=failures[c.variant_key]))
+            continue
+        facts, pred, trace, prov = _described(described.get(ref.key), ref, c)
+        failure = inputs_failed.get(c.workload.name)
+        jobs.append(CaseJob(
+            case=c, index=index[c.case_id], log=case_log, artifact=ref, facts=facts,
+            prediction=pred, trace=trace, provenance=prov, failure=failure,
+            measure=MeasureTask(workload=c.workload, artifact=ref,
+                                inputs=inputs[c.workload.name], cache_dir=plan.cache_dir,
+                                warmup=measure.warmup, iterations=measure.iterations,
+                                threads=measure.threads, eval_size=plan.eval_size,
+                                timeout_s=measure.timeout_s, pace=measure.pace)))
+    return jobs
+
+
+def _described(out: dict[str, Any] | None, ref: ArtifactRef, case: Case
+               ) -> tuple[ArtifactFacts, Prediction | None, dict[str, Any] | None, Provenance]:
+    """Facts, prediction, trace and provenance of ``case`` from its artifact's describe task."""
+    from harness import __version__
+
+    base = Provenance(artifact_key=ref.key, harness_version=__version__)
+    if out is None or out["status"] != "ok":
+        why = "no describe result" if out is None else f"{out['status']}: {out['reason']}"
+        facts = ArtifactFacts(key=ref.key, format=ref.format)
+        pred = Prediction(error=f"artifact inspection failed ({why})") \
+            if case.device and capabilities_of(case.backend).predicts else None
+        return facts, pred, None, base
+    result = out["result"]
+    facts = ArtifactFacts.from_row(result["facts"])
+    if not (case.device and capabilities_of(case.backend).predicts):
+        return facts, None, None, base
+    p = result["predictions"][case.device]
+    return (facts, Prediction.from_row(p["prediction"]), p.get("trace"),
+            Provenance.from_row(p.get("provenance") or {}))
+
+
+def _announce(tasks: Sequence[Any], note: NoteFn | None, *, what: str = "building"
+              ) -> list[Any]:
+    if note and tasks:
+        if what == "building":
+            n = sum(len(t.variants) for t in tasks)
+            note(f"building {n} artifact(s) for "
+                 f"{', '.join(sorted({t.workload.name for t in tasks}))} ...")
+        else:
+            note(f"inspecting and predicting {len(tasks)} artifact(s) ...")
+    return list(tasks)
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _label(plan: Plan) -> str:
+    names = [*plan.profiles] or list(plan.backends)
+    return "-".join([plan.suite.name, *names])[:80]
+
+
+def _manifest(plan: Plan, options: BenchOptions, argv: list[str]) -> dict[str, Any]:
+    s = plan.suite
+    return {
+        "created_at": results.now_iso(),
+        "command_line": argv,
+        "suite": {"name": s.name, "description": s.description,
+                  "path": str(s.path) if s.path else None},
+        "filters": {"workloads": _list(options.workloads), "quant": _list(options.quant),
+                    "prune": _list(options.prune)},
+        "devices": list(plan.profiles),
+        "backends": list(plan.backends),
+        "executor": options.executor,
+        "seed": SEED,
+        "measure": asdict(plan.measure),
+        "eval_size": plan.eval_size,
+        "host": results.host_info(),
+        "packages": results.package_versions(),
+        "git": results.git_state(),
+    }
+
+
+def _list(v: Sequence[str] | None) -> list[str] | None:
+    return list(v) if v is not None else None
+
+
+def _resumed_settings(m: Mapping[str, Any]) -> dict[str, Any]:
+    if not m:
+        return {}
+    suite = m.get("suite") or {}
+    return {"suite": suite.get("path") or suite.get("name"), "devices": m.get("devices"),
+            "backends": m.get("backends"), "eval_size": m.get("eval_size", "small"),
+            "filters": m.get("filters") or {}}
+
+
+def _check_resumable(plan: Plan, options: BenchOptions, m: Mapping[str, Any]) -> None:
+    """A resumed run must be the same sweep: differing settings would mix runs in one file."""
+    where = Path(options.resume or ".") / results.MANIFEST
+    started: dict[str, Any] = {
+        "suite": (m.get("suite") or {}).get("name"),
+        "devices": list(m.get("devices") or ()),
+        "backends": list(m.get("backends") or ()),
+        "eval size": m.get("eval_size", "small"),
+        "measure": {k: v for k, v in (m.get("measure") or {}).items()},
+        "filters": {k: v for k, v in (m.get("filters") or {}).items()},
+    }
+    now: dict[str, Any] = {
+        "suite": plan.suite.name,
+        "devices": list(plan.profiles),
+        "backends": list(plan.backends),
+        "eval size": plan.eval_size,
+        "measure": asdict(plan.measure),
+        "filters": {k: _list(getattr(options, k)) or started["filters"].get(k)
+                    for k in ("workloads", "quant", "prune")},
+    }
+    diffs = [f"{k}: {started[k]!r} in the run, {now[k]!r} now" for k in started
+             if started[k] != now[k] and not (k == "measure" and _same_measure(started[k],
+                                                                                 now[k]))]
+    if diffs:
+        raise InputError("--resume continues the same sweep; these settings differ from the "
+                         "run being resumed (start a new run instead): " + "; ".join(diffs),
+                         file=where)
+
+
+def _same_measure(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return all(a.get(k) == v for k, v in b.items() if k in a)
