@@ -375,8 +375,9 @@ class _TinyCNN(Workload):
 
 @pytest.mark.parametrize("quant", ["int8-static", "int8-dynamic"])
 def test_prune_then_quantize_keeps_pattern_and_params(tmp_path: Path, quant: str) -> None:
-    from harness.bench import _artifact_facts
     from harness.build import build_artifact
+    from harness.core.types import ArtifactRef
+    from harness.predict import artifact_facts
     from harness.variants import parse_quant
 
     work, q = _TinyCNN(), parse_quant(quant)
@@ -391,8 +392,8 @@ def test_prune_then_quantize_keeps_pattern_and_params(tmp_path: Path, quant: str
                              prune=parse_prune("channel-l2-50"), cache_dir=tmp_path)
     int8_ch = build_artifact(work, quant=q, prune=parse_prune("channel-l2-50"),
                              cache_dir=tmp_path)
-    facts = _artifact_facts(int8_ch)
-    assert facts["sparsity_pattern"] == "channel" and facts["is_2_4"] is False
+    facts = artifact_facts(int8_ch, ref=ArtifactRef.from_path(int8_ch, format="onnx"))
+    assert facts.sparsity_pattern == "channel" and facts.is_2_4 is False
     assert facts["params"] == inspect_artifact(fp32_ch).params
     dense = build_artifact(work, quant=q, prune=parse_prune(0), cache_dir=tmp_path)
     assert facts["params"] < 0.4 * inspect_artifact(dense).params

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from harness.bench import run_bench
+from harness.sweep import BenchOptions, run_bench
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +41,9 @@ def test_new_levels_sweep(tmp_path: Path, cache_dir: Path) -> None:
         'workloads = ["digits_cnn", { name = "convonly", onnx = "convonly.onnx" }]\n'
         f'quant = {json.dumps(LEVELS)}\nprune = [0]\n'
         '[measure]\nwarmup = 2\niterations = 10\ntimeout_s = 300\nthreads = 1\n')
-    run = run_bench(devices=["snapdragon8gen3"], suite=suite, results_dir=tmp_path / "results",
-                    cache_dir=cache_dir, command_line=["test"])
+    run = run_bench(BenchOptions(devices=("snapdragon8gen3",), suite=suite,
+                                 results_dir=tmp_path / "results", cache_dir=cache_dir,
+                                 command_line=("test",)))
     rows = {(r["workload"], r["quant"]): r
             for r in map(json.loads, (run / "cases.jsonl").read_text().splitlines())}
     assert len(rows) == 2 * len(LEVELS)
@@ -53,15 +54,15 @@ def test_new_levels_sweep(tmp_path: Path, cache_dir: Path) -> None:
     base = digits["fp32"]
     for q, r in digits.items():
         assert abs(r["quality"]["value"] - base["quality"]["value"]) < 0.02, q
-        assert len(r["host"]["warm_latency_ns"]) == 10
+        assert len(r["measured"]["phases"][0]["samples"]) == 10
         assert r["artifact"]["params"] == base["artifact"]["params"], q  # counted, any format
-        assert r["device_prediction"]["latency_ms"] > 0
+        assert r["prediction"]["latency_ms"] > 0
     for q in ("int4", "int8-mixed-20", "torch-int8-dynamic"):
         assert digits[q]["artifact"]["size_bytes"] < 0.8 * base["artifact"]["size_bytes"], q
     tq = digits["torch-int8-dynamic"]
-    assert tq["host"]["runtime"] == "torch" and tq["artifact"]["runtime"] == "torch"
-    assert tq["device_prediction"]["onnx_twin"] is True
-    assert base["host"]["runtime"] == "onnxruntime"
+    assert tq["measured"]["runtime"] == "torch" and tq["artifact"]["runtime"] == "torch"
+    assert tq["prediction"]["onnx_twin"] is True
+    assert base["measured"]["runtime"] == "onnxruntime"
     # 20% of the digits CNN's five quantizable nodes: one stays float, named in the row
     mixed = digits["int8-mixed-20"]["artifact"]
     assert len(mixed["float_nodes"]) == 1 and len(mixed["sensitivity"]) == 5

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from harness.bench import _in_worker
+from harness.launcher import run_in_worker as _in_worker
 from harness.compress.inspect import inspect_artifact
 from harness.compress.torch_export import export_onnx
 from harness.compress.torch_quant import TWIN_FILE, build_torch_artifact
@@ -86,10 +86,11 @@ def test_torch_artifact_is_measured_in_a_worker(tmp_path: Path) -> None:
         art.with_name(TWIN_FILE))}, "artifact": str(art), "inputs": str(inputs), "warmup": 2,
         "iterations": 9, "threads": 1}, timeout_s=120, log=tmp_path / "log")
     assert out["status"] == "ok", out
-    row = out["result"]
+    row = out["result"]["measured"]
     assert row["runtime"] == "torch" and row["runtime_version"] == torch.__version__
-    assert len(row["warm_latency_ns"]) == 9 and all(s > 0 for s in row["warm_latency_ns"])
-    assert row["cold_start"]["session_create_ns"] > 0 and row["peak_rss_mb"] > 0
+    samples = row["phases"][0]["samples"]
+    assert len(samples) == 9 and all(s > 0 for s in samples)
+    assert row["cold_start"]["load_ns"] > 0 and row["peak_memory_mb"] > 0
 
 
 def test_onnx_only_workloads_have_no_torch_model(tiny_model: Path, tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def test_level_parsing() -> None:
 
 
 def test_eval_size_reaches_the_workload_and_is_validated() -> None:
-    from harness.suites import WorkloadRef
+    from harness.core.types import WorkloadRef
 
     ref = WorkloadRef(name="ppocr_rec", onnx=None)
     assert get_workload(ref).eval_size == "small"

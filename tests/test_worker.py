@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench import _in_worker
+from harness.launcher import run_in_worker as _in_worker
 from harness.worker import run_task
 
 
@@ -27,9 +27,12 @@ def test_measure_in_worker_keeps_raw_samples(tiny_model: Path, tmp_path: Path) -
                      timeout_s=120, log=tmp_path / "log")
     assert out["status"] == "ok", out
     row = out["result"]
-    assert len(row["warm_latency_ns"]) == 7 and all(s > 0 for s in row["warm_latency_ns"])
-    assert row["cold_start"]["session_create_ns"] > 0
-    assert row["peak_rss_mb"] >= row["rss_before_session_mb"] > 0
+    m = row["measured"]
+    (phase,) = m["phases"]
+    assert phase["name"] == "forward" and phase["unit"] == "ns"
+    assert len(phase["samples"]) == 7 and all(s > 0 for s in phase["samples"])
+    assert m["cold_start"]["load_ns"] > 0
+    assert m["peak_memory_mb"] >= m["memory_before_load_mb"] > 0
     assert row["quality"] is None  # an ONNX-file workload has no metric
 
 

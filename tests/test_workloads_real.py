@@ -24,7 +24,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _workload(name: str) -> Workload:
-    from harness.suites import WorkloadRef
+    from harness.core.types import WorkloadRef
 
     return get_workload(WorkloadRef(name=name, onnx=None))
 
