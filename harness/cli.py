@@ -483,7 +483,8 @@ def _add_calibrate(sub: Any) -> None:
         "calibrate", help="fit the emulator's NPU parameters on published latencies",
         description="Fit the NPU efficiency per op class, dispatch cost, fp16 rate and DRAM "
                     "bandwidth efficiency on the AI Hub NPU latencies in "
-                    "shared/calibration/published_latency.csv (runtimes TFLITE and QNN_DLC), "
+                    "harness/calibration/data/published_latency.csv (runtimes TFLITE and QNN_DLC; "
+                    "$HARNESS_CALIBRATION_DIR overrides the directory), "
                     "using reference architectures built in PyTorch, and print the fit error "
                     "per device and model (median absolute % error, worst rows) in sample and "
                     "leave-one-device-out, then the published GPU and CPU rows against the "
