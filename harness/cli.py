@@ -77,7 +77,7 @@ def _add_bench(sub: Any) -> None:
                    help="only this workload of the suite (repeatable)")
     p.add_argument("--quant", action="append", metavar="LEVEL",
                    help="only this quantization level, e.g. fp32, fp16, int8-static, int4-b64, "
-                        "int8-mixed-10, torch-int8-dynamic (repeatable; see README)")
+                        "int8-mixed-10, torch-int8-dynamic (repeatable; see docs/compression.md)")
     p.add_argument("--prune", action="append", metavar="LEVEL",
                    help="only this pruning level, e.g. 0, 50 (global magnitude %%), 2:4, "
                         "channel-l1-25, channel-l2-50+ft, head-l2-25, neuron-l1-50 "
@@ -561,7 +561,7 @@ def _add_suites(sub: Any) -> None:
                                    "with their workloads, quantization and pruning levels and "
                                    "measurement settings. Pick one with `harness bench --suite "
                                    "NAME`, or pass the path of your own suite file; the format "
-                                   "is described in README.md, section Suites.")
+                                   "is described in docs/suites.md.")
     p.set_defaults(func=_cmd_suites)
 
 
