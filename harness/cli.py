@@ -85,7 +85,7 @@ def _add_bench(sub: Any) -> None:
                    help="only this workload of the suite (repeatable)")
     p.add_argument("--quant", action="append", metavar="LEVEL",
                    help="only this quantization level, e.g. fp32, fp16, int8-static, int4-b64, "
-                        "int8-mixed-10, torch-int8-dynamic (repeatable; see README)")
+                        "int8-mixed-10, torch-int8-dynamic (repeatable; see docs/compression.md)")
     p.add_argument("--prune", action="append", metavar="LEVEL",
                    help="only this pruning level, e.g. 0, 50 (global magnitude %%), 2:4, "
                         "channel-l1-25, channel-l2-50+ft, head-l2-25, neuron-l1-50 "
@@ -516,7 +516,8 @@ def _add_calibrate(sub: Any) -> None:
         "calibrate", help="fit the emulator's NPU parameters on published latencies",
         description="Fit the NPU efficiency per op class, dispatch cost, fp16 rate and DRAM "
                     "bandwidth efficiency on the AI Hub NPU latencies in "
-                    "shared/calibration/published_latency.csv (runtimes TFLITE and QNN_DLC), "
+                    "harness/calibration/data/published_latency.csv (runtimes TFLITE and QNN_DLC; "
+                    "$HARNESS_CALIBRATION_DIR overrides the directory), "
                     "using reference architectures built in PyTorch, and print the fit error "
                     "per device and model (median absolute % error, worst rows) in sample and "
                     "leave-one-device-out, then the published GPU and CPU rows against the "
@@ -593,7 +594,7 @@ def _add_suites(sub: Any) -> None:
                                    "with their workloads, quantization and pruning levels and "
                                    "measurement settings. Pick one with `harness bench --suite "
                                    "NAME`, or pass the path of your own suite file; the format "
-                                   "is described in README.md, section Suites.")
+                                   "is described in docs/suites.md.")
     p.set_defaults(func=_cmd_suites)
 
 

@@ -1,7 +1,8 @@
 """Errors for bad input, and the small validation helpers every file loader shares.
 
 Bad input stops before any work with a message that names the file, the field and what was
-expected, and for unknown names the close matches (see DESIGN.md, "Failure semantics").
+expected, and for unknown names the close matches. A failure inside one case is different: it
+becomes that case's status and the sweep goes on (docs/running.md, "What a run prints").
 """
 
 from __future__ import annotations

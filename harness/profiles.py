@@ -54,7 +54,7 @@ File format (``schema_version = 1``)::
 A figure's ``basis`` is one of ``published`` (a spec sheet or measurement, cited), ``derived``
 (computed from published figures; the source says how), ``assumed`` (no published figure; the
 source says what the assumption rests on: such figures are *uncalibrated*) or ``fitted``
-(calibrated on ``shared/calibration``; the source says on what).
+(calibrated on ``harness/calibration/data/``; the source says on what).
 """
 
 from __future__ import annotations

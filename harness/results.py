@@ -1,6 +1,6 @@
 """Run directories: a versioned manifest plus one appended row per finished case.
 
-Layout of a run directory (format documented in README.md, "Results format")::
+Layout of a run directory (format documented in docs/results-format.md)::
 
     results/20261122-081500-default-snapdragon8gen3/
         manifest.json     written once when the run starts; never rewritten

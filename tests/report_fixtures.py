@@ -1,6 +1,6 @@
 """Small, honest run fixtures for the report tests.
 
-Rows follow the results format (README, "Results format"): raw warm samples are drawn from a
+Rows follow the results format (docs/results-format.md): raw warm samples are drawn from a
 seeded log-normal around a chosen median (so statistics have something real to chew on), and
 the optional fields other issues add (device_trace, power, fidelity, named levels) are filled in
 where a test asks for them. Nothing here pretends to be a measurement: the values are chosen so

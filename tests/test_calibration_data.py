@@ -16,10 +16,11 @@ from harness.calibration import refmodels
 from harness.errors import InputError, Unsupported
 
 CAL_DIR = pub.calibration_dir()
+# The data ships in harness/calibration/data/; this only skips when $HARNESS_CALIBRATION_DIR
+# points somewhere without it.
 needs_calibration_dir = pytest.mark.skipif(
     not (CAL_DIR / pub.LATENCY_FILE).is_file(),
-    reason=f"no calibration data at {CAL_DIR} (clone the repository with shared/ beside it or "
-           f"set ${pub.ENV_DIR})")
+    reason=f"no calibration data at {CAL_DIR} (${pub.ENV_DIR} is set to a directory without it)")
 
 SOURCE = "github:quic/ai-hub-models@abc (v{rel}, 2025-01-01):qai_hub_models/models/m/perf.yaml"
 
@@ -140,6 +141,27 @@ def test_bad_files_name_the_file_line_and_field(tmp_path: Path,
     monkeypatch.setenv(pub.ENV_DIR, str(tmp_path / "nowhere"))
     with pytest.raises(InputError, match=r"nowhere/published_latency\.csv: .*HARNESS_CALIB"):
         pub.load_published_latency()
+
+
+def test_default_dir_is_the_packaged_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(pub.ENV_DIR, raising=False)
+    package = Path(pub.__file__).resolve().parent
+    assert pub.calibration_dir() == package / "data"
+    for name in (pub.LATENCY_FILE, pub.SPECS_FILE, "llm_published.csv", "README.md",
+                 "SOURCES.md", "llm_configs/llama3_2_1b.json", "llm_configs/tinyllama_1_1b.json"):
+        assert (package / "data" / name).is_file(), name
+    assert pub.load_published_latency() and pub.load_device_specs()
+
+
+def test_missing_default_file_names_the_variable_and_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(pub.ENV_DIR, raising=False)
+    monkeypatch.setattr(pub, "DEFAULT_DIR", tmp_path / "data")
+    with pytest.raises(InputError) as exc_info:
+        pub.load_device_specs()
+    msg = str(exc_info.value)
+    assert "HARNESS_CALIBRATION_DIR" in msg and "harness/calibration/data/" in msg
+    assert str(tmp_path / "data" / pub.SPECS_FILE) in msg
 
 
 # --------------------------------------------------------------------------- the real CSV

@@ -2,14 +2,16 @@
 
 Reads ``published_latency.csv`` (Qualcomm AI Hub model cards: one row per model, device, runtime,
 precision, compute unit, metric and release) and ``device_specs.csv`` from the calibration
-directory: ``$HARNESS_CALIBRATION_DIR``, else ``shared/calibration`` beside the repository
-checkout (``/work/shared/calibration`` for ``/work/main``).
+directory: ``$HARNESS_CALIBRATION_DIR``, else the copy packaged with the project in
+``harness/calibration/data/`` (it ships in the wheel; ``data/SOURCES.md`` says where the rows come
+from).
 
 :func:`calibration_targets` keeps the trustworthy rows (NPU rows of the TFLITE and QNN_DLC
-runtimes by default: the calibration README warns that quantized ONNX rows are often ~100x off)
-and groups them by model, device profile, runtime and precision: several phones can stand for one
-profile (Galaxy S25 and the 8 Elite QRD) and every release of the model cards repeats the
-measurement, so each :class:`Target` keeps the median with n, min and max to show the noise.
+runtimes by default: the calibration README, ``data/README.md``, warns that quantized ONNX rows
+are often ~100x off) and groups them by model, device profile, runtime and precision: several
+phones can stand for one profile (Galaxy S25 and the 8 Elite QRD) and every release of the model
+cards repeats the measurement, so each :class:`Target` keeps the median with n, min and max to
+show the noise.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from types import MappingProxyType
 from harness.errors import InputError, unknown_name
 
 ENV_DIR = "HARNESS_CALIBRATION_DIR"
+# The published figures ship inside the package (copied, sources per row: data/SOURCES.md).
+DEFAULT_DIR = Path(__file__).resolve().parent / "data"
 LATENCY_FILE = "published_latency.csv"
 SPECS_FILE = "device_specs.csv"
 LATENCY_COLUMNS = ("model", "device", "soc", "runtime", "precision", "compute_unit", "metric",
@@ -90,7 +94,7 @@ _W8A16_NOTE = ("16-bit activations: the published NPU times sit at the fp16 ones
                "w8a8; emulate as fp16 with 8-bit weight bytes")
 PRECISIONS: Mapping[str, PrecisionSpec] = MappingProxyType({p.label: p for p in (
     PrecisionSpec("float", 16, 16, "fp16",
-                  "float models run in fp16 on the NPU (README; AI Hub compiles with "
+                  "float models run in fp16 on the NPU (data/README.md; AI Hub compiles with "
                   "--quantize_full_type float16); fp32 on the CPU: see emulated_precision"),
     PrecisionSpec("w8a8", 8, 8, "int8", "static int8 weights and activations"),
     PrecisionSpec("w8a8_mixed_int16", 8, 8, "int8",
@@ -197,21 +201,27 @@ class DeviceSpec:
 
 
 def calibration_dir() -> Path:
-    """$HARNESS_CALIBRATION_DIR, else ``shared/calibration`` beside the repository checkout."""
+    """$HARNESS_CALIBRATION_DIR, else the packaged copy in ``harness/calibration/data/``."""
     env = os.environ.get(ENV_DIR)
     if env:
         return Path(env)
-    import harness
+    return DEFAULT_DIR
 
-    return Path(harness.__file__).resolve().parents[2] / "shared" / "calibration"
+
+def _missing_hint(name: str) -> str:
+    if os.environ.get(ENV_DIR):
+        return (f" ${ENV_DIR} is set to {calibration_dir()}, which should hold {name}; point it "
+                f"at a directory that does, or unset it to use the packaged "
+                f"harness/calibration/data/.")
+    return (f" The packaged calibration data (harness/calibration/data/, expected at "
+            f"{DEFAULT_DIR}) lacks {name}: reinstall the package, or set ${ENV_DIR} to a "
+            f"directory holding {name}.")
 
 
 def _csv_path(name: str, path: Path | None) -> Path:
     found = Path(path) if path is not None else calibration_dir() / name
     if not found.is_file():
-        hint = "" if path is not None else (
-            f" Set ${ENV_DIR} to the directory holding {name}, or check out the repository "
-            "with 'shared/' beside it.")
+        hint = "" if path is not None else _missing_hint(name)
         raise InputError(f"calibration file not found.{hint}", file=found)
     return found
 
@@ -280,7 +290,7 @@ class Target:
 
     @property
     def spread(self) -> float:
-        """max / min of the grouped values (1.0 for one row; README: 1.31 is ordinary noise)."""
+        """max / min of the grouped values (1.0 for one row; data/README.md: 1.31 is noise)."""
         return self.max_value / self.min_value if self.min_value > 0 else math.inf
 
 

@@ -162,7 +162,9 @@ def export_static(model: torch.nn.Module, example: Mapping[str, np.ndarray], out
     args = tuple(torch.from_numpy(np.ascontiguousarray(example[n])) for n in names)
     with warnings.catch_warnings(), torch.no_grad():
         # The legacy exporter announces its own deprecation on every call (it is chosen on
-        # purpose: see DESIGN.md, pitfalls); transformers warns about tracing its control flow.
+        # purpose: the dynamo exporter's graphs can fail onnxruntime's quantization shape
+        # inference, as in harness.compress.torch_export); transformers warns about tracing its
+        # control flow.
         warnings.simplefilter("ignore")
         torch.onnx.export(model, args, str(out), dynamo=False, opset_version=OPSET,
                           input_names=names, output_names=list(output_names),

@@ -19,8 +19,9 @@ MAX_IR_VERSION = 10
 def export_onnx(model: torch.nn.Module, example: dict[str, np.ndarray], out: Path) -> None:
     """Export with the legacy (TorchScript) exporter and a dynamic batch dimension.
 
-    The dynamo exporter's graphs can fail onnxruntime's quantization shape inference
-    (DESIGN.md, pitfalls), so the legacy path is used on purpose.
+    The dynamo exporter's graphs (``torch.onnx.export(..., dynamo=True)``) can fail the shape
+    inference of onnxruntime's quantizers (``quantize_dynamic``), so the legacy path is used on
+    purpose.
     """
     import onnx
     import torch

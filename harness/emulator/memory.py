@@ -1,7 +1,7 @@
 """Device memory footprint of a model: weights + peak live activations + runtime overhead.
 
 The footprint is compared with the profile's app memory cap to give a *fits / OOM* verdict
-(DESIGN.md, "The emulator": Memory). Sizes are in MiB
+(docs/emulator.md, "The emulator": Memory). Sizes are in MiB
 (:data:`~harness.emulator.graph.BYTES_PER_MB`).
 
 Activations are counted by liveness over the nodes in execution order: a buffer is live from the

@@ -31,7 +31,7 @@ class CompareOptions:
     """How strict a comparison is."""
 
     # relative latency/size change that counts; 10% because two back-to-back runs of the same
-    # code on a 2-core cloud VM differed by up to 9.8% on a case (README, "Comparing runs")
+    # code on a 2-core cloud VM differed by up to 9.8% on a case (docs/comparing-runs.md)
     threshold: float = DEFAULT_THRESHOLD
     confidence: float = 0.95
     quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE   # in metric units
