@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness import results
+from harness.core.measurement import Measurement, upgrade_row_v1
 
 
 def samples_ns(median_ms: float, *, sigma: float = 0.02, n: int = 200, seed: int = 0
@@ -42,8 +43,10 @@ def row(workload: str, quant: str, prune: str, device: str, *, status: str = "ok
         app_cap_mb: float = 1000.0, size_bytes: int = 100_000,
         quality: float | None = 0.95, metric: str = "top1_accuracy",
         higher_is_better: bool = True, **extra: Any) -> dict[str, Any]:
-    """One result row; ``extra`` adds or overrides top-level fields."""
+    """One result row in the version 1 layout (read through the v1 -> v2 upgrade, as every
+    run written before the backend seam is); ``extra`` adds or overrides top-level fields."""
     r: dict[str, Any] = {
+        "schema_version": 1,
         "case_id": f"{workload}/{quant}/prune-{prune}/{device}", "workload": workload,
         "quant": quant, "precision": "int8" if "int8" in quant else "fp32", "prune": prune,
         "prune_method": "magnitude", "device": device, "backend": "emulated",
@@ -81,7 +84,7 @@ def make_run(results_dir: Path, rows: list[dict[str, Any]], *, label: str = "fix
     """A run directory written through the real results writer."""
     run_dir = results.create_run(results_dir, label=label, manifest={
         "created_at": "2026-11-22T08:00:00+00:00", "suite": {"name": "fixture"},
-        "devices": devices or sorted({r["device"] for r in rows}), "backend": "emulated",
+        "devices": devices or sorted({r["device"] for r in rows}), "backends": ["emulated"],
         "measure": {"warmup": 20, "iterations": 200, "threads": 1},
         "host": host or {"hostname": "fixture", "cpu_model": "Fixture CPU", "logical_cpus": 2,
                          "machine": "x86_64", "python": "3.11.7",
@@ -122,3 +125,8 @@ def rich_rows() -> list[dict[str, Any]]:
         rows.append(row("mine", "fp32", "0", dev, median_ms=2.0, sigma=0.4, seed=9,
                         device_ms=5.0 * scale, quality=None))
     return rows
+
+
+def measurement(r: dict[str, Any]) -> Measurement:
+    """The Measurement a reader gets for a fixture row (v1 layout, upgraded)."""
+    return Measurement.from_row(upgrade_row_v1(r))

@@ -394,9 +394,9 @@ def test_prune_then_quantize_keeps_pattern_and_params(tmp_path: Path, quant: str
                              cache_dir=tmp_path)
     facts = artifact_facts(int8_ch, ref=ArtifactRef.from_path(int8_ch, format="onnx"))
     assert facts.sparsity_pattern == "channel" and facts.is_2_4 is False
-    assert facts["params"] == inspect_artifact(fp32_ch).params
+    assert facts.params == inspect_artifact(fp32_ch).params
     dense = build_artifact(work, quant=q, prune=parse_prune(0), cache_dir=tmp_path)
-    assert facts["params"] < 0.4 * inspect_artifact(dense).params
+    assert facts.params < 0.4 * inspect_artifact(dense).params
     assert inspect_artifact(dense).sparsity_pattern is None
     assert _run(int8_ch, X).shape == (1, 3)
 

@@ -48,7 +48,7 @@ def test_verdicts_and_regressions(tmp_path: Path) -> None:
     assert tiny.verdict == "same" and not tiny.regressions  # ... but within the threshold
     assert by["quality"].regressions == ("top1_accuracy -0.0200",)
     assert "no longer fits the app memory cap" in by["fit"].regressions
-    assert "device footprint +1900%" in by["fit"].regressions
+    assert "predicted device memory +1900%" in by["fit"].regressions
     assert by["status"].regressions == ("status ok -> error",)
     assert by["gone"].presence == "removed" and by["gone"].regressions
     assert by["new"].presence == "added" and not by["new"].regressions

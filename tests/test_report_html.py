@@ -14,7 +14,8 @@ import pytest
 from report_fixtures import make_run, rich_rows, row
 
 from harness.report.plots import write_plots
-from harness.report.tables import summary_frame, write_report
+from harness.report.frame import summary_frame
+from harness.report.tables import write_report
 from harness.results import load_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

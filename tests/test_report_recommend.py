@@ -40,7 +40,7 @@ def test_budgets_rank_and_reasons(run_dir: Path) -> None:
 def test_memory_budget_and_missing_quality(run_dir: Path) -> None:
     rec = recommend(load_run(run_dir), "board", Budgets(max_memory_mb=115, min_quality=0.5))
     why = {c.case_id: c.note for c in rec.rejected}
-    assert why["vision/fp32/prune-0/board"] == "footprint 140.0 MB > 115"
+    assert why["vision/fp32/prune-0/board"] == "device memory 140.0 MB > 115"
     assert why["mine/fp32/prune-0/board"] == "no quality metric"
     assert "several workloads" not in " ".join(rec.notes)  # only vision is left
 

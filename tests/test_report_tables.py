@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_fixtures import make_run, rich_rows, row, samples_ns, thermal_trace
+from report_fixtures import make_run, measurement, rich_rows, row, samples_ns, thermal_trace
 
 from harness.cli import main
 from harness.report import stats
-from harness.report.tables import row_stats, summary_frame, trace_split, write_report
+from harness.report.frame import row_stats, summary_frame, trace_split
+from harness.report.tables import write_report
 from harness.results import load_run
 
 
@@ -47,15 +48,15 @@ def test_trace_split_and_battery_arithmetic() -> None:
     assert split["device_sustained_p50_ms"] > split["device_burst_p50_ms"]  # it throttled
     r = row("w", "fp32", "0", "phone", device_prediction={
         "energy_mj": 2.0, "avg_power_w": 1.5, "battery_wh": 15.0}, device_trace=tr)
-    s = row_stats(r)
+    s = row_stats(measurement(r))
     # 1% of 15 Wh = 0.15 Wh = 540 J = 540000 mJ; at 2 mJ per inference: 270000 inferences
     assert s["inferences_per_pct_battery"] == pytest.approx(270_000)
     assert s["device_burst_p50_ms"] == split["device_burst_p50_ms"]
 
 
 def test_rows_without_optional_fields_leave_blanks() -> None:
-    s = row_stats(row("w", "fp32", "0", "phone", status="error", median_ms=None,
-                      device_ms=None, footprint_mb=None, quality=None))
+    s = row_stats(measurement(row("w", "fp32", "0", "phone", status="error", median_ms=None,
+                                  device_ms=None, footprint_mb=None, quality=None)))
     for key in ("host_p50_ms", "unstable", "device_latency_ms", "energy_mj", "quality",
                 "fidelity_cosine", "device_sustained_p50_ms", "inferences_per_pct_battery"):
         assert s[key] is None, key
