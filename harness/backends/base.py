@@ -93,6 +93,20 @@ def measurement_for(job: CaseJob, *, backend: str, status: str, reason: str = ""
         artifact=job.facts, provenance=job.provenance, **figures)
 
 
+def measure_guarded(backend: Backend, job: CaseJob) -> Measurement:
+    """``backend.measure(job)``, holding a backend that breaks its promise not to raise to
+    it: the exception becomes this case's ``error`` row and the sweep goes on. Ctrl-C still
+    stops the sweep (finished cases are saved)."""
+    started, started_at = time.monotonic(), now_iso()
+    try:
+        return backend.measure(job)
+    except Exception as exc:
+        return measurement_for(job, backend=job.case.backend, status="error",
+                               reason=f"backend {job.case.backend!r} failed: "
+                                      f"{type(exc).__name__}: {exc}",
+                               started=started, started_at=started_at)
+
+
 # name -> "module:Class"; instantiated once per (backend, device) by the sweep
 BACKENDS: Registry[Any] = Registry("backend")
 BACKENDS.register("emulated", "harness.backends.emulated:EmulatedBackend")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Backend, CaseJob
+from harness.backends.base import Backend, CaseJob, measure_guarded
 from harness.core.measurement import Measurement
 from harness.core.types import WorkerTask
 from harness.executors.base import BackendKey
@@ -31,7 +31,7 @@ class LocalExecutor:
         for job in jobs:
             if on_start:
                 on_start(job)
-            yield job, backends[(job.case.backend, job.case.device)].measure(job)
+            yield job, measure_guarded(backends[(job.case.backend, job.case.device)], job)
 
     def close(self) -> None:
         pass

@@ -1,0 +1,239 @@
+"""The sweep through the backend seam, fast: a tiny ONNX workload built in code, a backend
+injected through the registry (a fake phone, the edge of the system), and an executor that
+runs the real worker tasks in this process instead of in subprocesses.
+
+What is under test is the sweep itself: ordering, progress, resume, one crashing case, mixed
+backends in one run, provenance on predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import results
+from harness.backends.base import (
+    BACKENDS,
+    Backend,
+    Capabilities,
+    CaseJob,
+    measure_guarded,
+    measurement_for,
+    now_iso,
+)
+from harness.core.measurement import Measured, Measurement, Phase
+from harness.core.types import WorkerTask
+from harness.errors import InputError
+from harness.executors.base import BackendKey
+from harness.sweep import BenchOptions, Progress, run_bench
+from harness.worker import run_task
+
+
+class InlineExecutor:
+    """Runs the real worker tasks in this process (no isolation, no process start-up)."""
+
+    name = "inline"
+
+    def run(self, tasks: Iterable[WorkerTask], *, log: Path
+            ) -> Iterator[tuple[WorkerTask, dict[str, Any]]]:
+        for task in tasks:
+            yield task, run_task(task.to_worker())
+
+    def measure(self, jobs: Iterable[CaseJob], backends: Mapping[BackendKey, Backend], *,
+                on_start: Callable[[CaseJob], None] | None = None
+                ) -> Iterator[tuple[CaseJob, Measurement]]:
+        for job in jobs:
+            if on_start:
+                on_start(job)
+            yield job, measure_guarded(backends[(job.case.backend, job.case.device)], job)
+
+    def close(self) -> None:
+        pass
+
+
+class FakePhone:
+    """A device backend that answers at once: each case's latency is its index in ms.
+
+    ``crash_on`` names case ids whose measurement raises (a broken backend); ``stop_on``
+    raises KeyboardInterrupt (the user pressing Ctrl-C mid-sweep).
+    """
+
+    name = "fakephone"
+    capabilities = Capabilities(needs_device=True, predicts=False, measures_on="device")
+    crash_on: set[str] = set()
+    stop_on: set[str] = set()
+    seen: list[str] = []
+
+    def open(self, profile: Any) -> None:
+        self.profile = profile
+
+    def close(self) -> None:
+        pass
+
+    def measure(self, job: CaseJob) -> Measurement:
+        import time
+
+        FakePhone.seen.append(job.case.case_id)
+        if job.case.case_id in self.stop_on:
+            raise KeyboardInterrupt
+        if job.case.case_id in self.crash_on:
+            raise RuntimeError("usb cable pulled")
+        if job.failure:
+            return measurement_for(job, backend=self.name, status=job.failure[0],
+                                   reason=job.failure[1], started=time.monotonic(),
+                                   started_at=now_iso())
+        samples = tuple(int(job.index * 1e6) for _ in range(5))
+        return measurement_for(job, backend=self.name, status="ok", started=time.monotonic(),
+                               started_at=now_iso(),
+                               measured=Measured(where="fake-serial",
+                                                 phases=(Phase("forward", samples),)))
+
+
+@pytest.fixture
+def fake_phone() -> Iterator[type[FakePhone]]:
+    FakePhone.crash_on, FakePhone.stop_on, FakePhone.seen = set(), set(), []
+    with BACKENDS.registered("fakephone", FakePhone):
+        yield FakePhone
+
+
+@pytest.fixture
+def suite(tmp_path: Path, tiny_model: Path) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'schema_version = 1\ndescription = "sweep unit test"\n'
+        f'workloads = [{{ name = "tiny", onnx = "{tiny_model}" }}]\n'
+        'quant = ["fp32", "int8-dynamic"]\nprune = [0]\n'
+        '[measure]\nwarmup = 1\niterations = 5\ntimeout_s = 120\nthreads = 1\n'
+        'sustained_s = 10\n')
+    return path
+
+
+def _options(tmp_path: Path, suite: Path, **kw: Any) -> BenchOptions:
+    base: dict[str, Any] = {"devices": ("snapdragon8gen3", "raspberrypi5"),
+                            "backends": ("fakephone",), "suite": suite,
+                            "results_dir": tmp_path / "results",
+                            "cache_dir": tmp_path / "cache", "command_line": ("test",)}
+    base.update(kw)
+    return BenchOptions(**base)
+
+
+def _rows(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "cases.jsonl").read_text().splitlines()]
+
+
+def test_cases_run_in_order_with_progress(tmp_path: Path, suite: Path,
+                                          fake_phone: type[FakePhone]) -> None:
+    events: list[Progress] = []
+    run_dir = run_bench(_options(tmp_path, suite), progress=events.append,
+                        executor=InlineExecutor())
+    ids = [r["case_id"] for r in _rows(run_dir)]
+    assert ids == ["tiny/fp32/prune-0/snapdragon8gen3@fakephone",
+                   "tiny/int8-dynamic/prune-0/snapdragon8gen3@fakephone",
+                   "tiny/fp32/prune-0/raspberrypi5@fakephone",
+                   "tiny/int8-dynamic/prune-0/raspberrypi5@fakephone"]
+    assert [(e.index, e.measurement is None) for e in events] == [
+        (1, True), (1, False), (2, True), (2, False), (3, True), (3, False), (4, True),
+        (4, False)]
+    run = results.load_run(run_dir)
+    assert run.manifest["backends"] == ["fakephone"]
+    m = run.measurements[1]
+    assert m.backend == "fakephone" and m.measured and m.measured.where == "fake-serial"
+    assert m.samples_ns() == (2e6,) * 5
+    # facts come from the describe task even for a backend that does not predict
+    assert m.artifact and m.artifact.format == "onnx" and m.artifact.size_bytes
+    assert m.prediction is None
+
+
+def test_a_crashing_case_costs_only_its_row(tmp_path: Path, suite: Path,
+                                            fake_phone: type[FakePhone]) -> None:
+    fake_phone.crash_on = {"tiny/int8-dynamic/prune-0/snapdragon8gen3@fakephone"}
+    run_dir = run_bench(_options(tmp_path, suite), executor=InlineExecutor())
+    by_id = {r["case_id"]: r for r in _rows(run_dir)}
+    assert len(by_id) == 4
+    bad = by_id["tiny/int8-dynamic/prune-0/snapdragon8gen3@fakephone"]
+    assert bad["status"] == "error" and "usb cable pulled" in bad["reason"]
+    assert sum(r["status"] == "ok" for r in by_id.values()) == 3
+
+
+def test_resume_runs_only_what_is_missing(tmp_path: Path, suite: Path,
+                                          fake_phone: type[FakePhone]) -> None:
+    fake_phone.stop_on = {"tiny/fp32/prune-0/raspberrypi5@fakephone"}
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(_options(tmp_path, suite), executor=InlineExecutor())
+    (run_dir,) = (tmp_path / "results").iterdir()
+    assert len(_rows(run_dir)) == 2
+    fake_phone.stop_on, fake_phone.seen = set(), []
+    # resumed with nothing but the run: suite, devices and backends come from its manifest
+    run_bench(BenchOptions(resume=run_dir, cache_dir=tmp_path / "cache"),
+              executor=InlineExecutor())
+    assert fake_phone.seen == ["tiny/fp32/prune-0/raspberrypi5@fakephone",
+                               "tiny/int8-dynamic/prune-0/raspberrypi5@fakephone"]
+    assert len({r["case_id"] for r in _rows(run_dir)}) == 4 == len(_rows(run_dir))
+
+
+def test_resume_refuses_another_sweep(tmp_path: Path, suite: Path,
+                                      fake_phone: type[FakePhone]) -> None:
+    run_dir = run_bench(_options(tmp_path, suite, devices=("snapdragon8gen3",)),
+                        executor=InlineExecutor())
+    with pytest.raises(InputError, match="devices"):
+        run_bench(_options(tmp_path, suite, devices=("raspberrypi5",), resume=run_dir),
+                  executor=InlineExecutor())
+    with pytest.raises(InputError, match="measure"):
+        from harness.sweep import MeasureOverrides
+
+        run_bench(_options(tmp_path, suite, devices=("snapdragon8gen3",), resume=run_dir,
+                           overrides=MeasureOverrides(iterations=7)),
+                  executor=InlineExecutor())
+
+
+def test_mixed_backends_in_one_run_with_provenance(tmp_path: Path, suite: Path,
+                                                   fake_phone: type[FakePhone]) -> None:
+    """The emulated backend (real host worker + real emulator) beside a fake phone: one row
+    per backend and cell, and every prediction says what it was made with."""
+    from harness.emulator import EMULATOR_VERSION
+    from harness.profiles import load_profile
+    from harness.report.frame import summary_frame
+
+    run_dir = run_bench(_options(tmp_path, suite, devices=("snapdragon8gen3",),
+                                 backends=("emulated", "fakephone"), quant=("fp32",)),
+                        executor=InlineExecutor())
+    run = results.load_run(run_dir)
+    by_backend = {m.backend: m for m in run.measurements}
+    assert set(by_backend) == {"emulated", "fakephone"}
+    emu, phone = by_backend["emulated"], by_backend["fakephone"]
+    assert emu.case_id == "tiny/fp32/prune-0/snapdragon8gen3"   # the id older runs used
+    assert phone.case_id == emu.case_id + "@fakephone"
+    assert emu.status == "ok", emu.reason
+    assert emu.predicted.latency_ms and emu.predicted.latency_ms > 0
+    assert emu.trace and emu.trace["latency_ms"]
+    prov = load_profile("snapdragon8gen3").provenance()
+    assert emu.provenance.emulator_version == EMULATOR_VERSION
+    assert emu.provenance.profile_sha256 == prov["profile_sha256"]
+    assert emu.provenance.artifact_key == emu.artifact.key if emu.artifact else False
+    assert emu.samples_ns() and emu.measured and emu.measured.where == "host"
+    breakdown = run_dir / str(emu.predicted.breakdown_file)
+    assert breakdown.is_file() and json.loads(breakdown.read_text())
+    df = summary_frame(run)
+    assert sorted(df["backend"]) == ["emulated", "fakephone"]
+
+
+def test_host_backend_needs_no_device(tmp_path: Path, suite: Path) -> None:
+    run_dir = run_bench(_options(tmp_path, suite, devices=(), backends=("host",),
+                                 quant=("fp32",)), executor=InlineExecutor())
+    (m,) = results.load_run(run_dir).measurements
+    assert m.case_id == "tiny/fp32/prune-0@host" and m.device is None
+    assert m.device_label == "host" and m.status == "ok", m.reason
+    assert m.prediction is None and len(m.samples_ns()) == 5
+
+
+def test_bad_options_fail_before_any_work(tmp_path: Path, suite: Path) -> None:
+    with pytest.raises(InputError, match="Did you mean 'emulated'"):
+        BenchOptions(backends=("emulatd",))
+    with pytest.raises(InputError, match="--device"):
+        run_bench(_options(tmp_path, suite, devices=(), backends=("emulated",)),
+                  executor=InlineExecutor())
+    assert not (tmp_path / "results").exists()
