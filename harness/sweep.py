@@ -10,6 +10,7 @@ loses nothing and ``--resume`` runs only what is missing.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -255,9 +256,19 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
                              variants=tuple((c.quant, c.prune) for c in group),
                              cache_dir=plan.cache_dir, timeout_s=measure.timeout_s * len(group))
                    for group in missing.values()]
-    for task, out in executor.run(_announce(build_tasks, note), log=log):
+    started: dict[str, float] = {}
+
+    def building(task: Any) -> None:
+        started[task.workload.name] = time.monotonic()
+        if note:
+            note(f"building {len(task.variants)} artifact(s) for {task.workload.name} ...")
+
+    for task, out in executor.run(build_tasks, log=log, on_start=building):
         assert isinstance(task, BuildTask)
         group = missing[task.workload.name]
+        if note and out["status"] == "ok":
+            note(f"built {len(group)} artifact(s) for {task.workload.name} in "
+                 f"{time.monotonic() - started[task.workload.name]:.1f} s")
         if out["status"] != "ok":
             if note:
                 note(f"building for {task.workload.name} stopped ({out['status']}: "
@@ -321,7 +332,11 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
                                    timeout_s=measure.timeout_s)
                       for k, devs in wanted.items()]
     described: dict[str, dict[str, Any]] = {}
-    for task, out in executor.run(_announce(describe_tasks, note, what="inspecting"), log=log):
+    if note and describe_tasks:
+        note(f"inspecting {len(describe_tasks)} artifact(s) and predicting them on "
+             f"{', '.join(sorted({d for t in describe_tasks for d in t.devices})) or 'no device'}"
+             " ...")
+    for task, out in executor.run(describe_tasks, log=log):
         assert isinstance(task, DescribeTask)
         described[task.artifact.key] = out
 
@@ -367,18 +382,6 @@ def _described(out: dict[str, Any] | None, ref: ArtifactRef, case: Case
     p = result["predictions"][case.device]
     return (facts, Prediction.from_row(p["prediction"]), p.get("trace"),
             Provenance.from_row(p.get("provenance") or {}))
-
-
-def _announce(tasks: Sequence[Any], note: NoteFn | None, *, what: str = "building"
-              ) -> list[Any]:
-    if note and tasks:
-        if what == "building":
-            n = sum(len(t.variants) for t in tasks)
-            note(f"building {n} artifact(s) for "
-                 f"{', '.join(sorted({t.workload.name for t in tasks}))} ...")
-        else:
-            note(f"inspecting and predicting {len(tasks)} artifact(s) ...")
-    return list(tasks)
 
 
 # --------------------------------------------------------------------------- manifest

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from report_fixtures import make_run, rich_rows, row
 
-from harness.report.plots import write_plots
 from harness.report.frame import summary_frame
+from harness.report.plots import write_plots
 from harness.report.tables import write_report
 from harness.results import load_run
 

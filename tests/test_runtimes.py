@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from harness.launcher import run_in_worker as _in_worker
 from harness.compress.inspect import inspect_artifact
 from harness.compress.torch_export import export_onnx
 from harness.compress.torch_quant import TWIN_FILE, build_torch_artifact
 from harness.errors import InputError, Unsupported
+from harness.launcher import run_in_worker as _in_worker
 from harness.runtimes import load, runtime_of
 from harness.runtimes.torch import load_module
 from harness.variants import parse_quant

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -38,9 +38,12 @@ class InlineExecutor:
 
     name = "inline"
 
-    def run(self, tasks: Iterable[WorkerTask], *, log: Path
+    def run(self, tasks: Iterable[WorkerTask], *, log: Path,
+            on_start: Callable[[WorkerTask], None] | None = None
             ) -> Iterator[tuple[WorkerTask, dict[str, Any]]]:
         for task in tasks:
+            if on_start:
+                on_start(task)
             yield task, run_task(task.to_worker())
 
     def measure(self, jobs: Iterable[CaseJob], backends: Mapping[BackendKey, Backend], *,
@@ -64,9 +67,9 @@ class FakePhone:
 
     name = "fakephone"
     capabilities = Capabilities(needs_device=True, predicts=False, measures_on="device")
-    crash_on: set[str] = set()
-    stop_on: set[str] = set()
-    seen: list[str] = []
+    crash_on: ClassVar[set[str]] = set()
+    stop_on: ClassVar[set[str]] = set()
+    seen: ClassVar[list[str]] = []
 
     def open(self, profile: Any) -> None:
         self.profile = profile

@@ -20,7 +20,8 @@ class Executor(Protocol):
 
     name: str
 
-    def run(self, tasks: Iterable[WorkerTask], *, log: Path
+    def run(self, tasks: Iterable[WorkerTask], *, log: Path,
+            on_start: Callable[[WorkerTask], None] | None = None
             ) -> Iterator[tuple[WorkerTask, dict[str, Any]]]:
         """Run worker tasks (untimed); yield ``(task, outcome)`` as each finishes."""
         ...

@@ -20,9 +20,12 @@ from harness.launcher import run_in_worker
 class LocalExecutor:
     name = "local"
 
-    def run(self, tasks: Iterable[WorkerTask], *, log: Path
+    def run(self, tasks: Iterable[WorkerTask], *, log: Path,
+            on_start: Callable[[WorkerTask], None] | None = None
             ) -> Iterator[tuple[WorkerTask, dict[str, Any]]]:
         for task in tasks:
+            if on_start:
+                on_start(task)
             yield task, run_in_worker(task.to_worker(), timeout_s=task.timeout_s, log=log)
 
     def measure(self, jobs: Iterable[CaseJob], backends: Mapping[BackendKey, Backend], *,
