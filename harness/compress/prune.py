@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
-    from harness.workloads.base import Workload
-
 Feeds = dict[str, np.ndarray]
 # (model, amount, example inputs or None) -> None; the model is pruned in place.
 TorchPruner = Callable[["torch.nn.Module", float, "Feeds | None"], None]
@@ -305,24 +303,15 @@ def prune_model(model: torch.nn.Module, spec: PruneSpec, *,
     ``example`` (input name -> array, in the model's argument order) is needed by the channel
     methods, which trace the model. Raises :class:`Unsupported` when the model has nothing the
     method can prune (channels on a transformer, heads on a CNN). Fine-tuning ("+ft" levels) is
-    the workload's job (:meth:`Workload.finetune`): only it has training data.
+    the workload's job (:meth:`harness.workloads.base.Workload.pruned_torch_model` calls this,
+    then fine-tunes): only it has training data. Nothing here imports a workload: what pruning
+    needs from one (the example inputs) is passed in.
     """
     if spec.is_dense:
         return model
     pruners: MethodPruners = load_plugin(PRUNERS, spec.method)
     pruned = copy.deepcopy(model)
     pruners.torch(pruned, spec.amount, example)
-    return pruned
-
-
-def prune_workload_model(workload: Workload, model: torch.nn.Module, spec: PruneSpec, *,
-                         cache_dir: Path) -> torch.nn.Module:
-    """``model`` pruned as ``workload``'s artifacts are: the workload's timing inputs serve as
-    the trace example, and "+ft" levels get the workload's fine-tune. Every path that builds a
-    pruned torch model for a workload goes through here, so they all agree."""
-    pruned = prune_model(model, spec, example=workload.timing_inputs())
-    if spec.finetune and not spec.is_dense:
-        workload.finetune(pruned, cache_dir=cache_dir)
     return pruned
 
 

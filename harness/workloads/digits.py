@@ -92,11 +92,10 @@ class DigitsCNN(Workload):
         return self.trained_model(cache_dir)
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
-        from harness.compress.prune import prune_workload_model
         from harness.compress.torch_export import export_onnx
 
-        model = prune_workload_model(self, self.trained_model(cache_dir), prune,
-                                     cache_dir=cache_dir)
+        model = self.pruned_torch_model(self.trained_model(cache_dir), prune,
+                                        cache_dir=cache_dir)
         export_onnx(model, self.timing_inputs(), out)
 
     def finetune(self, model: Any, *, cache_dir: Path) -> None:
