@@ -18,6 +18,7 @@ import numpy as np
 # The stats and the metadata keys are defined with the artifact formats (which inspect through
 # this module); they are imported here for the modules that know them from here.
 from harness.artifacts.formats import LEVEL_KEY, PATTERN_KEY, ArtifactStats, format_of
+from harness.compress.onnx_utils import constants_to_initializers
 
 if TYPE_CHECKING:
     import onnx
@@ -69,13 +70,9 @@ def inspect_onnx(path: Path) -> ArtifactStats:
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
-    inits = {i.name: i for i in model.graph.initializer}
     # Some exporters (PaddlePaddle's) store weights in Constant nodes: the same tensors.
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            value = next((a.t for a in node.attribute if a.name == "value"), None)
-            if value is not None:
-                inits.setdefault(node.output[0], value)
+    constants_to_initializers(model)
+    inits = {i.name: i for i in model.graph.initializer}
     # In QDQ graphs the weight reaches the conv through DequantizeLinear(w, scale, zp, axis).
     dq_source: dict[str, tuple[str, str | None, int]] = {}
     for node in model.graph.node:

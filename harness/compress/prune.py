@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.compress.inspect import LEVEL_KEY, PATTERN_KEY, input_axis
+from harness.compress.onnx_utils import constants_to_initializers
 from harness.errors import Unsupported
 from harness.plugins import load_plugin
 from harness.variants import PRUNERS, PruneSpec
@@ -439,32 +440,12 @@ def prune_onnx(model: onnx.ModelProto, spec: PruneSpec) -> onnx.ModelProto:
 
     pruned = onnx.ModelProto()
     pruned.CopyFrom(model)
-    _weight_constants_to_initializers(pruned)
+    # Some exporters (PaddlePaddle's, for PP-OCR) store weights as Constant nodes.
+    constants_to_initializers(pruned, only={
+        node.input[idx] for node in pruned.graph.node
+        if (idx := _ONNX_WEIGHT_INPUT.get(node.op_type)) is not None and len(node.input) > idx})
     onnx_pruner(pruned, spec.amount)
     return pruned
-
-
-def _weight_constants_to_initializers(model: onnx.ModelProto) -> None:
-    """Turn Constant nodes that feed a conv / matmul / gemm weight into initializers, in place.
-
-    Some exporters (PaddlePaddle's, for PP-OCR) store weights as Constant nodes; as
-    initializers they are the same tensors, and the pruners and the inspector see them.
-    """
-    weight_names = {node.input[idx] for node in model.graph.node
-                    if (idx := _ONNX_WEIGHT_INPUT.get(node.op_type)) is not None
-                    and len(node.input) > idx}
-    keep = []
-    for node in model.graph.node:
-        value = next((a.t for a in node.attribute if a.name == "value"), None)
-        if node.op_type == "Constant" and node.output[0] in weight_names and value is not None:
-            init = model.graph.initializer.add()
-            init.CopyFrom(value)
-            init.name = node.output[0]
-        else:
-            keep.append(node)
-    if len(keep) != len(model.graph.node):
-        del model.graph.node[:]
-        model.graph.node.extend(keep)
 
 
 # ----------------------------------------------------------------------------- recording

@@ -85,12 +85,10 @@ def _preprocess(src: Path, dst: Path) -> None:
 
 
 def _session(model: Path | bytes) -> Any:
-    import onnxruntime as ort
+    """A quiet CPU session with ONNX Runtime's default thread count (as these always had)."""
+    from harness.runtimes.onnxruntime import cpu_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    src = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+    return cpu_session(model, quiet=True)
 
 
 def quantize_fp32(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
