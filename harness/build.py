@@ -111,11 +111,10 @@ def _build_torch(workload: Workload, quant: QuantSpec, prune: PruneSpec, *, fp32
     """A level PyTorch runs: the workload's torch model, pruned as the fp32 ONNX export was
     (so the ONNX artifact of the same prune level is its fp32 source and key), quantized by
     torch, plus the ONNX twin the emulator reads."""
-    from harness.compress.prune import prune_workload_model
     from harness.compress.torch_quant import build_torch_artifact
 
     # The same pruning path as the export (trace example, fine-tune for +ft levels).
-    model = prune_workload_model(workload, workload.torch_model(cache_dir), prune,
-                                 cache_dir=cache_dir)
+    model = workload.pruned_torch_model(workload.torch_model(cache_dir), prune,
+                                        cache_dir=cache_dir)
     build_torch_artifact(model, quant, input_names=list(workload.timing_inputs()),
                          fp32_onnx=fp32, out_dir=stage)

@@ -38,20 +38,11 @@ def file_sha256(path: Path) -> str:
 
 
 def model_files(model: Path) -> list[Path]:
-    """The model file plus the external data files that sit beside it (ONNX); other
-    artifacts (a PyTorch ``model.pt``) are one file."""
-    if model.suffix != ".onnx":
-        return [model]
-    import onnx
+    """The model file plus the data files its format keeps beside it (an ONNX model's
+    external data; a PyTorch ``model.pt`` is one file), in a fixed order."""
+    from harness.artifacts.formats import format_of
 
-    proto = onnx.load(str(model), load_external_data=False)
-    locations = set()
-    for init in proto.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in init.external_data:
-                if entry.key == "location":
-                    locations.add(entry.value)
-    return [model, *(model.parent / loc for loc in sorted(locations))]
+    return format_of(model).files(model)
 
 
 def artifact_sha256(model: Path) -> str:

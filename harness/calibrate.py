@@ -30,6 +30,7 @@ from harness.emulator.fit import (
     fitted_figures,
 )
 from harness.errors import InputError
+from harness.fsutil import atomic_write_text
 from harness.profiles import FITTED_OVERLAY, default_devices_dir, list_profiles, load_profile
 
 # AI Hub precision -> what-if precision of the float reference model. 16-bit activations run
@@ -220,6 +221,6 @@ def write_overlay(report: CalibrationReport, *, devices_dir: Path | None = None)
             lines.append(f"source = {json.dumps(fig['source'])}")
             lines.append("")
     out = d / FITTED_OVERLAY
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+    # atomic: profiles are read from this file by every later run
+    atomic_write_text(out, "\n".join(lines))
     return out

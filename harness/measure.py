@@ -99,12 +99,12 @@ def measure_artifact(
     Returns ``{"loaded": Loaded, "measured": {...}}``: the measured block of a result row
     (:class:`harness.core.measurement.Measured`), one ``forward`` phase of raw ns samples.
     """
-    from harness.runtimes import runtime_module
+    from harness.runtimes import runtime_loader
 
-    runtime = runtime_module(artifact)  # imports the runtime library: not part of cold start
+    load = runtime_loader(artifact)  # imports the runtime library: not part of cold start
     rss_before = current_rss_mb()
     t0 = time.perf_counter_ns()
-    loaded = runtime.load(artifact, threads=threads)
+    loaded = load(artifact, threads=threads)
     t1 = time.perf_counter_ns()
     loaded.timing_call(None, feeds)
     t2 = time.perf_counter_ns()

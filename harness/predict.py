@@ -18,35 +18,28 @@ from harness.core.types import ArtifactRef
 
 def artifact_facts(path: Path, *, ref: ArtifactRef) -> ArtifactFacts:
     """Size, content hash, parameters, sparsity and quantizer metadata of an artifact."""
+    from harness.artifacts.formats import FORMATS
     from harness.cache import artifact_sha256, artifact_size_bytes
-    from harness.compress.inspect import inspect_artifact
-    from harness.runtimes import runtime_of
 
-    stats = inspect_artifact(path)
-    extra: dict[str, Any] = {}
-    if ref.format == "onnx":
-        import onnx
-
-        from harness.compress.quantize import quant_metadata
-
-        # What the quantizer recorded, e.g. the nodes a mixed-precision level kept in float.
-        extra = quant_metadata(onnx.load(str(path), load_external_data=False))
+    fmt = FORMATS.get(ref.format)
+    stats = fmt.inspect(path)
+    # What the quantizer recorded, e.g. the nodes a mixed-precision level kept in float.
+    extra: dict[str, Any] = fmt.quant_metadata(path)
     return ArtifactFacts(
-        key=ref.key, sha256=artifact_sha256(path), format=ref.format, path=str(path),
-        runtime=runtime_of(path), size_bytes=artifact_size_bytes(path), params=stats.params,
+        key=ref.key, sha256=artifact_sha256(path), format=fmt.name, path=str(path),
+        runtime=fmt.runtime, size_bytes=artifact_size_bytes(path), params=stats.params,
         zero_params=stats.zero_params, sparsity=round(stats.sparsity, 6),
         sparsity_pattern=stats.sparsity_pattern, is_2_4=stats.is_2_4, extra=extra)
 
 
 def emulator_graph(path: Path) -> tuple[Path, bool]:
-    """The ONNX graph the emulator costs for an artifact, and whether it is an ONNX twin."""
-    if path.suffix == ".onnx":
-        return path, False
-    # The emulator reads ONNX graphs: a PyTorch artifact is predicted from its ONNX twin, the
-    # same recipe applied with onnxruntime's tools (harness.compress.torch_quant).
-    from harness.compress.torch_quant import TWIN_FILE
+    """The ONNX graph the emulator costs for an artifact, and whether it is a twin (a PyTorch
+    artifact is predicted from its ONNX twin: the same recipe applied with onnxruntime's
+    tools; its format says where that lies)."""
+    from harness.artifacts.formats import format_of
 
-    return path.with_name(TWIN_FILE), True
+    graph = format_of(path).emulator_graph(path)
+    return graph, graph != path
 
 
 def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float | None,

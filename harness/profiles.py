@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import schema
 from harness.datafiles import data_dir, find_toml, names_in, read_toml
 from harness.errors import InputError, check_keys, expect_type, unknown_name
 
@@ -320,21 +321,7 @@ def _deep_merge(base: Any, patch: Any) -> Any:
 
 def upgrade(data: dict[str, Any], *, file: Any) -> dict[str, Any]:
     """Bring a profile document to :data:`SCHEMA_VERSION` through the upgrade functions."""
-    version = data.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise InputError(f"expected an integer schema version, got {version!r}", file=file,
-                         field="schema_version")
-    if version > SCHEMA_VERSION:
-        raise InputError(
-            f"schema version {version} is newer than this harness understands "
-            f"({SCHEMA_VERSION}); upgrade the harness", file=file, field="schema_version")
-    while version < SCHEMA_VERSION:
-        if version not in UPGRADES:
-            raise InputError(f"no upgrade from schema version {version}", file=file,
-                             field="schema_version")
-        data = UPGRADES[version](data)
-        version = data["schema_version"]
-    return data
+    return schema.upgrade(data, UPGRADES, current=SCHEMA_VERSION, file=file)
 
 
 def parse_profile(data: dict[str, Any], *, file: Path | str | None = None) -> DeviceProfile:

@@ -37,6 +37,7 @@ from harness.core.measurement import (
     upgrade_row_v1,
 )
 from harness.errors import InputError
+from harness.fsutil import atomic_write_text
 
 # Manifests and rows share one version number: version 2 added backends (rows hold a
 # `measured` block, a `prediction` and provenance; manifests list `backends`).
@@ -66,21 +67,9 @@ _PACKAGES = ("edge-harness", "numpy", "onnx", "onnxruntime", "torch", "scikit-le
 
 def _upgrade(record: dict[str, Any], upgrades: dict[int, Upgrade], *, file: Path,
              where: str) -> dict[str, Any]:
-    version = record.get("schema_version")
-    if not isinstance(version, int):
-        raise InputError(f"expected an integer schema_version, got {version!r}", file=file,
-                         field=f"{where}.schema_version")
-    if version > SCHEMA_VERSION:
-        raise InputError(f"schema version {version} is newer than this harness reads "
-                         f"({SCHEMA_VERSION}); upgrade the harness", file=file,
-                         field=f"{where}.schema_version")
-    while version < SCHEMA_VERSION:
-        if version not in upgrades:
-            raise InputError(f"no upgrade from schema version {version}", file=file,
-                             field=f"{where}.schema_version")
-        record = upgrades[version](record)
-        version = record["schema_version"]
-    return record
+    from harness.schema import upgrade
+
+    return upgrade(record, upgrades, current=SCHEMA_VERSION, file=file, where=where)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -170,7 +159,7 @@ def create_run(results_dir: Path, *, label: str, manifest: dict[str, Any]) -> Pa
     (path / "logs").mkdir()
     record = {"schema_version": SCHEMA_VERSION, "kind": "edge-harness-run",
               "run_id": path.name, **manifest}
-    (path / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path / MANIFEST, json.dumps(record, indent=2) + "\n")
     return path
 
 

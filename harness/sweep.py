@@ -237,10 +237,12 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
         variants.setdefault(c.variant_key, c)
 
     def lookup(c: Case) -> ArtifactRef | None:
+        from harness.artifacts.formats import format_of
+
         path = lookup_artifact(get_workload(c.workload), quant=c.quant, prune=c.prune,
                                cache_dir=plan.cache_dir)
-        fmt = "onnx" if path is None or path.suffix == ".onnx" else "torch"
-        return None if path is None else ArtifactRef.from_path(path, format=fmt)
+        return None if path is None else ArtifactRef.from_path(path,
+                                                               format=format_of(path).name)
 
     # 1. builds: one worker per workload for every missing artifact (torch imported once)
     refs: dict[tuple[str, str, str], ArtifactRef] = {}

@@ -1,7 +1,9 @@
 """Compression levels: the names users type and the specs the compressors receive.
 
-Quantization levels are keys of a registry (see :mod:`harness.compress.quantize`). Pruning
-levels are a method of :data:`PRUNE_METHODS` and a share: ``50`` = global magnitude pruning of
+Quantization levels are names in :data:`QUANTIZERS`, pruning methods in :data:`PRUNERS`: one
+registration each, carrying what the level is (readable here, through :data:`QUANT_LEVELS` and
+:data:`PRUNE_METHODS`) and its implementation as a lazy ``"module:attr"``. Pruning levels are a
+method and a share: ``50`` = global magnitude pruning of
 half the weights, ``channel-l1-25`` = a quarter of each conv's output channels removed,
 ``head-l2-50`` / ``neuron-l1-25`` = attention heads / FFN neurons removed, ``2:4`` = 2:4
 semi-structured sparsity (see :mod:`harness.compress.prune`).
@@ -11,11 +13,13 @@ This module stays import-light: it is used while parsing suites and command line
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import InputError, unknown_name
+from harness.plugins import InfoView
+from harness.registry import Registry
 
 
 def _check_block_size(n: int) -> str | None:
@@ -41,41 +45,54 @@ class QuantParam:
 
 @dataclass(frozen=True)
 class QuantLevel:
+    """What a quantization level is, readable without importing its quantizer."""
+
     precision: str  # of the weights on the device
     description: str
     param: QuantParam | None = None
     runtime: str = "onnxruntime"  # what executes the artifact (harness.runtimes)
 
 
-# name -> what the level is. Levels with a ``param`` take a number in their name
+# One registration per level: what it is (info) and the quantizer that builds it, named as a
+# lazy "module:attr" so that parsing levels imports neither onnxruntime nor torch. ONNX Runtime
+# levels name a quantizer of harness.compress.quantize, PyTorch levels a TorchQuantizer of
+# harness.compress.torch_quant. Levels with a ``param`` take a number in their name
 # (``int4-b64``, ``int8-mixed-10``); the bare name uses the parameter's default.
-QUANT_LEVELS: dict[str, QuantLevel] = {
-    "fp32": QuantLevel("fp32", "no quantization (ONNX Runtime)"),
-    "fp16": QuantLevel("fp16", "fp16 weights and arithmetic, fp32 inputs and outputs "
-                               "(onnxruntime.transformers.float16, keep_io_types)"),
-    "int8-dynamic": QuantLevel("int8", "int8 weights, activations quantized at run time "
-                                       "(onnxruntime.quantization.quantize_dynamic)"),
-    "int8-static": QuantLevel("int8", "int8 weights and activations, QDQ, per-channel, "
-                                      "MinMax-calibrated (onnxruntime.quantization."
-                                      "quantize_static)"),
-    "int8-static-percentile": QuantLevel(
-        "int8", "as int8-static, activation ranges from the 99.999th percentile of calibration "
-                "values (CalibrationMethod.Percentile) so outliers do not stretch the scale"),
-    "int4": QuantLevel(
-        "int4", "4-bit weight-only, symmetric, blockwise along K (MatMulNBits); MatMul and "
-                "Gemm (as MatMul + Add) only, other ops stay fp32",
-        QuantParam(what="block size", prefix="b", default=32, check=_check_block_size)),
-    "int8-mixed": QuantLevel(
-        "int8", "as int8-static, but the given % of quantizable nodes whose quantization alone "
-                "hurts the outputs most stay in float (nodes_to_exclude)",
-        QuantParam(what="% of quantizable nodes kept in float", prefix="", default=10,
-                   check=_check_percent)),
-    "torch-fp32": QuantLevel("fp32", "no quantization, run by PyTorch eager", runtime="torch"),
-    "torch-int8-dynamic": QuantLevel(
-        "int8", "int8 weights of Linear layers, activations quantized at run time, run by "
-                "PyTorch eager (torch.ao.quantization.quantize_dynamic); convs stay fp32",
-        runtime="torch"),
-}
+QUANTIZERS: Registry[Any] = Registry("quantization level")
+_ORT, _TORCH = "harness.compress.quantize", "harness.compress.torch_quant"
+QUANTIZERS.register("fp32", f"{_ORT}:quantize_fp32", info=QuantLevel(
+    "fp32", "no quantization (ONNX Runtime)"))
+QUANTIZERS.register("fp16", f"{_ORT}:quantize_fp16", info=QuantLevel(
+    "fp16", "fp16 weights and arithmetic, fp32 inputs and outputs "
+            "(onnxruntime.transformers.float16, keep_io_types)"))
+QUANTIZERS.register("int8-dynamic", f"{_ORT}:quantize_int8_dynamic", info=QuantLevel(
+    "int8", "int8 weights, activations quantized at run time "
+            "(onnxruntime.quantization.quantize_dynamic)"))
+QUANTIZERS.register("int8-static", f"{_ORT}:quantize_int8_static", info=QuantLevel(
+    "int8", "int8 weights and activations, QDQ, per-channel, "
+            "MinMax-calibrated (onnxruntime.quantization.quantize_static)"))
+QUANTIZERS.register("int8-static-percentile", f"{_ORT}:quantize_int8_static_percentile",
+                    info=QuantLevel(
+    "int8", "as int8-static, activation ranges from the 99.999th percentile of calibration "
+            "values (CalibrationMethod.Percentile) so outliers do not stretch the scale"))
+QUANTIZERS.register("int4", f"{_ORT}:quantize_int4", info=QuantLevel(
+    "int4", "4-bit weight-only, symmetric, blockwise along K (MatMulNBits); MatMul and "
+            "Gemm (as MatMul + Add) only, other ops stay fp32",
+    QuantParam(what="block size", prefix="b", default=32, check=_check_block_size)))
+QUANTIZERS.register("int8-mixed", f"{_ORT}:quantize_int8_mixed", info=QuantLevel(
+    "int8", "as int8-static, but the given % of quantizable nodes whose quantization alone "
+            "hurts the outputs most stay in float (nodes_to_exclude)",
+    QuantParam(what="% of quantizable nodes kept in float", prefix="", default=10,
+               check=_check_percent)))
+QUANTIZERS.register("torch-fp32", f"{_TORCH}:TORCH_FP32", info=QuantLevel(
+    "fp32", "no quantization, run by PyTorch eager", runtime="torch"))
+QUANTIZERS.register("torch-int8-dynamic", f"{_TORCH}:TORCH_INT8_DYNAMIC", info=QuantLevel(
+    "int8", "int8 weights of Linear layers, activations quantized at run time, run by "
+            "PyTorch eager (torch.ao.quantization.quantize_dynamic); convs stay fp32",
+    runtime="torch"))
+# name -> QuantLevel, for the modules that only read what levels are.
+QUANT_LEVELS: Mapping[str, QuantLevel] = InfoView(QUANTIZERS)
+
 
 @dataclass(frozen=True)
 class PruneMethod:
@@ -88,37 +105,46 @@ class PruneMethod:
     finetune: bool = False  # the workload fine-tunes the pruned model (Workload.finetune)
 
 
-PRUNE_METHODS: dict[str, PruneMethod] = {
-    "magnitude": PruneMethod(
-        "global unstructured magnitude pruning of conv / linear weights "
-        "(torch.nn.utils.prune, made permanent); written as the percentage: 0, 30, 50, ...",
-        pattern="unstructured", structured=False),
-    "2:4": PruneMethod(
-        "2:4 semi-structured sparsity: in every group of 4 consecutive weights along the "
-        "input dimension the 2 smallest magnitudes are zeroed", pattern="2:4",
-        structured=False, fixed_amount=0.5),
-    **{f"channel-{norm}": PruneMethod(
-        f"conv output channels with the smallest {norm.upper()} filter norm, physically "
+# One registration per method: what it is (info) and its pruners, a MethodPruners of
+# harness.compress.prune named lazily (the torch pruner, and the ONNX pruner when the method
+# can run on an ONNX file's initializers). Registration order is the order reports sort by.
+PRUNERS: Registry[Any] = Registry("pruning method")
+_PRUNE = "harness.compress.prune"
+PRUNERS.register("magnitude", f"{_PRUNE}:MAGNITUDE", info=PruneMethod(
+    "global unstructured magnitude pruning of conv / linear weights "
+    "(torch.nn.utils.prune, made permanent); written as the percentage: 0, 30, 50, ...",
+    pattern="unstructured", structured=False))
+PRUNERS.register("2:4", f"{_PRUNE}:TWO_FOUR", info=PruneMethod(
+    "2:4 semi-structured sparsity: in every group of 4 consecutive weights along the "
+    "input dimension the 2 smallest magnitudes are zeroed", pattern="2:4",
+    structured=False, fixed_amount=0.5))
+for _norm in ("l1", "l2"):
+    PRUNERS.register(f"channel-{_norm}", f"{_PRUNE}:CHANNEL_{_norm.upper()}", info=PruneMethod(
+        f"conv output channels with the smallest {_norm.upper()} filter norm, physically "
         "removed with torch-pruning (DepGraph fixes the next conv, BatchNorm, Linear)",
-        pattern="channel", structured=True) for norm in ("l1", "l2")},
-    **{f"head-{norm}": PruneMethod(
-        f"attention heads of BERT-style encoders with the smallest {norm.upper()} norm of "
+        pattern="channel", structured=True))
+for _norm in ("l1", "l2"):
+    PRUNERS.register(f"head-{_norm}", f"{_PRUNE}:HEAD_{_norm.upper()}", info=PruneMethod(
+        f"attention heads of BERT-style encoders with the smallest {_norm.upper()} norm of "
         "their query/key/value rows and output columns, physically removed, same share per "
-        "layer", pattern="head", structured=True) for norm in ("l1", "l2")},
-    **{f"neuron-{norm}": PruneMethod(
+        "layer", pattern="head", structured=True))
+for _norm in ("l1", "l2"):
+    PRUNERS.register(f"neuron-{_norm}", f"{_PRUNE}:NEURON_{_norm.upper()}", info=PruneMethod(
         f"feed-forward intermediate neurons of BERT-style encoders with the smallest "
-        f"{norm.upper()} norm (input row + output column), physically removed, same share "
-        "per layer", pattern="neuron", structured=True) for norm in ("l1", "l2")},
-}
-# "+ft": the same structured pruning, then a short deterministic fine-tune by the workload on
-# its training split (see Workload.finetune). Only structured methods: their removed weights
-# are gone from the graph, so training cannot bring them back (it would refill zeros).
+        f"{_norm.upper()} norm (input row + output column), physically removed, same share "
+        "per layer", pattern="neuron", structured=True))
+# "+ft": the same structured pruning (the same pruners), then a short deterministic fine-tune
+# by the workload on its training split (see Workload.finetune). Only structured methods:
+# their removed weights are gone from the graph, so training cannot bring them back (it would
+# refill zeros).
 FINETUNE_SUFFIX = "+ft"
-PRUNE_METHODS.update({
-    name + FINETUNE_SUFFIX: PruneMethod(
-        info.description + "; then fine-tuned by the workload", pattern=info.pattern,
-        structured=True, finetune=True)
-    for name, info in list(PRUNE_METHODS.items()) if info.structured})
+for _name, _info in PRUNERS.items():
+    if _info.structured:
+        PRUNERS.register(_name + FINETUNE_SUFFIX, PRUNERS.entry(_name).target, info=PruneMethod(
+            _info.description + "; then fine-tuned by the workload", pattern=_info.pattern,
+            structured=True, finetune=True))
+# name -> PruneMethod, for the modules that only read what methods are.
+PRUNE_METHODS: Mapping[str, PruneMethod] = InfoView(PRUNERS)
 # Shares written in the level names that suites and error hints offer.
 _SUGGESTED_PCTS: dict[str, tuple[int, ...]] = {"magnitude": (0, 30, 50, 70, 90)}
 _STRUCTURED_PCTS = (25, 50)

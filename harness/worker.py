@@ -109,18 +109,15 @@ def _fidelity(workload: Any, artifact: Path, outputs: list[Any], *,
         if artifact_sha256(artifact) == ref_sha:
             reference = outputs
         else:
-            import onnxruntime as ort
+            from harness.runtimes.onnxruntime import cpu_session
 
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            ref_session = ort.InferenceSession(str(ref_artifact), sess_options=opts,
-                                               providers=["CPUExecutionProvider"])
+            ref_session = cpu_session(ref_artifact, threads=1)
             reference = []
             workload.evaluate(_recording(lambda f: ref_session.run(None, f), reference))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, *reference)
-        tmp.replace(path)
+        from harness.fsutil import atomic_path
+
+        with atomic_path(path) as tmp:
+            np.savez(tmp, *reference)
     fid = fidelity(reference, outputs, top1_axis=workload.top1_axis)
     sqnr = fid["sqnr_db"]
     # JSON has no infinity: identical outputs are flagged instead of an infinite SQNR.
@@ -133,11 +130,11 @@ def _fidelity(workload: Any, artifact: Path, outputs: list[Any], *,
 def _inputs(task: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
+    from harness.fsutil import atomic_path
+
     out = Path(task["out"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez(tmp, **_workload(task).timing_inputs())
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        np.savez(tmp, **_workload(task).timing_inputs())
     return {"inputs": str(out)}
 
 
@@ -201,9 +198,9 @@ def main(argv: list[str]) -> int:
     task_path, result_path = Path(argv[0]), Path(argv[1])
     task = json.loads(task_path.read_text())
     outcome = run_task(task)
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(outcome))
-    tmp.replace(result_path)
+    from harness.fsutil import atomic_write_text
+
+    atomic_write_text(result_path, json.dumps(outcome))
     return 0
 
 

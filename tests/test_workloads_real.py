@@ -30,12 +30,9 @@ def _workload(name: str) -> Workload:
 
 
 def _evaluate(workload: Workload, artifact: Path) -> Quality:
-    import onnxruntime as ort
+    from harness.runtimes.onnxruntime import cpu_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(artifact), sess_options=opts,
-                                   providers=["CPUExecutionProvider"])
+    session = cpu_session(artifact, threads=2)
     quality = workload.evaluate(lambda f: session.run(None, f))
     assert quality is not None
     return quality

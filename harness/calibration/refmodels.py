@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.cache import default_cache_dir, key_of
-from harness.compress.torch_export import MAX_IR_VERSION, OPSET
+from harness.compress.torch_export import OPSET, export_onnx
 from harness.errors import InputError, Unsupported, unknown_name
+from harness.fsutil import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -136,43 +136,10 @@ class RefModel:
         out = cache_dir / "refmodels" / f"{self.file_stem}-{self.cache_key()}.onnx"
         if out.is_file():
             return out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            export_static(self.build_module(), self.example_inputs(), tmp,
-                          output_names=self.output_names)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(out) as tmp:
+            export_onnx(self.build_module(), self.example_inputs(), tmp,
+                        output_names=self.output_names, input_axes=None, output_axes=None)
         return out
-
-
-def export_static(model: torch.nn.Module, example: Mapping[str, np.ndarray], out: Path, *,
-                  output_names: tuple[str, ...]) -> None:
-    """Legacy-exporter ONNX (opset 17, IR <= 10) with every dimension fixed (batch 1).
-
-    Same settings as :func:`harness.compress.torch_export.export_onnx` but static shapes and
-    several named outputs: the reference rows are batch-1 measurements of fixed shapes, and the
-    emulator's shape inference is exact when nothing is symbolic.
-    """
-    import onnx
-    import torch
-
-    names = list(example)
-    args = tuple(torch.from_numpy(np.ascontiguousarray(example[n])) for n in names)
-    with warnings.catch_warnings(), torch.no_grad():
-        # The legacy exporter announces its own deprecation on every call (it is chosen on
-        # purpose: the dynamo exporter's graphs can fail onnxruntime's quantization shape
-        # inference, as in harness.compress.torch_export); transformers warns about tracing its
-        # control flow.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, str(out), dynamo=False, opset_version=OPSET,
-                          input_names=names, output_names=list(output_names),
-                          do_constant_folding=True)
-    proto = onnx.load(str(out), load_external_data=False)
-    if proto.ir_version > MAX_IR_VERSION:
-        proto.ir_version = MAX_IR_VERSION
-        onnx.save(proto, str(out))
 
 
 def param_count(module: torch.nn.Module) -> int:

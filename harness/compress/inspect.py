@@ -10,38 +10,21 @@ counts K * N parameters whatever its packing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+# The stats and the metadata keys are defined with the artifact formats (which inspect through
+# this module); they are imported here for the modules that know them from here.
+from harness.artifacts.formats import LEVEL_KEY, PATTERN_KEY, ArtifactStats, format_of
+from harness.compress.onnx_utils import constants_to_initializers
+
 if TYPE_CHECKING:
     import onnx
 
-# ONNX metadata_props keys the build writes into pruned artifacts (harness.compress.prune).
-PATTERN_KEY = "harness.sparsity_pattern"  # "unstructured", "2:4", "channel", "head", "neuron"
-LEVEL_KEY = "harness.prune_level"  # the level's name, e.g. "channel-l1-25"
-
-
-@dataclass(frozen=True)
-class ArtifactStats:
-    params: int  # weight elements in conv / matmul / gemm weights (biases excluded)
-    zero_params: int
-    sparsity_pattern: str | None = None  # declared in the artifact's metadata; None = dense
-    # Weight elements whose input dimension is a multiple of 4 (could hold 2:4), and those of
-    # them in tensors where every group of 4 along the input dimension has at most 2 nonzeros.
-    params_2_4_eligible: int = 0
-    params_2_4: int = 0
-
-    @property
-    def sparsity(self) -> float:
-        return self.zero_params / self.params if self.params else 0.0
-
-    @property
-    def is_2_4(self) -> bool:
-        """Measured: every weight that could follow 2:4 does (and at least one could)."""
-        return self.params_2_4_eligible > 0 and self.params_2_4 == self.params_2_4_eligible
+__all__ = ["LEVEL_KEY", "PATTERN_KEY", "ArtifactStats", "input_axis", "inspect_artifact",
+           "inspect_onnx", "inspect_torch"]
 
 
 def input_axis(node: onnx.NodeProto, ndim: int) -> int | None:
@@ -77,20 +60,19 @@ _WEIGHT_INPUTS: dict[str, tuple[int, int | None]] = {
 
 def inspect_artifact(path: Path) -> ArtifactStats:
     """Parameters and zeros of the conv / matmul / gemm / linear weights stored in ``path``
-    (an ONNX model, or a PyTorch ``model.pt`` from :mod:`harness.runtimes.torch`)."""
-    if path.suffix == ".pt":
-        return _inspect_torch(path)
+    (any registered artifact format: an ONNX model, a PyTorch ``model.pt``...)."""
+    return format_of(path).inspect(path)
+
+
+def inspect_onnx(path: Path) -> ArtifactStats:
+    """:func:`inspect_artifact` of an ONNX model (the ``onnx`` format's inspector)."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
-    inits = {i.name: i for i in model.graph.initializer}
     # Some exporters (PaddlePaddle's) store weights in Constant nodes: the same tensors.
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            value = next((a.t for a in node.attribute if a.name == "value"), None)
-            if value is not None:
-                inits.setdefault(node.output[0], value)
+    constants_to_initializers(model)
+    inits = {i.name: i for i in model.graph.initializer}
     # In QDQ graphs the weight reaches the conv through DequantizeLinear(w, scale, zp, axis).
     dq_source: dict[str, tuple[str, str | None, int]] = {}
     for node in model.graph.node:
@@ -184,9 +166,10 @@ def _matmul_nbits_stats(node: Any, inits: dict[str, Any]) -> tuple[int, int]:
     return k * n, int(np.count_nonzero(is_zero))
 
 
-def _inspect_torch(path: Path) -> ArtifactStats:
-    """The same count on a PyTorch artifact: conv and linear weights, float or quantized (a
-    quantized weight is zero where its integer value equals its zero point)."""
+def inspect_torch(path: Path) -> ArtifactStats:
+    """The same count on a PyTorch artifact (the ``torch`` format's inspector): conv and
+    linear weights, float or quantized (a quantized weight is zero where its integer value
+    equals its zero point)."""
     import torch
     from torch import nn
 

@@ -1,10 +1,11 @@
 """Pruning: a :class:`PruneSpec` applied to a PyTorch model or, for ONNX-only workloads, to an
 ONNX model's weight initializers.
 
-Pruners are picked from registries keyed by the spec's method without its ``+ft`` suffix
-(``PRUNERS`` for torch models, ``ONNX_PRUNERS`` for ONNX files; fine-tuning is the workload's
-job). Every pruner works on a copy and leaves no reparametrisation behind, so the exported graph
-holds exactly what was pruned:
+Each method of :data:`harness.variants.PRUNERS` is registered with its :class:`MethodPruners`
+(the torch pruner, and the ONNX pruner for the methods that work on ONNX files); "+ft" methods
+share their base method's pruners (fine-tuning is the workload's job). Every pruner works on
+a copy and leaves no reparametrisation behind, so the exported graph holds exactly what was
+pruned:
 
 * ``magnitude``: global unstructured L1 magnitude (zeros; same shapes);
 * ``2:4``: in every group of 4 consecutive weights along the input dimension, the 2 smallest
@@ -21,24 +22,27 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.compress.inspect import LEVEL_KEY, PATTERN_KEY, input_axis
+from harness.compress.onnx_utils import constants_to_initializers
 from harness.errors import Unsupported
-from harness.variants import FINETUNE_SUFFIX, PRUNE_METHODS, PruneSpec
+from harness.plugins import load_plugin
+from harness.variants import PRUNERS, PruneSpec
 
 if TYPE_CHECKING:
     import onnx
     import torch
 
-    from harness.workloads.base import Workload
-
 Feeds = dict[str, np.ndarray]
 # (model, amount, example inputs or None) -> None; the model is pruned in place.
 TorchPruner = Callable[["torch.nn.Module", float, "Feeds | None"], None]
+# (ONNX model, amount) -> None; its weight initializers are pruned in place.
+OnnxPruner = Callable[["onnx.ModelProto", float], None]
 
 
 def _prunable(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]:
@@ -293,21 +297,6 @@ def _with_norm(fn: Callable[..., None], p: int) -> TorchPruner:
     return pruner
 
 
-# Keyed by PruneSpec.base_method: "+ft" levels prune the same way, the workload fine-tunes.
-PRUNERS: dict[str, TorchPruner] = {
-    "magnitude": _magnitude,
-    "2:4": _two_four,
-    "channel-l1": _with_norm(_channels, 1),
-    "channel-l2": _with_norm(_channels, 2),
-    "head-l1": _with_norm(_heads, 1),
-    "head-l2": _with_norm(_heads, 2),
-    "neuron-l1": _with_norm(_neurons, 1),
-    "neuron-l2": _with_norm(_neurons, 2),
-}
-assert set(PRUNERS) == {m.removesuffix(FINETUNE_SUFFIX) for m in PRUNE_METHODS}, \
-    "every declared pruning method needs a pruner"
-
-
 def prune_model(model: torch.nn.Module, spec: PruneSpec, *,
                 example: Feeds | None = None) -> torch.nn.Module:
     """A pruned copy of ``model`` (the input is left untouched).
@@ -315,23 +304,15 @@ def prune_model(model: torch.nn.Module, spec: PruneSpec, *,
     ``example`` (input name -> array, in the model's argument order) is needed by the channel
     methods, which trace the model. Raises :class:`Unsupported` when the model has nothing the
     method can prune (channels on a transformer, heads on a CNN). Fine-tuning ("+ft" levels) is
-    the workload's job (:meth:`Workload.finetune`): only it has training data.
+    the workload's job (:meth:`harness.workloads.base.Workload.pruned_torch_model` calls this,
+    then fine-tunes): only it has training data. Nothing here imports a workload: what pruning
+    needs from one (the example inputs) is passed in.
     """
     if spec.is_dense:
         return model
+    pruners: MethodPruners = load_plugin(PRUNERS, spec.method)
     pruned = copy.deepcopy(model)
-    PRUNERS[spec.base_method](pruned, spec.amount, example)
-    return pruned
-
-
-def prune_workload_model(workload: Workload, model: torch.nn.Module, spec: PruneSpec, *,
-                         cache_dir: Path) -> torch.nn.Module:
-    """``model`` pruned as ``workload``'s artifacts are: the workload's timing inputs serve as
-    the trace example, and "+ft" levels get the workload's fine-tune. Every path that builds a
-    pruned torch model for a workload goes through here, so they all agree."""
-    pruned = prune_model(model, spec, example=workload.timing_inputs())
-    if spec.finetune and not spec.is_dense:
-        workload.finetune(pruned, cache_dir=cache_dir)
+    pruners.torch(pruned, spec.amount, example)
     return pruned
 
 
@@ -419,10 +400,28 @@ def _two_four_onnx(model: onnx.ModelProto, amount: float) -> None:
                           "dimension is a multiple of 4; this model has none")
 
 
-ONNX_PRUNERS: dict[str, Callable[[onnx.ModelProto, float], None]] = {
-    "magnitude": _magnitude_onnx,
-    "2:4": _two_four_onnx,
-}
+# ----------------------------------------------------------------------------- registered
+
+
+@dataclass(frozen=True)
+class MethodPruners:
+    """What a pruning method of :data:`harness.variants.PRUNERS` runs: its torch pruner, and its
+    ONNX pruner when the method can work on an ONNX file's initializers (None: it needs the
+    PyTorch source model). "+ft" methods are registered with the same pruners as their base
+    method: the fine-tune is the workload's job."""
+
+    torch: TorchPruner
+    onnx: OnnxPruner | None = None
+
+
+MAGNITUDE = MethodPruners(_magnitude, _magnitude_onnx)
+TWO_FOUR = MethodPruners(_two_four, _two_four_onnx)
+CHANNEL_L1 = MethodPruners(_with_norm(_channels, 1))
+CHANNEL_L2 = MethodPruners(_with_norm(_channels, 2))
+HEAD_L1 = MethodPruners(_with_norm(_heads, 1))
+HEAD_L2 = MethodPruners(_with_norm(_heads, 2))
+NEURON_L1 = MethodPruners(_with_norm(_neurons, 1))
+NEURON_L2 = MethodPruners(_with_norm(_neurons, 2))
 
 
 def prune_onnx(model: onnx.ModelProto, spec: PruneSpec) -> onnx.ModelProto:
@@ -432,7 +431,8 @@ def prune_onnx(model: onnx.ModelProto, spec: PruneSpec) -> onnx.ModelProto:
     """
     if spec.is_dense:
         return model
-    if spec.method not in ONNX_PRUNERS:
+    onnx_pruner = load_plugin(PRUNERS, spec.method).onnx
+    if onnx_pruner is None:
         raise Unsupported(f"pruning level {spec.name!r} removes whole channels / heads / "
                           "neurons, which needs the PyTorch source model to fix up dependent "
                           "layers; this workload ships as ONNX")
@@ -440,32 +440,12 @@ def prune_onnx(model: onnx.ModelProto, spec: PruneSpec) -> onnx.ModelProto:
 
     pruned = onnx.ModelProto()
     pruned.CopyFrom(model)
-    _weight_constants_to_initializers(pruned)
-    ONNX_PRUNERS[spec.method](pruned, spec.amount)
+    # Some exporters (PaddlePaddle's, for PP-OCR) store weights as Constant nodes.
+    constants_to_initializers(pruned, only={
+        node.input[idx] for node in pruned.graph.node
+        if (idx := _ONNX_WEIGHT_INPUT.get(node.op_type)) is not None and len(node.input) > idx})
+    onnx_pruner(pruned, spec.amount)
     return pruned
-
-
-def _weight_constants_to_initializers(model: onnx.ModelProto) -> None:
-    """Turn Constant nodes that feed a conv / matmul / gemm weight into initializers, in place.
-
-    Some exporters (PaddlePaddle's, for PP-OCR) store weights as Constant nodes; as
-    initializers they are the same tensors, and the pruners and the inspector see them.
-    """
-    weight_names = {node.input[idx] for node in model.graph.node
-                    if (idx := _ONNX_WEIGHT_INPUT.get(node.op_type)) is not None
-                    and len(node.input) > idx}
-    keep = []
-    for node in model.graph.node:
-        value = next((a.t for a in node.attribute if a.name == "value"), None)
-        if node.op_type == "Constant" and node.output[0] in weight_names and value is not None:
-            init = model.graph.initializer.add()
-            init.CopyFrom(value)
-            init.name = node.output[0]
-        else:
-            keep.append(node)
-    if len(keep) != len(model.graph.node):
-        del model.graph.node[:]
-        model.graph.node.extend(keep)
 
 
 # ----------------------------------------------------------------------------- recording
@@ -500,5 +480,3 @@ def record_sparsity_pattern(path: Path, spec: PruneSpec) -> None:
     if [(p.key, p.value) for p in model.metadata_props] != before:
         onnx.save(model, str(path))
 
-
-assert all(m in PRUNERS for m in ONNX_PRUNERS)

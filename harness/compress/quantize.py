@@ -1,9 +1,11 @@
-"""Quantization with onnxruntime's own tools, picked from a registry keyed by level.
+"""Quantization with onnxruntime's own tools, one per level of the registry.
 
-Every quantizer takes ``(src, dst, spec, calibration)``: the fp32 ONNX model, where to write
-the result, the level as written (its parameter, e.g. the int4 block size, is ``spec.param``)
-and calibration inputs from the workload's training split. A level a model cannot take raises
-:class:`harness.errors.Unsupported` with the reason, which the sweep records as a row.
+The quantizer of each level is registered in :data:`harness.variants.QUANTIZERS`, with the
+level's description. Every quantizer takes ``(src, dst, spec, calibration)``: the fp32 ONNX
+model, where to write the result, the level as written (its parameter, e.g. the int4 block
+size, is ``spec.param``) and calibration inputs from the workload's training split. A level
+a model cannot take raises :class:`harness.errors.Unsupported` with the reason, which the
+sweep records as a row.
 Levels run by PyTorch are built by :mod:`harness.compress.torch_quant` instead.
 """
 
@@ -21,8 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+# ONNX metadata_props keys the quantizers write, read back into result rows by the artifact
+# format (harness.artifacts.formats).
+from harness.artifacts.formats import META_FLOAT_NODES, META_SENSITIVITY, onnx_quant_metadata
 from harness.errors import Unsupported
-from harness.variants import QUANT_LEVELS, QuantSpec
+from harness.plugins import load_plugin
+from harness.variants import QUANTIZERS, QuantSpec
 
 if TYPE_CHECKING:
     import onnx
@@ -30,9 +36,6 @@ if TYPE_CHECKING:
 Feeds = dict[str, np.ndarray]
 Quantizer = Callable[[Path, Path, QuantSpec, list[Feeds]], None]
 
-# ONNX metadata_props keys the quantizers write, read back into result rows (harness.predict).
-META_FLOAT_NODES = "harness.quant.float_nodes"          # JSON list of node names kept in float
-META_SENSITIVITY = "harness.quant.sensitivity"          # JSON {node: relative L2 output error}
 
 # Ops int8 QDQ quantizes the weights of: the candidates of the mixed-precision search.
 _WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -82,15 +85,13 @@ def _preprocess(src: Path, dst: Path) -> None:
 
 
 def _session(model: Path | bytes) -> Any:
-    import onnxruntime as ort
+    """A quiet CPU session with ONNX Runtime's default thread count (as these always had)."""
+    from harness.runtimes.onnxruntime import cpu_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    src = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+    return cpu_session(model, quiet=True)
 
 
-def _fp32(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
+def quantize_fp32(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
     shutil.copy(src, dst)
 
 
@@ -100,7 +101,7 @@ def _fp32(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> No
 _NO_KERNEL = re.compile(r"implementation for (\w+)\(\d+\) node|of operator \((\w+)\) in node")
 
 
-def _fp16(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
+def quantize_fp16(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
     """float16 weights and arithmetic; graph inputs and outputs stay fp32 (keep_io_types).
 
     ORT's CPU provider lacks fp16 kernels for some ops (it depends on the build and the CPU),
@@ -133,7 +134,8 @@ def _fp16(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> No
                       f"{', '.join(blocked)}")
 
 
-def _int8_dynamic(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
+def quantize_int8_dynamic(src: Path, dst: Path, spec: QuantSpec,
+                          calibration: list[Feeds]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     pre = dst.with_name("preprocessed.onnx")
@@ -230,6 +232,10 @@ def _int8_static_with(method: str) -> Quantizer:
     return quantizer
 
 
+quantize_int8_static = _int8_static_with("minmax")
+quantize_int8_static_percentile = _int8_static_with("percentile")
+
+
 # ----------------------------------------------------------------------------- int4
 
 
@@ -276,7 +282,7 @@ def _gemm_to_matmul(model: onnx.ModelProto) -> int:
     return rewritten
 
 
-def _int4(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
+def quantize_int4(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
     """4-bit weight-only (MatMulNBits), symmetric, blocks of ``spec.param`` along K.
 
     Only MatMuls with a constant 2-D weight whose K is a multiple of 16 take it; everything
@@ -358,7 +364,8 @@ def float_share_count(share_pct: int, n_nodes: int) -> int:
     return min(n_nodes, math.ceil(share_pct * n_nodes / 100 - 1e-9))
 
 
-def _int8_mixed(src: Path, dst: Path, spec: QuantSpec, calibration: list[Feeds]) -> None:
+def quantize_int8_mixed(src: Path, dst: Path, spec: QuantSpec,
+                        calibration: list[Feeds]) -> None:
     """int8-static (QDQ, MinMax) with the most sensitive ``spec.param`` % of the quantizable
     nodes left in float; the kept nodes and every node's sensitivity go in the metadata."""
     import onnx
@@ -396,31 +403,13 @@ def _set_meta(model: onnx.ModelProto, entries: dict[str, str]) -> None:
 
 def quant_metadata(model: onnx.ModelProto) -> dict[str, Any]:
     """What the quantizer recorded in the model: ``float_nodes`` (list) and ``sensitivity``."""
-    props = {p.key: p.value for p in model.metadata_props}
-    out: dict[str, Any] = {}
-    if META_FLOAT_NODES in props:
-        out["float_nodes"] = json.loads(props[META_FLOAT_NODES])
-    if META_SENSITIVITY in props:
-        out["sensitivity"] = json.loads(props[META_SENSITIVITY])
-    return out
-
-
-QUANTIZERS: dict[str, Quantizer] = {
-    "fp32": _fp32,
-    "fp16": _fp16,
-    "int8-dynamic": _int8_dynamic,
-    "int8-static": _int8_static_with("minmax"),
-    "int8-static-percentile": _int8_static_with("percentile"),
-    "int4": _int4,
-    "int8-mixed": _int8_mixed,
-}
-assert set(QUANTIZERS) == {n for n, lv in QUANT_LEVELS.items() if lv.runtime == "onnxruntime"}, \
-    "every ONNX Runtime level needs a quantizer"
+    return onnx_quant_metadata(model)
 
 
 def quantize(src: Path, dst: Path, spec: QuantSpec, *, calibration: list[Feeds]) -> None:
     """Write the ``spec``-quantized version of ``src`` to ``dst`` (ONNX Runtime levels)."""
     if spec.runtime != "onnxruntime":
         raise ValueError(f"{spec.name} is built from the PyTorch model, not from ONNX")
+    quantizer: Quantizer = load_plugin(QUANTIZERS, spec.level)
     with _quiet_ort_logging():
-        QUANTIZERS[spec.level](src, dst, spec, calibration)
+        quantizer(src, dst, spec, calibration)

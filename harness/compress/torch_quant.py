@@ -1,7 +1,8 @@
 """Levels run by PyTorch eager: the workload's (pruned) torch model, quantized by torch.
 
-Picked from a registry keyed by level, like :mod:`harness.compress.quantize`. Each level also
-names its *ONNX twin*: the same recipe applied to the fp32 ONNX export with onnxruntime's
+Each level's :class:`TorchQuantizer` is registered in :data:`harness.variants.QUANTIZERS`, like
+the ONNX Runtime levels of :mod:`harness.compress.quantize`. Each level also names its *ONNX
+twin*: the same recipe applied to the fp32 ONNX export with onnxruntime's
 tools, which the emulator reads to predict the device (it reads ONNX graphs only). The twin
 has the same ops at the same precisions; it is never what the torch row measures on the host.
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 import shutil
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.variants import QUANT_LEVELS, QuantSpec
+# TWIN_FILE: the file name the torch artifact format costs in the emulator.
+from harness.artifacts.formats import TWIN_FILE
+from harness.plugins import load_plugin
+from harness.variants import QUANTIZERS, QuantSpec
 
 if TYPE_CHECKING:
     import torch
 
-TWIN_FILE = "twin.onnx"
 
 
 def _fp32(model: torch.nn.Module) -> torch.nn.Module:
@@ -65,14 +69,17 @@ def _twin_int8_dynamic(fp32: Path, out: Path) -> None:
     pre.unlink()
 
 
-# level -> (torch model -> quantized torch model, fp32 ONNX -> ONNX twin)
-TORCH_QUANTIZERS: dict[str, tuple[Callable[[torch.nn.Module], torch.nn.Module],
-                                  Callable[[Path, Path], None]]] = {
-    "torch-fp32": (_fp32, _twin_copy),
-    "torch-int8-dynamic": (_int8_dynamic, _twin_int8_dynamic),
-}
-assert set(TORCH_QUANTIZERS) == {n for n, lv in QUANT_LEVELS.items() if lv.runtime == "torch"}, \
-    "every PyTorch level needs a quantizer"
+@dataclass(frozen=True)
+class TorchQuantizer:
+    """A level PyTorch runs: how it quantizes the torch model, and how it writes the ONNX twin
+    (the same recipe on the fp32 ONNX export) the emulator reads."""
+
+    quantize_model: Callable[[torch.nn.Module], torch.nn.Module]
+    twin: Callable[[Path, Path], None]  # (fp32 ONNX, out)
+
+
+TORCH_FP32 = TorchQuantizer(_fp32, _twin_copy)
+TORCH_INT8_DYNAMIC = TorchQuantizer(_int8_dynamic, _twin_int8_dynamic)
 
 
 def build_torch_artifact(model: torch.nn.Module, spec: QuantSpec, *, input_names: list[str],
@@ -81,8 +88,11 @@ def build_torch_artifact(model: torch.nn.Module, spec: QuantSpec, *, input_names
     from harness.runtimes import artifact_file
     from harness.runtimes.torch import save
 
-    quantize_model, twin = TORCH_QUANTIZERS[spec.level]
+    quantizer: TorchQuantizer = load_plugin(QUANTIZERS, spec.level)
+    if not isinstance(quantizer, TorchQuantizer):
+        raise ValueError(f"{spec.name} is built from ONNX by harness.compress.quantize, "
+                         "not from the PyTorch model")
     out = out_dir / artifact_file("torch")
-    save(quantize_model(model), input_names=input_names, out=out)
-    twin(fp32_onnx, out_dir / TWIN_FILE)
+    save(quantizer.quantize_model(model), input_names=input_names, out=out)
+    quantizer.twin(fp32_onnx, out_dir / TWIN_FILE)
     return out

@@ -2,14 +2,14 @@
 
 ``load(artifact, threads=...)`` returns a :class:`Loaded`: ``run(feeds)`` gives the outputs as
 numpy arrays (for quality), ``timing_call(None, feeds)`` is the leanest call the timing loop
-can make (``InferenceSession.run`` itself on ONNX Runtime). Which runtime an artifact needs is
-told by its file name; runtime modules are imported only when used, so ``import harness``
-imports neither torch nor onnxruntime.
+can make (``InferenceSession.run`` itself on ONNX Runtime). Runtimes are registered in
+:data:`RUNTIMES` as lazy ``"module:load"`` entries; which one an artifact needs is told by its
+format (:func:`harness.artifacts.formats.format_of`). Runtime modules are imported only when
+used, so ``import harness`` imports neither torch nor onnxruntime.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,49 +17,50 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import InputError
+from harness.artifacts.formats import format_for_runtime, format_of
+from harness.plugins import load_plugin
+from harness.registry import Registry
 
 Feeds = dict[str, np.ndarray]
-
-# runtime name -> (module with `load`, file name of its artifacts)
-RUNTIMES: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("harness.runtimes.onnxruntime", "model.onnx"),
-    "torch": ("harness.runtimes.torch", "model.pt"),
-}
 
 
 @dataclass(frozen=True)
 class Loaded:
     """An artifact loaded and ready to run."""
 
-    runtime: str                                  # a key of RUNTIMES
+    runtime: str                                  # a name in RUNTIMES
     version: str
     providers: list[str]                          # where it runs, as the runtime names it
     run: Callable[[Feeds], list[np.ndarray]]
     timing_call: Callable[[Any, Feeds], Any]      # session.run-style: (None, feeds)
 
 
+Loader = Callable[..., Loaded]  # (artifact, *, threads) -> Loaded
+
+# runtime name -> its ``load(artifact, *, threads)``; info: what it is
+RUNTIMES: Registry[Loader] = Registry("runtime")
+RUNTIMES.register("onnxruntime", "harness.runtimes.onnxruntime:load",
+                  info="ONNX Runtime, CPU execution provider")
+RUNTIMES.register("torch", "harness.runtimes.torch:load", info="PyTorch eager on the CPU")
+
+
 def artifact_file(runtime: str) -> str:
     """The file name an artifact for ``runtime`` has in the cache (``model.onnx``...)."""
-    return RUNTIMES[runtime][1]
+    return format_for_runtime(runtime).filename
 
 
 def runtime_of(artifact: Path) -> str:
-    """The runtime that executes ``artifact``, from its file name."""
-    for name, (_, filename) in RUNTIMES.items():
-        if Path(filename).suffix == artifact.suffix:
-            return name
-    raise InputError(f"{artifact}: no runtime runs {artifact.suffix!r} files "
-                     f"(known: {', '.join(f for _, f in RUNTIMES.values())})")
+    """The runtime that executes ``artifact``, from its format."""
+    return format_of(artifact).runtime
 
 
-def runtime_module(artifact: Path) -> Any:
-    """The module that runs ``artifact`` (importing it imports the runtime library, so call
-    it before timing a cold start: library import is not session creation)."""
-    return importlib.import_module(RUNTIMES[runtime_of(artifact)][0])
+def runtime_loader(artifact: Path) -> Loader:
+    """The ``load`` function of the runtime that runs ``artifact`` (getting it imports the
+    runtime library, so call it before timing a cold start: library import is not session
+    creation)."""
+    return load_plugin(RUNTIMES, runtime_of(artifact))
 
 
 def load(artifact: Path, *, threads: int) -> Loaded:
     """Load ``artifact`` in its runtime with ``threads`` intra-op threads (0 = its default)."""
-    loaded: Loaded = runtime_module(artifact).load(artifact, threads=threads)
-    return loaded
+    return runtime_loader(artifact)(artifact, threads=threads)

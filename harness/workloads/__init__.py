@@ -1,33 +1,34 @@
 """Workloads: real models with their inputs, evaluation data and quality metric.
 
-Workloads are found through a small registry keyed by name; each module is imported only when
-its workload is used, so listing names stays cheap.
+Workloads are registered in :data:`WORKLOADS` by name, each as a lazy ``"module:Class"``: a
+module is imported only when its workload is used, so listing names stays cheap. A test or a
+plugin adds one with ``WORKLOADS.registered(name, cls)``; :func:`get_workload` finds it there.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from harness.errors import unknown_name
+from harness.plugins import load_plugin
+from harness.registry import Registry
 
 if TYPE_CHECKING:
     from harness.core.types import WorkloadRef
     from harness.workloads.base import Workload
 
-# name -> "module:Class"
-_REGISTRY: dict[str, str] = {
-    "digits_cnn": "harness.workloads.digits:DigitsCNN",
-    "minilm": "harness.workloads.minilm:MiniLM",
-    "ppocr_det": "harness.workloads.ppocr:PPOCRDet",
-    "ppocr_rec": "harness.workloads.ppocr:PPOCRRec",
-    "yolov8n_det": "harness.workloads.yolov8n:YOLOv8nDet",
-}
+# name -> a Workload subclass (constructed with no arguments)
+WORKLOADS: Registry[type[Workload]] = Registry("workload")
+WORKLOADS.register("digits_cnn", "harness.workloads.digits:DigitsCNN")
+WORKLOADS.register("minilm", "harness.workloads.minilm:MiniLM")
+WORKLOADS.register("ppocr_det", "harness.workloads.ppocr:PPOCRDet")
+WORKLOADS.register("ppocr_rec", "harness.workloads.ppocr:PPOCRRec")
+WORKLOADS.register("yolov8n_det", "harness.workloads.yolov8n:YOLOv8nDet")
 
 
 def registered() -> list[str]:
-    """Names of the built-in workloads."""
-    return sorted(_REGISTRY)
+    """Names of the registered workloads, sorted."""
+    return sorted(WORKLOADS.names())
 
 
 def get_workload(ref: WorkloadRef, *, eval_size: str = "small") -> Workload:
@@ -45,9 +46,6 @@ def get_workload(ref: WorkloadRef, *, eval_size: str = "small") -> Workload:
 
         workload = OnnxFileWorkload(name=ref.name, path=ref.onnx)
     else:
-        if ref.name not in _REGISTRY:
-            raise unknown_name("workload", ref.name, _REGISTRY)
-        module, cls = _REGISTRY[ref.name].split(":")
-        workload = getattr(importlib.import_module(module), cls)()
+        workload = load_plugin(WORKLOADS, ref.name)()
     workload.eval_size = eval_size
     return workload

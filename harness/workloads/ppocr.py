@@ -55,18 +55,10 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
 def package_file(relative: str) -> Path:
     """A file inside the installed rapidocr-onnxruntime package, found without importing it."""
-    import importlib.util
+    from harness.workloads import resources
 
-    from harness.errors import Unsupported
-
-    spec = importlib.util.find_spec(_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise Unsupported(f"package rapidocr-onnxruntime=={_PACKAGE_VERSION} is not installed "
-                          "(pip install 'edge-harness[build]')")
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
-    if not path.is_file():
-        raise Unsupported(f"{path} is missing from the rapidocr-onnxruntime package")
-    return path
+    return resources.package_file(_PACKAGE, relative,
+                                  dist=f"rapidocr-onnxruntime=={_PACKAGE_VERSION}")
 
 
 def random_text(rng: np.random.Generator, *, max_chars: int = 14) -> str:
@@ -155,25 +147,6 @@ def ctc_greedy_decode(probs: np.ndarray, charset: tuple[str, ...]) -> list[str]:
     return out
 
 
-def constants_to_initializers(model: Any) -> None:
-    """Move tensor-valued ``Constant`` nodes into graph initializers, in place.
-
-    Paddle's exporter stores every weight as a Constant node; pruning and ORT's quantizers
-    look for weights among the initializers, so without this neither would touch them. The
-    computation is unchanged (a Constant node and an initializer are the same value).
-    """
-    keep = []
-    for node in model.graph.node:
-        value = next((a.t for a in node.attribute if a.name == "value"), None)
-        if node.op_type == "Constant" and not node.domain and value is not None:
-            value.name = node.output[0]
-            model.graph.initializer.append(value)
-        else:
-            keep.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
-
-
 def fix_input_shape(model: Any, height: int, width: int) -> None:
     """Pin the image input's height and width (batch stays dynamic), in place.
 
@@ -203,6 +176,7 @@ class _OnnxOnly(Workload):
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
         import onnx
 
+        from harness.compress.onnx_utils import constants_to_initializers
         from harness.compress.prune import prune_onnx
         from harness.compress.torch_export import OPSET
 

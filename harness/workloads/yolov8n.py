@@ -40,31 +40,17 @@ _EVAL_SEED, _CALIBRATION_SEED = 1, 2
 
 def onnx_path() -> Path:
     """nudenet's ``320n.onnx``, found without importing nudenet (its ``__init__`` needs cv2)."""
-    import importlib.util
+    from harness.workloads.resources import package_file
 
-    from harness.errors import Unsupported
-
-    spec = importlib.util.find_spec("nudenet")
-    if spec is None or not spec.submodule_search_locations:
-        raise Unsupported("package nudenet is not installed (pip install 'edge-harness[build]')")
-    path = Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
-    if not path.is_file():
-        raise Unsupported(f"{path} is missing from the nudenet package")
-    return path
+    return package_file("nudenet", "320n.onnx")
 
 
 def _photo(name: str) -> Any:
-    import importlib.util
-
     from PIL import Image
 
-    from harness.errors import Unsupported
+    from harness.workloads.resources import package_file
 
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise Unsupported("package scikit-image (for its bundled photos) is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
-    return Image.open(path).convert("RGB")
+    return Image.open(package_file("skimage", "data", name, dist="scikit-image")).convert("RGB")
 
 
 def preprocess(img: Any) -> np.ndarray:
@@ -129,12 +115,9 @@ def detect(run: RunFn, batch: np.ndarray) -> list[Detections]:
 
 @cache
 def _reference(n: int) -> tuple[Detections, ...]:
-    import onnxruntime as ort
+    from harness.runtimes.onnxruntime import cpu_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx_path()), sess_options=opts,
-                                   providers=["CPUExecutionProvider"])
+    session = cpu_session(onnx_path(), threads=1)
     return tuple(detect(lambda f: session.run(None, f),
                         images(_EVAL_PHOTOS, _EVAL_SEED, n)))
 

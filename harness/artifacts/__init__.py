@@ -1,0 +1,1 @@
+"""Built artifacts: their formats (files, runtime, emulator graph, inspection)."""
