@@ -64,7 +64,6 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
         trace = simulate(em.latency, profile, duration_s=sustained_s, period_ms=period_ms,
                          max_points=300)
         summary = em.summary()
-        summary["peak_memory_mb"] = summary.pop("footprint_mb")
         if twin:
             summary["onnx_twin"] = True
         summary.update({

@@ -38,7 +38,7 @@ def emulate_models(models: list[Path], *, devices: list[str], precisions: list[s
                     continue
                 entry.update({
                     "unit": em.latency.main_unit, "latency_ms": em.latency_ms,
-                    "peak_memory_mb": em.footprint_mb, "fits": em.fits,
+                    "peak_memory_mb": em.peak_memory_mb, "fits": em.fits,
                     "app_cap_mb": em.memory.app_cap_mb, "energy_mj": em.latency.energy_mj,
                     "avg_power_w": em.latency.avg_power_w, "work_gops": em.latency.work_gops,
                     "unit_ms": dict(em.latency.unit_ms),

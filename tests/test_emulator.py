@@ -555,7 +555,7 @@ def test_fits_flips_to_oom_when_the_cap_drops_below_the_footprint() -> None:
     footprint = 1.0 + 4096 / BYTES_PER_MB + 10.0
     ok = predict_memory(g, profile(app_cap_mb=12.0, overhead_mb=10.0))
     assert ok.weights_mb == pytest.approx(1.0)
-    assert ok.footprint_mb == pytest.approx(footprint)
+    assert ok.peak_memory_mb == pytest.approx(footprint)
     assert ok.fits and ok.headroom_mb == pytest.approx(12.0 - footprint)
     oom = predict_memory(g, profile(app_cap_mb=11.0, overhead_mb=10.0))
     assert not oom.fits and oom.headroom_mb == pytest.approx(11.0 - footprint) and \
@@ -591,7 +591,7 @@ def test_model_with_external_data_loads(tmp_path: Path) -> None:
     summary = json.loads(json.dumps(em.summary()))   # what a result row stores
     assert summary["latency_ms"] == pytest.approx(em.latency_ms)
     assert summary["fits"] is True
-    assert summary["footprint_mb"] == pytest.approx(em.footprint_mb)
+    assert summary["peak_memory_mb"] == pytest.approx(em.peak_memory_mb)
     assert summary["app_cap_mb"] == 1024.0
 
 

@@ -168,8 +168,8 @@ class Emulation:
         return self.latency.latency_ms
 
     @property
-    def footprint_mb(self) -> float:
-        return self.memory.footprint_mb
+    def peak_memory_mb(self) -> float:
+        return self.memory.peak_memory_mb
 
     @property
     def fits(self) -> bool:
@@ -191,7 +191,7 @@ class Emulation:
             "weights_mb": mem.weights_mb,
             "peak_activations_mb": mem.peak_activations_mb,
             "runtime_overhead_mb": mem.runtime_overhead_mb,
-            "footprint_mb": mem.footprint_mb,
+            "peak_memory_mb": mem.peak_memory_mb,
             "app_cap_mb": mem.app_cap_mb,
             "fits": mem.fits,
             "headroom_mb": mem.headroom_mb,

@@ -36,10 +36,10 @@ class MemoryPrediction:
     weights_mb: float
     peak_activations_mb: float
     runtime_overhead_mb: float
-    footprint_mb: float          # weights + peak activations + runtime overhead
+    peak_memory_mb: float          # weights + peak activations + runtime overhead
     app_cap_mb: float
-    fits: bool                   # footprint_mb <= app_cap_mb
-    headroom_mb: float           # app_cap_mb - footprint_mb; negative when it does not fit
+    fits: bool                   # peak_memory_mb <= app_cap_mb
+    headroom_mb: float           # app_cap_mb - peak_memory_mb; negative when it does not fit
     peak_node: str | None        # the node running when activations peak (None: no nodes)
 
 
@@ -95,15 +95,15 @@ def predict_memory(graph: Graph | ModelSource, profile: DeviceProfile, *,
     at = max(range(len(live)), key=live.__getitem__)   # the first step at the peak
     activations_mb = live[at] / BYTES_PER_MB
     overhead_mb = profile.memory.runtime_overhead_mb.value
-    footprint_mb = weights_mb + activations_mb + overhead_mb
+    peak_memory_mb = weights_mb + activations_mb + overhead_mb
     cap_mb = profile.memory.app_cap_mb.value
     return MemoryPrediction(
         weights_mb=weights_mb,
         peak_activations_mb=activations_mb,
         runtime_overhead_mb=overhead_mb,
-        footprint_mb=footprint_mb,
+        peak_memory_mb=peak_memory_mb,
         app_cap_mb=cap_mb,
-        fits=footprint_mb <= cap_mb,
-        headroom_mb=cap_mb - footprint_mb,
+        fits=peak_memory_mb <= cap_mb,
+        headroom_mb=cap_mb - peak_memory_mb,
         peak_node=g.nodes[at].name if g.nodes else None,
     )
