@@ -107,3 +107,40 @@ def test_bad_options_are_input_errors() -> None:
         CompareOptions(threshold=1.5)
     with pytest.raises(InputError, match="confidence"):
         CompareOptions(confidence=1.0)
+
+
+def _v2(r: dict, **provenance: str) -> dict:
+    from harness.core.measurement import upgrade_row_v1
+
+    out = upgrade_row_v1(r)
+    out["provenance"] = provenance
+    return out
+
+
+def test_a_changed_yardstick_is_not_a_regression(tmp_path: Path) -> None:
+    """Predictions that moved because the emulator or the profile changed are reported as
+    changes of the yardstick; the same move under the same yardstick is a regression."""
+    same = {"emulator_version": "1", "profile_sha256": "aa"}
+    a = [_v2(row("w", q, "0", "phone", median_ms=1.0, seed=i, device_ms=2.0), **same)
+         for i, q in enumerate(["recal", "slower"])]
+    b = [_v2(row("w", "recal", "0", "phone", median_ms=1.0, seed=5, device_ms=3.0),
+             emulator_version="1", profile_sha256="bb"),
+         _v2(row("w", "slower", "0", "phone", median_ms=1.0, seed=6, device_ms=3.0), **same)]
+    cmp = compare_runs(load_run(make_run(tmp_path, a, label="a")),
+                       load_run(make_run(tmp_path, b, label="b")))
+    by = {c.case_id.split("/")[1]: c for c in cmp.cases}
+    assert not by["recal"].regressions and by["recal"].yardstick
+    assert any("yardstick changed" in c for c in by["recal"].changes)
+    assert by["slower"].regressions == ("predicted device latency +50%",)
+    assert any("yardstick changed" in n for n in cmp.notes)
+    assert "yardstick" in to_markdown(cmp)
+
+
+def test_runs_of_other_suites_or_eval_sizes_are_flagged(tmp_path: Path) -> None:
+    a = make_run(tmp_path, [row("w", "fp32", "0", "phone")], label="a")
+    b = make_run(tmp_path, [row("w", "fp32", "0", "phone")], label="b")
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest.update(eval_size="full", suite={"name": "other"})
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    notes = " ".join(compare_runs(load_run(a), load_run(b)).notes)
+    assert "different suites" in notes and "different data sizes" in notes

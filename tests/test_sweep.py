@@ -30,7 +30,9 @@ from harness.core.types import WorkerTask
 from harness.errors import InputError
 from harness.executors.base import BackendKey
 from harness.sweep import BenchOptions, Progress, run_bench
+from harness.variants import PruneSpec
 from harness.worker import run_task
+from harness.workloads.base import Feeds, Workload
 
 
 class InlineExecutor:
@@ -240,3 +242,47 @@ def test_bad_options_fail_before_any_work(tmp_path: Path, suite: Path) -> None:
         run_bench(_options(tmp_path, suite, devices=(), backends=("emulated",)),
                   executor=InlineExecutor())
     assert not (tmp_path / "results").exists()
+
+
+class BrokenInputs(Workload):
+    """A registered workload (injected through the registry) whose inputs cannot be made."""
+
+    name = "brokeninputs"
+
+    def __init__(self) -> None:
+        self.source = BrokenInputs.source_model
+
+    source_model: ClassVar[Path]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"workload": "brokeninputs", "model": str(self.source)}
+
+    def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
+        import shutil
+
+        shutil.copyfile(self.source, out)
+
+    def timing_inputs(self) -> Feeds:
+        raise OSError("camera not found")
+
+    def calibration_inputs(self) -> list[Feeds]:
+        return []
+
+
+def test_a_failing_workload_costs_only_its_cases(tmp_path: Path, tiny_model: Path,
+                                                 fake_phone: type[FakePhone]) -> None:
+    from harness.workloads import WORKLOADS
+
+    BrokenInputs.source_model = tiny_model
+    suite = tmp_path / "two.toml"
+    suite.write_text(
+        'schema_version = 1\n'
+        f'workloads = ["brokeninputs", {{ name = "tiny", onnx = "{tiny_model}" }}]\n'
+        'quant = ["fp32"]\nprune = [0]\n[measure]\niterations = 3\nwarmup = 0\n')
+    with WORKLOADS.registered("brokeninputs", BrokenInputs):
+        run_dir = run_bench(_options(tmp_path, suite, devices=("snapdragon8gen3",)),
+                            executor=InlineExecutor())
+    by_id = {r["case_id"]: r for r in _rows(run_dir)}
+    broken = by_id["brokeninputs/fp32/prune-0/snapdragon8gen3@fakephone"]
+    assert broken["status"] == "error" and "camera not found" in broken["reason"]
+    assert by_id["tiny/fp32/prune-0/snapdragon8gen3@fakephone"]["status"] == "ok"
