@@ -9,7 +9,7 @@ backends in one run, provenance on predictions.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,25 +18,24 @@ import pytest
 from harness import results
 from harness.backends.base import (
     BACKENDS,
-    Backend,
     Capabilities,
     CaseJob,
-    measure_guarded,
     measurement_for,
     now_iso,
 )
 from harness.core.measurement import Measured, Measurement, Phase
 from harness.core.types import WorkerTask
 from harness.errors import InputError
-from harness.executors.base import BackendKey
+from harness.executors.local import LocalExecutor
 from harness.sweep import BenchOptions, Progress, run_bench
 from harness.variants import PruneSpec
 from harness.worker import run_task
 from harness.workloads.base import Feeds, Workload
 
 
-class InlineExecutor:
-    """Runs the real worker tasks in this process (no isolation, no process start-up)."""
+class InlineExecutor(LocalExecutor):
+    """The local executor, but worker tasks run in this process (no isolation, no process
+    start-up); cases still go through their backends as in every executor."""
 
     name = "inline"
 
@@ -47,17 +46,6 @@ class InlineExecutor:
             if on_start:
                 on_start(task)
             yield task, run_task(task.to_worker())
-
-    def measure(self, jobs: Iterable[CaseJob], backends: Mapping[BackendKey, Backend], *,
-                on_start: Callable[[CaseJob], None] | None = None
-                ) -> Iterator[tuple[CaseJob, Measurement]]:
-        for job in jobs:
-            if on_start:
-                on_start(job)
-            yield job, measure_guarded(backends[(job.case.backend, job.case.device)], job)
-
-    def close(self) -> None:
-        pass
 
 
 class FakePhone:
