@@ -90,6 +90,11 @@ def _add_bench(sub: Any) -> None:
                    help="only this pruning level, e.g. 0, 50 (global magnitude %%), 2:4, "
                         "channel-l1-25, channel-l2-50+ft, head-l2-25, neuron-l1-50 "
                         "(repeatable)")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="full shape of an input with dynamic dimensions of your ONNX "
+                        "workloads (repeatable), as onnxruntime_perf_test -f; the host times "
+                        "and the emulator costs exactly this shape. Overrides the suite's "
+                        "`shapes`")
     p.add_argument("--iterations", type=_POSITIVE_INT, metavar="N",
                    help="timed runs per case (default: the suite's)")
     p.add_argument("--warmup", type=_COUNT, metavar="N",
@@ -182,6 +187,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         suite=args.suite, workloads=_opt_tuple(args.workload), quant=_opt_tuple(args.quant),
         prune=_opt_tuple(args.prune), results_dir=args.results_dir, resume=args.resume,
         cache_dir=args.cache_dir, eval_size=args.eval_size, command_line=tuple(sys.argv),
+        shapes=tuple((k, tuple(v)) for k, v in _parse_shapes(args.shape).items()),
         overrides=MeasureOverrides(
             iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,
             threads=args.threads, sustained_s=args.sustained_s, period_ms=args.period_ms,
@@ -453,6 +459,8 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
                              field="--shape") from None
         if not name or not shapes[name]:
             raise InputError(f"expected NAME=D1,D2,..., got {spec!r}", field="--shape")
+        if any(d < 1 for d in shapes[name]):
+            raise InputError(f"expected dimensions >= 1, got {spec!r}", field="--shape")
     return shapes
 
 
@@ -480,6 +488,10 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     headers = ["model", "device", "precision", "unit", "latency (ms)"]
     headers += ["sustained (ms)"] if sustained else []
     headers += ["memory (MB)", "fits", "energy (mJ)", "power (W)"]
+    assumed = {Path(r["model"]).name: r["assumed_dims"] for r in results
+               if r.get("assumed_dims")}
+    if assumed:
+        headers += ["assumed"]
     rows = []
     for r in results:
         if "error" in r:
@@ -491,8 +503,13 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         row += [f"{r['sustained_latency_ms']:.3f}"] if sustained else []
         row += [f"{r['peak_memory_mb']:.1f}", "yes" if r["fits"] else "NO",
                 f"{r['energy_mj']:.3f}", f"{r['avg_power_w']:.2f}"]
+        row += (["dims!" if r.get("assumed_dims") else ""] if assumed else [])
         rows.append(row)
     print(tabulate(rows, headers=headers, disable_numparse=True))
+    for model, dims in assumed.items():
+        # A dynamic dimension costed as an assumed value can be far off: say so by the table.
+        print(f"warning: {model}: dynamic dimensions costed at assumed values "
+              f"({'; '.join(dims)}); give the real shape with --shape NAME=D1,D2,...")
     if args.detail:
         for r in results:
             if "nodes" not in r:

@@ -9,6 +9,7 @@ memory.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,12 @@ def emulator_graph(path: Path) -> tuple[Path, bool]:
 
 
 def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float | None,
-               breakdown_dir: Path | None, artifact_key: str) -> dict[str, Any]:
+               breakdown_dir: Path | None, artifact_key: str,
+               input_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
     """The emulator's prediction of ``path`` on profile ``device``, as row parts.
+
+    ``input_shapes`` are the shapes the host timed (the workload's timing inputs): the
+    emulator costs exactly those, so a dynamic dimension is never silently costed as 1.
 
     Returns ``{"prediction", "trace", "provenance"}``; a graph the emulator cannot read gives a
     prediction with an ``error`` (the case still gets its host figures).
@@ -60,10 +65,11 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
 
         provenance["emulator_version"] = EMULATOR_VERSION
         graph, twin = emulator_graph(path)
-        em = emulate(graph, profile)
+        em = emulate(graph, profile, input_shapes=_known_inputs(graph, input_shapes or {}))
         trace = simulate(em.latency, profile, duration_s=sustained_s, period_ms=period_ms,
                          max_points=300)
         summary = em.summary()
+        summary["input_shapes"] = {k: list(v) for k, v in (input_shapes or {}).items()}
         if twin:
             summary["onnx_twin"] = True
         summary.update({
@@ -89,3 +95,13 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
     prov = Provenance.from_row({k: v for k, v in provenance.items()
                                 if k in Provenance.__dataclass_fields__})
     return {"prediction": pred.to_row(), "trace": trace_row, "provenance": prov.to_row()}
+
+
+def _known_inputs(graph: Path, shapes: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+    """The timing inputs' shapes for the graph's own inputs (a quantized graph may have lost
+    an input the float model had, e.g. an unused mask)."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    names = {i.name for i in model.graph.input}
+    return {k: list(v) for k, v in shapes.items() if k in names}

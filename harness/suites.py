@@ -4,7 +4,9 @@ A suite lists workloads x quantization levels x pruning levels, and how to measu
 
     schema_version = 1
     description = "What this suite is for"
-    workloads = ["digits_cnn", { name = "mine", onnx = "models/mine.onnx" },
+    workloads = ["digits_cnn",
+                 { name = "mine", onnx = "models/mine.onnx",
+                   shapes = { input = [1, 3, 320, 320] } },   # inputs with dynamic dimensions
                  { name = "minilm", quant = ["fp32", "int4"] }]   # own levels for one workload
     quant = ["fp32", "int8-dynamic", "int8-static"]
     prune = [0, 50, "2:4", "channel-l2-50"]  # see harness.variants.parse_prune
@@ -227,7 +229,8 @@ def _workload(raw: Any, i: int, file: Any, base: Path
         return WorkloadRef(name=raw), (None, None)
     expect_type(raw, dict, "a workload name or a table {name, onnx, quant, prune}", file=file,
                 field=field)
-    check_keys(raw, allowed={"name", "onnx", "quant", "prune"}, required={"name"}, file=file,
+    check_keys(raw, allowed={"name", "onnx", "quant", "prune", "shapes"}, required={"name"},
+               file=file,
                prefix=field + ".")
     name = expect_type(raw["name"], str, "a string", file=file, field=field + ".name")
     if not name or "/" in name:
@@ -242,10 +245,29 @@ def _workload(raw: Any, i: int, file: Any, base: Path
     if "onnx" not in raw:
         if name not in registered():
             raise unknown_name("workload", name, registered(), file=file, field=field + ".name")
+        if "shapes" in raw:
+            raise InputError("shapes apply to a workload given as an ONNX file (onnx = ...); "
+                             f"built-in workload {name!r} times its own inputs", file=file,
+                             field=field + ".shapes")
         return WorkloadRef(name=name), (quant, prune)
     onnx_path = Path(expect_type(raw["onnx"], str, "a path", file=file, field=field + ".onnx"))
     if not onnx_path.is_absolute():
         onnx_path = (base / onnx_path).resolve()
     if not onnx_path.is_file():
         raise InputError(f"no such ONNX file: {onnx_path}", file=file, field=field + ".onnx")
-    return WorkloadRef(name=name, onnx=onnx_path), (quant, prune)
+    shapes = _shapes(raw.get("shapes", {}), file=file, field=field + ".shapes")
+    return WorkloadRef(name=name, onnx=onnx_path, shapes=shapes), (quant, prune)
+
+
+def _shapes(raw: Any, *, file: Any, field: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """``{ input = [1, 3, 320, 320], ... }`` -> sorted (name, dims) pairs, validated."""
+    expect_type(raw, dict, "a table { input_name = [d1, d2, ...] }", file=file, field=field)
+    out = []
+    for name, dims in raw.items():
+        expect_type(dims, list, "a list of dimensions", file=file, field=f"{field}.{name}")
+        if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                               for d in dims):
+            raise InputError(f"expected a non-empty list of integers >= 1, got {dims!r}",
+                             file=file, field=f"{field}.{name}")
+        out.append((name, tuple(dims)))
+    return tuple(sorted(out))

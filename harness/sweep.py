@@ -84,9 +84,12 @@ class BenchOptions:
     eval_size: str | None = None
     executor: str = "local"
     command_line: tuple[str, ...] = ()
+    # --shape NAME=D1,D2,...: the shape of an input of the user's ONNX workloads that has it
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("devices", "backends", "workloads", "quant", "prune", "command_line"):
+        for name in ("devices", "backends", "workloads", "quant", "prune", "command_line",
+                     "shapes"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -154,18 +157,59 @@ def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = No
                          + ", ".join(b for b, c in caps.items() if c.needs_device),
                          field="--device")
     profiles = {d: load_profile(d) for d in devices}
-    suite = load_suite(suite_ref)
+    suite = _with_shapes(load_suite(suite_ref), options.shapes)
     measure = options.overrides.apply(suite.measure)
     cases = expand(suite, devices=[p.name for p in profiles.values()],
                    backends={b: c.needs_device for b, c in caps.items()},
                    workloads=filters["workloads"], quant=filters["quant"],
                    prune=filters["prune"])
+    from harness.workloads import get_workload
+    from harness.workloads.onnxfile import OnnxFileWorkload
+
+    for ref in {c.workload for c in cases if c.workload.onnx is not None}:
+        w = get_workload(ref)
+        assert isinstance(w, OnnxFileWorkload)
+        try:
+            w.check_shapes()
+        except InputError as exc:
+            raise InputError(f"workload {ref.name!r}: {exc}",
+                             file=suite.path) from None
     plan = Plan(suite=suite, measure=measure, profiles=profiles, backends=tuple(backends),
                 cases=tuple(cases), eval_size=eval_size,
                 cache_dir=options.cache_dir or default_cache_dir())
     if manifest is not None:
         _check_resumable(plan, options, manifest)
     return plan
+
+
+def _with_shapes(suite: Suite, shapes: Sequence[tuple[str, tuple[int, ...]]]) -> Suite:
+    """``suite`` with --shape values given to every ONNX-file workload that has that input."""
+    if not shapes:
+        return suite
+    import onnx
+
+    from harness.core.types import WorkloadRef
+    from harness.errors import unknown_name
+
+    used: set[str] = set()
+    every_input: set[str] = set()
+    refs = []
+    for ref in suite.workloads:
+        if ref.onnx is None:
+            refs.append(ref)
+            continue
+        model = onnx.load(str(ref.onnx), load_external_data=False)
+        names = {i.name for i in model.graph.input}
+        every_input |= names
+        given = {k: v for k, v in shapes if k in names}
+        used |= set(given)
+        refs.append(WorkloadRef(name=ref.name, onnx=ref.onnx,
+                                shapes=tuple({**ref.shape_map, **given}.items())))
+    for name, _ in shapes:
+        if name not in used:
+            raise unknown_name("input of the suite's ONNX workloads", name, every_input,
+                               field="--shape")
+    return replace(suite, workloads=tuple(refs))
 
 
 def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
@@ -321,13 +365,17 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
 
     # 3. describe: facts of every artifact, predicted once per device that a backend wants
     wanted: dict[str, set[str]] = {}
+    workload_of: dict[str, str] = {}
     for c in pending:
         if c.variant_key in refs:
             devices = wanted.setdefault(refs[c.variant_key].key, set())
+            workload_of[refs[c.variant_key].key] = c.workload.name
             if c.device and capabilities_of(c.backend).predicts:
                 devices.add(c.device)
     by_key = {r.key: r for r in refs.values()}
     describe_tasks = [DescribeTask(artifact=by_key[k], cache_dir=plan.cache_dir,
+                                   inputs=inputs[workload_of[k]]
+                                   if workload_of[k] not in inputs_failed else None,
                                    devices=tuple(sorted(devs)), sustained_s=measure.sustained_s,
                                    period_ms=measure.period_ms,
                                    breakdown_dir=run_dir / "breakdown",
@@ -405,6 +453,7 @@ def _manifest(plan: Plan, options: BenchOptions, argv: list[str]) -> dict[str, A
                     "prune": _list(options.prune)},
         "devices": list(plan.profiles),
         "backends": list(plan.backends),
+        "shapes": {w.name: {k: list(v) for k, v in w.shapes} for w in s.workloads if w.shapes},
         "executor": options.executor,
         "seed": SEED,
         "measure": asdict(plan.measure),

@@ -43,6 +43,7 @@ def emulate_models(models: list[Path], *, devices: list[str], precisions: list[s
                     "avg_power_w": em.latency.avg_power_w, "work_gops": em.latency.work_gops,
                     "unit_ms": dict(em.latency.unit_ms),
                     "fallback_nodes": len(em.latency.fallbacks),
+                    "assumed_dims": list(em.latency.fixed_dims),
                     "notes": list(em.notes)})
                 if duration_s is not None or iterations is not None:
                     trace = simulate(em.latency, prof, duration_s=duration_s,

@@ -164,12 +164,18 @@ def _describe(task: dict[str, Any]) -> dict[str, Any]:
     path = ref.path(cache_dir)
     facts = artifact_facts(path, ref=ref)
     breakdown_dir = Path(task["breakdown_dir"]) if task.get("breakdown_dir") else None
+    shapes: dict[str, list[int]] = {}
+    if task.get("inputs"):
+        import numpy as np
+
+        with np.load(task["inputs"]) as npz:
+            shapes = {k: list(npz[k].shape) for k in npz.files}
     predictions = {}
     for device in task["devices"]:
         predictions[device] = predict_on(path, device, sustained_s=task["sustained_s"],
-                                         period_ms=task.get("period_ms"),
+                                         period_ms=task.get("period_ms"), input_shapes=shapes,
                                          breakdown_dir=breakdown_dir, artifact_key=ref.key)
-    return {"facts": facts.to_row(), "predictions": predictions}
+    return {"facts": facts.to_row(), "predictions": predictions, "input_shapes": shapes}
 
 
 TASKS: dict[str, Task] = {"build": _build, "build_many": _build_many, "inputs": _inputs,

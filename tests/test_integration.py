@@ -40,7 +40,8 @@ def test_sweep_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     suite = tmp_path / "e2e.toml"
     suite.write_text(
         'schema_version = 1\ndescription = "e2e"\n'
-        'workloads = ["digits_cnn", { name = "broken", onnx = "broken.onnx" }]\n'
+        'workloads = ["digits_cnn", { name = "broken", onnx = "broken.onnx", '
+        'shapes = { x = [1, 4] } }]\n'
         'quant = ["fp32", "int8-dynamic", "int8-static"]\nprune = [0, 50]\n'
         '[measure]\nwarmup = 2\niterations = 25\ntimeout_s = 300\nthreads = 1\n')
     results_dir = tmp_path / "results"

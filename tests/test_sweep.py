@@ -98,7 +98,8 @@ def suite(tmp_path: Path, tiny_model: Path) -> Path:
     path = tmp_path / "s.toml"
     path.write_text(
         'schema_version = 1\ndescription = "sweep unit test"\n'
-        f'workloads = [{{ name = "tiny", onnx = "{tiny_model}" }}]\n'
+        f'workloads = [{{ name = "tiny", onnx = "{tiny_model}", '
+        'shapes = { input = [1, 4, 8, 8] } }]\n'
         'quant = ["fp32", "int8-dynamic"]\nprune = [0]\n'
         '[measure]\nwarmup = 1\niterations = 5\ntimeout_s = 120\nthreads = 1\n'
         'sustained_s = 10\n')
@@ -265,7 +266,8 @@ def test_a_failing_workload_costs_only_its_cases(tmp_path: Path, tiny_model: Pat
     suite = tmp_path / "two.toml"
     suite.write_text(
         'schema_version = 1\n'
-        f'workloads = ["brokeninputs", {{ name = "tiny", onnx = "{tiny_model}" }}]\n'
+        f'workloads = ["brokeninputs", {{ name = "tiny", onnx = "{tiny_model}", '
+        'shapes = { input = [1, 4, 8, 8] } }]\n'
         'quant = ["fp32"]\nprune = [0]\n[measure]\niterations = 3\nwarmup = 0\n')
     with WORKLOADS.registered("brokeninputs", BrokenInputs):
         run_dir = run_bench(_options(tmp_path, suite, devices=("snapdragon8gen3",)),
@@ -274,3 +276,49 @@ def test_a_failing_workload_costs_only_its_cases(tmp_path: Path, tiny_model: Pat
     broken = by_id["brokeninputs/fp32/prune-0/snapdragon8gen3@fakephone"]
     assert broken["status"] == "error" and "camera not found" in broken["reason"]
     assert by_id["tiny/fp32/prune-0/snapdragon8gen3@fakephone"]["status"] == "ok"
+
+
+def _dynamic_suite(tmp_path: Path, tiny_model: Path, shapes: str = "") -> Path:
+    path = tmp_path / "dyn.toml"
+    path.write_text(
+        'schema_version = 1\n'
+        f'workloads = [{{ name = "tiny", onnx = "{tiny_model}"{shapes} }}]\n'
+        'quant = ["fp32"]\nprune = [0]\n[measure]\niterations = 3\nwarmup = 0\n'
+        'sustained_s = 10\n')
+    return path
+
+
+def test_a_dynamic_input_without_a_shape_is_refused(tmp_path: Path, tiny_model: Path) -> None:
+    suite = _dynamic_suite(tmp_path, tiny_model)
+    with pytest.raises(InputError, match=r"input \['batch', 4, 8, 8\].*--shape input="):
+        run_bench(_options(tmp_path, suite, backends=("emulated",)), executor=InlineExecutor())
+    assert not (tmp_path / "results").exists()
+    with pytest.raises(InputError, match="Did you mean 'input'"):
+        run_bench(_options(tmp_path, suite, backends=("host",),
+                           shapes=(("inptu", (1, 4, 8, 8)),)), executor=InlineExecutor())
+    with pytest.raises(InputError, match="fixed at 4"):
+        run_bench(_options(tmp_path, suite, backends=("host",),
+                           shapes=(("input", (1, 3, 8, 8)),)), executor=InlineExecutor())
+
+
+def test_the_emulator_costs_the_shape_the_host_timed(tmp_path: Path, tiny_model: Path) -> None:
+    """Batch 8 given with --shape: the host times batch 8, and the prediction is the one
+    `harness emulate --shape input=8,4,8,8` gives for the same artifact, not batch 1's."""
+    from harness.emulator import emulate
+    from harness.profiles import load_profile
+
+    suite = _dynamic_suite(tmp_path, tiny_model)
+    run_dir = run_bench(_options(tmp_path, suite, devices=("snapdragon8gen3",),
+                                 backends=("emulated",), shapes=(("input", (8, 4, 8, 8)),)),
+                        executor=InlineExecutor())
+    (m,) = results.load_run(run_dir).measurements
+    assert m.status == "ok", m.reason
+    assert m.predicted.detail["input_shapes"] == {"input": [8, 4, 8, 8]}
+    assert m.predicted.detail["fixed_dims"] == []        # nothing assumed
+    assert m.artifact and m.artifact.path
+    profile = load_profile("snapdragon8gen3")
+    at8 = emulate(Path(m.artifact.path), profile, input_shapes={"input": [8, 4, 8, 8]})
+    at1 = emulate(Path(m.artifact.path), profile)
+    assert m.predicted.latency_ms == pytest.approx(at8.latency_ms)
+    assert at8.latency_ms > at1.latency_ms
+    assert results.load_run(run_dir).manifest["shapes"] == {"tiny": {"input": [8, 4, 8, 8]}}

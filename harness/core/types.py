@@ -21,23 +21,45 @@ from harness.variants import PruneSpec, QuantSpec
 DEFAULT_BACKEND = "emulated"
 
 
+Shape = tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class WorkloadRef:
-    """A workload named in a suite: a registered one, or a user's ONNX file."""
+    """A workload named in a suite: a registered one, or a user's ONNX file.
+
+    ``shapes`` gives a user's ONNX file the full shape of inputs with dynamic dimensions
+    (``((input name, (1, 3, 320, 320)), ...)``, sorted by name): the host times exactly these
+    and the emulator costs exactly these.
+    """
 
     name: str
     onnx: Path | None = None
+    shapes: tuple[tuple[str, Shape], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"a workload name must be non-empty and contain no '/': {self.name!r}")
+        object.__setattr__(self, "shapes", tuple(sorted(
+            (str(k), tuple(int(d) for d in v)) for k, v in self.shapes)))
+        for k, v in self.shapes:
+            if not v or any(d < 1 for d in v):
+                raise ValueError(f"shape of input {k!r} must be dimensions >= 1, got {list(v)}")
+        if self.shapes and self.onnx is None:
+            raise ValueError("input shapes apply to a workload given as an ONNX file")
+
+    @property
+    def shape_map(self) -> dict[str, Shape]:
+        return dict(self.shapes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "onnx": str(self.onnx) if self.onnx else None}
+        return {"name": self.name, "onnx": str(self.onnx) if self.onnx else None,
+                "shapes": {k: list(v) for k, v in self.shapes}}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> WorkloadRef:
-        return cls(name=d["name"], onnx=Path(d["onnx"]) if d.get("onnx") else None)
+        return cls(name=d["name"], onnx=Path(d["onnx"]) if d.get("onnx") else None,
+                   shapes=tuple((k, tuple(v)) for k, v in (d.get("shapes") or {}).items()))
 
 
 @dataclass(frozen=True)
@@ -137,10 +159,12 @@ class InputsTask:
 
 @dataclass(frozen=True)
 class DescribeTask:
-    """Inspect one artifact and predict it on some device profiles (the emulator)."""
+    """Inspect one artifact and predict it on some device profiles (the emulator), at the
+    shapes of its workload's timing inputs (``inputs``, the .npz the host times)."""
 
     artifact: ArtifactRef
     cache_dir: Path
+    inputs: Path | None
     devices: tuple[str, ...]
     sustained_s: float
     period_ms: float | None
@@ -151,6 +175,7 @@ class DescribeTask:
     def to_worker(self) -> dict[str, Any]:
         return {"kind": "describe", "artifact": self.artifact.to_json(),
                 "cache_dir": str(self.cache_dir), "devices": list(self.devices),
+                "inputs": str(self.inputs) if self.inputs else None,
                 "sustained_s": self.sustained_s, "period_ms": self.period_ms,
                 "breakdown_dir": str(self.breakdown_dir) if self.breakdown_dir else None}
 

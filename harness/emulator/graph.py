@@ -293,7 +293,8 @@ def load_graph(
 
     Dynamic input dimensions get concrete values: a full shape from ``input_shapes`` (input
     name -> shape), else a symbolic dimension's value from ``dim_params`` (``{"sequence": 128}``),
-    else ``default_dim`` (batch 1). Each choice is listed in :attr:`Graph.fixed_dims`.
+    else ``default_dim`` (batch 1). Each dimension not given by ``input_shapes`` is listed in
+    :attr:`Graph.fixed_dims`: what the emulator had to assume.
     A :class:`Graph` is returned as is.
     """
     if isinstance(model, Graph):
@@ -447,15 +448,14 @@ def _fix_inputs(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]],
                     raise InputError(f"dimension {axis} is fixed at {d.dim_value} in the "
                                      f"model, got {v}", file=source,
                                      field=f"input_shapes.{inp.name}")
+            # A given shape is not an assumption: only defaulted dimensions are listed.
             if not tt.HasField("shape"):   # rank unknown in the model: take the override
                 tt.shape.Clear()
                 for v in want:
                     tt.shape.dim.add().dim_value = v
-                notes.append(f"{inp.name} = {want}")
                 continue
-            for axis, (d, v) in enumerate(zip(dims, want, strict=True)):
+            for d, v in zip(dims, want, strict=True):
                 if not (d.HasField("dim_value") and d.dim_value > 0):
-                    notes.append(f"{inp.name}[{axis}] {d.dim_param or '?'!r} = {v}")
                     d.Clear()
                     d.dim_value = v
             continue

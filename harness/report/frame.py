@@ -198,6 +198,9 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         # outputs bit-identical to fp32: infinite SQNR (JSON stores null and a flag)
         "fidelity_sqnr_db": fid.sqnr_db_or_inf if fid else None,
         "has_trace": bool(trace.get("latency_ms")),
+        # dynamic input dimensions the emulator had to assume (rows before input shapes were
+        # passed to it: they costed every dynamic dimension as 1)
+        "assumed_dims": "; ".join(pred.detail.get("fixed_dims") or ()),
         "reason": m.reason,
         "emulator_version": m.provenance.emulator_version,
         "profile_sha256": m.provenance.profile_sha256,

@@ -58,7 +58,20 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
             parts += [f"## {title}\n", f"No {title.lower()} figures in this run.\n"]
             continue
         parts += [f"## {title}\n", markdown_table(df, keep), ""]
+    assumed = _assumed(df)
+    if assumed:
+        parts += ["## Assumed by the emulator\n",
+                  "Dynamic input dimensions the emulator costed at an assumed value instead of "
+                  "the shape the host timed (runs before input shapes were recorded): the "
+                  "device figures hold only if the timed shape had that value.\n",
+                  *[f"- `{cid}`: {dims}" for cid, dims in assumed], ""]
     return "\n".join(parts) + "\n"
+
+
+def _assumed(df: pd.DataFrame) -> list[tuple[str, str]]:
+    if "assumed_dims" not in df:
+        return []
+    return [(r["case_id"], r["assumed_dims"]) for _, r in df.iterrows() if r["assumed_dims"]]
 
 
 def json_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTABLE_SPREAD
@@ -119,4 +132,10 @@ def _reasons(df: pd.DataFrame) -> str:
                 "rerun on a quieter machine or with more iterations):\n" + "\n".join(
                     f"  {r['case_id']}: (p90-p10)/p50 = {r['host_spread_pct']:.0f}%"
                     for _, r in flagged.iterrows()))
+    assumed = _assumed(df)
+    if assumed:
+        out += ("\n\nAssumed by the emulator (dynamic input dimensions costed at an assumed "
+                "value instead of the timed shape; the device figures hold only if the timed "
+                "shape had that value):\n"
+                + "\n".join(f"  {cid}: {dims}" for cid, dims in assumed))
     return out

@@ -44,7 +44,7 @@ def get_workload(ref: WorkloadRef, *, eval_size: str = "small") -> Workload:
     if ref.onnx is not None:
         from harness.workloads.onnxfile import OnnxFileWorkload
 
-        workload = OnnxFileWorkload(name=ref.name, path=ref.onnx)
+        workload = OnnxFileWorkload(name=ref.name, path=ref.onnx, shapes=ref.shape_map)
     else:
         workload = load_plugin(WORKLOADS, ref.name)()
     workload.eval_size = eval_size

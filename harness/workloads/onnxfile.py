@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,78 @@ _CALIBRATION_BATCHES = 16
 class OnnxFileWorkload(Workload):
     """Benchmarks an ONNX model as given; inputs are seeded random data of the right shape."""
 
-    def __init__(self, *, name: str, path: Path):
+    def __init__(self, *, name: str, path: Path,
+                 shapes: Mapping[str, Sequence[int]] | None = None):
         self.name = name
         self.path = path
+        self.shapes = {k: [int(d) for d in v] for k, v in (shapes or {}).items()}
 
     def fingerprint(self) -> dict[str, Any]:
         digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
-        return {"workload": "onnx-file", "sha256": digest}
+        out: dict[str, Any] = {"workload": "onnx-file", "sha256": digest}
+        if self.shapes:  # only when given, so a static model's cached artifacts stay valid
+            out["shapes"] = dict(sorted(self.shapes.items()))
+        return out
+
+    def check_shapes(self) -> None:
+        """Refuse shapes the model cannot take, and dynamic inputs without a shape.
+
+        The host times exactly the inputs it feeds and the emulator costs exactly those, so a
+        dynamic dimension must be given: costing it as 1 silently predicted a 1-token sentence
+        for a model timed at 128 tokens.
+        """
+        import onnx
+
+        from harness.errors import InputError, unknown_name
+
+        model = onnx.load(str(self.path), load_external_data=False)
+        inits = {i.name for i in model.graph.initializer}
+        inputs = {i.name: i for i in model.graph.input if i.name not in inits}
+        for name, want in self.shapes.items():
+            if name not in inputs:
+                raise unknown_name(f"input of {self.path.name}", name, inputs,
+                                   field=f"workloads.{self.name}.shapes")
+            tt = inputs[name].type.tensor_type
+            if tt.HasField("shape"):
+                dims = tt.shape.dim
+                if len(dims) != len(want):
+                    raise InputError(f"input {name!r} has rank {len(dims)}, got shape {want}",
+                                     file=self.path, field=f"shapes.{name}")
+                for axis, (d, v) in enumerate(zip(dims, want, strict=True)):
+                    if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != v:
+                        raise InputError(f"input {name!r} dimension {axis} is fixed at "
+                                         f"{d.dim_value} in the model, got {v}",
+                                         file=self.path, field=f"shapes.{name}")
+        missing = self.dynamic_inputs()
+        if missing:
+            listed = "; ".join(f"{n} {dims}" for n, dims in missing.items())
+            example = ", ".join(
+                f"{n} = [{', '.join(str(d) if isinstance(d, int) else 'N' for d in dims)}]"
+                for n, dims in missing.items())
+            first = next(iter(missing))
+            raise InputError(
+                f"inputs with dynamic dimensions need a shape: {listed}. Give it in the suite "
+                f"(shapes = {{ {example} }}, each N a real size) or with --shape "
+                f"{first}=D1,D2,...", file=self.path)
+
+    def dynamic_inputs(self) -> dict[str, list[int | str]]:
+        """Inputs with a dimension that is not fixed in the model and not given in
+        :attr:`shapes`: each with its dims (names or '?' where dynamic)."""
+        import onnx
+
+        model = onnx.load(str(self.path), load_external_data=False)
+        inits = {i.name for i in model.graph.initializer}
+        out: dict[str, list[int | str]] = {}
+        for inp in model.graph.input:
+            if inp.name in inits or inp.name in self.shapes:
+                continue
+            dims: list[int | str] = [
+                d.dim_value if d.HasField("dim_value") and d.dim_value > 0
+                else (d.dim_param or "?") for d in inp.type.tensor_type.shape.dim]
+            if not inp.type.tensor_type.HasField("shape") or any(
+                    isinstance(d, str) for d in dims):
+                out[inp.name] = dims
+        return out
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
         import onnx
@@ -48,10 +114,13 @@ class OnnxFileWorkload(Workload):
             if inp.name in inits:
                 continue
             t = inp.type.tensor_type
-            # Symbolic or unknown dims (batch, sequence) become 1: one request at a time, as
-            # an app runs it.
-            shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
-                     for d in t.shape.dim]
+            if inp.name in self.shapes:
+                shape = self.shapes[inp.name]
+            else:
+                # The sweep refuses models whose dynamic dims were not given (see
+                # dynamic_inputs); `1` is left for direct library use only.
+                shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+                         for d in t.shape.dim]
             dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
             if np.issubdtype(dtype, np.floating):
                 feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
