@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import results
-from harness.backends.base import BACKENDS, Backend, CaseJob, capabilities_of, make_backend
+from harness.backends.base import (
+    BACKENDS,
+    Backend,
+    BackendContext,
+    CaseJob,
+    capabilities_of,
+    make_backend,
+)
 from harness.core.measurement import (
     ArtifactFacts,
     Measurement,
@@ -233,6 +240,7 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
 
     executor = executor or make_executor(options.executor)
     backends: dict[tuple[str, str | None], Backend] = {}
+    context = BackendContext()  # host runs shared by backends: host work once per artifact
     try:
         pending = [c for c in plan.cases if c.case_id not in done]
         jobs = _prepare(plan, pending, executor=executor, run_dir=run_dir, note=note)
@@ -247,7 +255,7 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
             if key not in backends:
                 backends[key] = make_backend(
                     job.case.backend, plan.profiles[job.case.device] if job.case.device
-                    else None)
+                    else None, context)
 
         def started(job: CaseJob) -> None:
             if progress:
@@ -390,7 +398,16 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
         assert isinstance(task, DescribeTask)
         described[task.artifact.key] = out
 
-    # 4. one job per pending case
+    # 4. one job per pending case; cases whose backend measures on this host under the
+    # device's memory cap share one run per artifact, made first under the smallest cap
+    floor: dict[str, float] = {}
+    for c in pending:
+        caps = capabilities_of(c.backend)
+        if c.variant_key in refs and c.device and caps.measures_on == "host" \
+                and caps.needs_device:
+            cap = plan.profiles[c.device].memory.app_cap_mb.value
+            art = refs[c.variant_key].key
+            floor[art] = min(cap, floor.get(art, cap))
     index = {c.case_id: i for i, c in enumerate(plan.cases, 1)}
     jobs = []
     for c in pending:
@@ -405,6 +422,7 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
         jobs.append(CaseJob(
             case=c, index=index[c.case_id], log=case_log, artifact=ref, facts=facts,
             prediction=pred, trace=trace, provenance=prov, failure=failure,
+            shared_cap_mb=floor.get(ref.key),
             measure=MeasureTask(workload=c.workload, artifact=ref,
                                 inputs=inputs[c.workload.name], cache_dir=plan.cache_dir,
                                 warmup=measure.warmup, iterations=measure.iterations,

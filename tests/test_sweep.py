@@ -61,7 +61,7 @@ class FakePhone:
     stop_on: ClassVar[set[str]] = set()
     seen: ClassVar[list[str]] = []
 
-    def open(self, profile: Any) -> None:
+    def open(self, profile: Any, context: Any) -> None:
         self.profile = profile
 
     def close(self) -> None:
@@ -322,3 +322,44 @@ def test_the_emulator_costs_the_shape_the_host_timed(tmp_path: Path, tiny_model:
     assert m.predicted.latency_ms == pytest.approx(at8.latency_ms)
     assert at8.latency_ms > at1.latency_ms
     assert results.load_run(run_dir).manifest["shapes"] == {"tiny": {"input": [8, 4, 8, 8]}}
+
+
+def test_host_work_once_per_artifact(tmp_path: Path, suite: Path) -> None:
+    """Two devices and the host backend: each artifact is timed, evaluated and compared once.
+    The Pi's case comes first but runs under the 8 Gen 3's smaller app cap (the smallest cap
+    of the cases sharing the artifact): a pass there is a pass for both, so the 8 Gen 3 and
+    the host backend (no cap) reuse it, and every reusing row names the run."""
+    from harness.profiles import load_profile
+
+    caps = {d: load_profile(d).memory.app_cap_mb.value for d in ("snapdragon8gen3",
+                                                                  "raspberrypi5")}
+    assert caps["snapdragon8gen3"] < caps["raspberrypi5"]
+    run_dir = run_bench(_options(tmp_path, suite, devices=("raspberrypi5", "snapdragon8gen3"),
+                                 backends=("emulated", "host"), quant=("fp32",)),
+                        executor=InlineExecutor())
+    ms = {m.case_id: m for m in results.load_run(run_dir).measurements}
+    pi = ms["tiny/fp32/prune-0/raspberrypi5"]
+    sd = ms["tiny/fp32/prune-0/snapdragon8gen3"]
+    host = ms["tiny/fp32/prune-0@host"]
+    assert all(m.status == "ok" for m in ms.values()), {k: m.reason for k, m in ms.items()}
+    assert pi.measured and pi.measured.origin is None
+    assert pi.measured.memory_cap_mb == caps["snapdragon8gen3"]
+    assert sd.measured and sd.measured.origin == pi.case_id
+    assert host.measured and host.measured.origin == pi.case_id
+    assert host.samples_ns() == pi.samples_ns() == sd.samples_ns()
+    assert sd.predicted.latency_ms != pi.predicted.latency_ms  # predictions stay per device
+
+
+def test_host_runs_reuse_rule() -> None:
+    from harness.backends.base import HostRuns
+
+    runs = HostRuns()
+    runs.store("a", 100.0, {"status": "ok"}, "first")
+    assert runs.lookup("a", 200.0) == ({"status": "ok"}, "first")
+    assert runs.lookup("a", None) is not None
+    assert runs.lookup("a", 50.0) is None
+    runs.store("b", 100.0, {"status": "oom"}, "x")
+    assert runs.lookup("b", 50.0) is not None and runs.lookup("b", 200.0) is None
+    runs.store("c", 100.0, {"status": "error"}, "y")
+    assert runs.lookup("c", 100.0) is not None and runs.lookup("c", 200.0) is None
+    assert runs.lookup("missing", 100.0) is None

@@ -60,6 +60,48 @@ class CaseJob:
     provenance: Provenance = field(default_factory=Provenance)
     measure: MeasureTask | None = None
     failure: tuple[str, str] | None = None     # (status, reason)
+    # the smallest app memory cap among the cases that share this artifact's host run
+    shared_cap_mb: float | None = None
+
+
+@dataclass
+class HostRuns:
+    """Host measurements of this sweep, shared by every backend that measures on the host.
+
+    Timing, quality and fidelity depend on the artifact and the measure settings, not on the
+    device: a multi-device sweep measures each artifact once and every device's row reuses it.
+    What differs per device is the memory cap the worker runs under, so a result is reused
+    only where the cap cannot change it: a run that passed under cap C passes under any larger
+    cap (or none), and one that ran out of memory under C runs out under any smaller cap.
+    Errors and timeouts are reused only under the same cap (a crash under a small cap may be
+    memory in disguise).
+    """
+
+    runs: dict[Any, list[tuple[float | None, dict[str, Any], str]]] = field(default_factory=dict)
+
+    @staticmethod
+    def _le(a: float | None, b: float | None) -> bool:
+        """a <= b, where None is no cap (infinite)."""
+        return b is None or (a is not None and a <= b)
+
+    def lookup(self, key: Any, cap: float | None) -> tuple[dict[str, Any], str] | None:
+        """A stored outcome that running under ``cap`` would reproduce, with its origin."""
+        for run_cap, outcome, origin in self.runs.get(key, ()):
+            status = outcome["status"]
+            if (status == "ok" and self._le(run_cap, cap)) or (
+                    status == "oom" and self._le(cap, run_cap)) or run_cap == cap:
+                return outcome, origin
+        return None
+
+    def store(self, key: Any, cap: float | None, outcome: dict[str, Any], origin: str) -> None:
+        self.runs.setdefault(key, []).append((cap, outcome, origin))
+
+
+@dataclass
+class BackendContext:
+    """What the sweep shares with every backend it opens."""
+
+    host_runs: HostRuns = field(default_factory=HostRuns)
 
 
 class Backend(Protocol):
@@ -68,7 +110,7 @@ class Backend(Protocol):
     name: str
     capabilities: Capabilities
 
-    def open(self, profile: DeviceProfile | None) -> None: ...
+    def open(self, profile: DeviceProfile | None, context: BackendContext) -> None: ...
 
     def measure(self, job: CaseJob) -> Measurement: ...
 
@@ -119,8 +161,9 @@ def capabilities_of(name: str) -> Capabilities:
     return caps
 
 
-def make_backend(name: str, profile: DeviceProfile | None) -> Backend:
+def make_backend(name: str, profile: DeviceProfile | None,
+                 context: BackendContext | None = None) -> Backend:
     """A new, opened instance of backend ``name``."""
     backend: Backend = BACKENDS.get(name)()
-    backend.open(profile)
+    backend.open(profile, context or BackendContext())
     return backend

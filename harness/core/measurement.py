@@ -112,6 +112,10 @@ class Measured:
     threads: int | None = None
     warmup_runs: int | None = None
     pace: Mapping[str, Any] | None = None        # {"target_ms", "overruns"} when paced
+    # the case whose run these figures come from, when this row reuses another case's run
+    # (host work depends on the artifact, not the device: it is measured once per artifact)
+    origin: str | None = None
+    memory_cap_mb: float | None = None           # the memory cap the worker ran under
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
@@ -140,6 +144,8 @@ class Measured:
             "peak_memory_mb": self.peak_memory_mb,
             "memory_before_load_mb": self.memory_before_load_mb,
             "pace": None if self.pace is None else dict(self.pace),
+            "origin": self.origin,
+            "memory_cap_mb": self.memory_cap_mb,
         }
 
     @classmethod
@@ -154,7 +160,8 @@ class Measured:
             memory_before_load_mb=d.get("memory_before_load_mb"),
             runtime=d.get("runtime"), runtime_version=d.get("runtime_version"),
             providers=tuple(d.get("providers") or ()), threads=d.get("threads"),
-            warmup_runs=d.get("warmup_runs"), pace=d.get("pace"))
+            warmup_runs=d.get("warmup_runs"), pace=d.get("pace"), origin=d.get("origin"),
+            memory_cap_mb=d.get("memory_cap_mb"))
 
 
 def _num(v: Any) -> float | None:
