@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,15 @@ EPILOG = """examples:
 def _add_bench(sub: Any) -> None:
     p = sub.add_parser(
         "bench", help="run a suite: build, measure and emulate every case",
-        description="Run a sweep of workloads x quantization levels x pruning levels on the "
-                    "host, predict each case on the device profile(s), save the run under "
-                    "--results-dir and print the result table. Each case runs in its own "
-                    "worker process: a crash or hang becomes one error/timeout row.",
+        description=textwrap.fill(
+            "Run a sweep of workloads x quantization levels x pruning levels on the "
+            "host, predict each case on the device profile(s), save the run under "
+            "--results-dir and print the result table. Each case runs in its own "
+            "worker process: a crash or hang becomes one error/timeout row.", 100) + "\n\n"
+        + textwrap.fill(
+            "Exit status: 0; 1 when no case is ok or a --fail-on status occurred; 2 on bad "
+            "input (nothing is run); 130 when interrupted (finished cases are kept: "
+            "--resume RUN completes the run).", 100),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", action="append", metavar="NAME",
                    help="device profile name from devices/ (repeatable); see `harness devices`. "
@@ -126,6 +132,11 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="artifact and model cache (default: $HARNESS_CACHE_DIR or "
                         "~/.cache/edge-harness)")
+    p.add_argument("--fail-on", action="append", default=[], metavar="STATUS",
+                   choices=("error", "oom", "unsupported", "timeout"),
+                   help="exit with status 1 when any case ends with this status (repeatable: "
+                        "error, oom, unsupported, timeout). Without it, bench exits 1 only "
+                        "when no case is ok")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_bench)
 
@@ -197,6 +208,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(write_report(run_dir))
     print(f"\nrun saved in {run_dir} (report.html, report.md, report.csv, plots/, "
           "cases.jsonl)")
+    return _bench_status(run_dir, fail_on=args.fail_on)
+
+
+def _bench_status(run_dir: Path, *, fail_on: list[str]) -> int:
+    """0, or 1 when no case is ok or a case ended with a --fail-on status (said on stderr)."""
+    from collections import Counter
+
+    from harness.results import load_run
+
+    counts = Counter(m.status for m in load_run(run_dir).measurements)
+    if counts and not counts["ok"]:
+        print(f"harness: no case is ok ({dict(counts)})", file=sys.stderr)
+        return 1
+    failing = {s: counts[s] for s in fail_on if counts[s]}
+    if failing:
+        print(f"harness: --fail-on: {', '.join(f'{n} {s}' for s, n in failing.items())}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -347,7 +376,8 @@ def _add_recommend(sub: Any) -> None:
         description="The variants of a run that meet the budgets on a device, best first "
                     "along the latency-vs-quality Pareto front (fastest first), and the reason "
                     "every other variant was rejected. Latency and memory are the emulator's "
-                    "device predictions; quality comes from the host run.")
+                    "device predictions; quality comes from the host run. Exit status: 0 when "
+                    "some variant meets the budgets, 1 when none does, 2 on bad input.")
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory")
     p.add_argument("--device", required=True, metavar="NAME", help="a device of the run")
     p.add_argument("--workload", metavar="NAME", help="only this workload of the run")
@@ -372,7 +402,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         max_latency_ms=args.max_latency_ms, max_memory_mb=args.max_memory_mb,
         min_quality=args.min_quality, sustained=args.sustained), workload=args.workload)
     print(to_text(rec) if args.format == "text" else to_json(rec), end="")
-    return 0
+    # nothing meets the budgets: a CI step asking "is there a variant to ship?" fails
+    return 0 if rec.accepted else 1
 
 
 def _add_export(sub: Any) -> None:

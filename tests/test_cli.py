@@ -52,3 +52,22 @@ def test_python_dash_m_works() -> None:
     proc = subprocess.run([sys.executable, "-m", "harness", "--version"], capture_output=True,
                           text=True, check=True)
     assert proc.stdout.startswith("harness ")
+
+
+def test_exit_status_tells_ci_what_happened(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    from report_fixtures import make_run, row
+
+    from harness.cli import _bench_status
+
+    ok = make_run(tmp_path, [row("w", "fp32", "0", "phone"),
+                             row("w", "int8", "0", "phone", status="oom")], label="ok")
+    assert _bench_status(ok, fail_on=[]) == 0
+    assert _bench_status(ok, fail_on=["error"]) == 0
+    assert _bench_status(ok, fail_on=["oom"]) == 1
+    assert "--fail-on: 1 oom" in capsys.readouterr().err
+    bad = make_run(tmp_path, [row("w", "fp32", "0", "phone", status="error")], label="bad")
+    assert _bench_status(bad, fail_on=[]) == 1
+    assert "no case is ok" in capsys.readouterr().err
+    # recommend: 1 when nothing meets the budgets
+    assert main(["recommend", str(ok), "--device", "phone"]) == 0
+    assert main(["recommend", str(ok), "--device", "phone", "--max-latency-ms", "0.001"]) == 1
