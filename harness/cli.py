@@ -121,7 +121,7 @@ def _add_bench(sub: Any) -> None:
                         "device; cases where the host is slower than the device are reported")
     p.add_argument("--eval-size", choices=("small", "full"), default=None,
                    help="evaluation data per quality metric: small keeps the default sweep "
-                        "near 15 minutes on 2 cores, full is several times larger "
+                        "near 7 minutes on 2 cores, full is several times larger "
                         "(default: small, or the resumed run's)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR",
                    help="where run directories are created (default: results)")
@@ -137,6 +137,9 @@ def _add_bench(sub: Any) -> None:
                    help="exit with status 1 when any case ends with this status (repeatable: "
                         "error, oom, unsupported, timeout). Without it, bench exits 1 only "
                         "when no case is ok")
+    p.add_argument("--wide", action="store_true",
+                   help="print every summary column, however wide (default: the deciding "
+                        "columns, fitted to the terminal)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_bench)
 
@@ -203,9 +206,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,
             threads=args.threads, sustained_s=args.sustained_s, period_ms=args.period_ms,
             pace=args.pace))
-    run_dir = run_bench(options, progress=None if args.quiet else _ProgressPrinter(),
-                        note=None if args.quiet else _print_note)
-    print(write_report(run_dir))
+    started: list[Path] = []
+    try:
+        run_dir = run_bench(options, progress=None if args.quiet else _ProgressPrinter(),
+                            note=None if args.quiet else _print_note,
+                            on_run_dir=started.append)
+    except KeyboardInterrupt:
+        if not started:
+            raise
+        import shlex
+
+        from harness.results import load_run
+
+        done = len(load_run(started[0]).rows)
+        print(f"\nharness: interrupted; {done} finished case(s) are saved in {started[0]}. "
+              f"To finish the run:\n  harness bench --resume {shlex.quote(str(started[0]))}",
+              file=sys.stderr)
+        return 130
+    print(write_report(run_dir, wide=args.wide))
     print(f"\nrun saved in {run_dir} (report.html, report.md, report.csv, plots/, "
           "cases.jsonl)")
     return _bench_status(run_dir, fail_on=args.fail_on)
@@ -306,6 +324,9 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--format", choices=("terminal", "markdown", "csv", "json"),
                    default="terminal", help="what to print (default: terminal)")
     p.add_argument("--no-plots", action="store_true", help="skip plots/ and report.html")
+    p.add_argument("--wide", action="store_true",
+                   help="terminal format: every summary column, however wide (default: the "
+                        "deciding columns, fitted to the terminal)")
     p.add_argument("--unstable-threshold", type=_POSITIVE, default=None, metavar="FRACTION",
                    help="flag rows whose warm samples have (p90-p10)/p50 above this "
                         "(default: 0.20)")
@@ -318,7 +339,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     threshold = UNSTABLE_SPREAD if args.unstable_threshold is None else args.unstable_threshold
     table = write_report(args.run, html=not args.no_plots, plots=not args.no_plots,
-                         unstable_threshold=threshold)
+                         unstable_threshold=threshold, wide=args.wide)
     files = {"markdown": "report.md", "csv": "report.csv", "json": "report.json"}
     print((args.run / files[args.format]).read_text() if args.format in files else table,
           end="" if args.format in files else "\n")

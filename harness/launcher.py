@@ -63,9 +63,13 @@ def run_in_worker(task: dict[str, Any], *, timeout_s: float, log: Path,
             import signal
 
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-            status = "oom" if name == "SIGKILL" else "error"  # the kernel's OOM killer uses KILL
-            return {"status": status, "reason": f"{task['kind']} worker died from {name} "
-                                                f"(see {log})"}
+            # SIGKILL is the kernel's OOM killer, but also `kill -9` or a job scheduler: with
+            # no way to tell them apart here, the row is an error that says both (an `oom`
+            # row would be taken as the model not fitting, and never retried).
+            why = " (the kernel's out-of-memory killer, or another process)" \
+                if name == "SIGKILL" else ""
+            return {"status": "error", "reason": f"{task['kind']} worker was killed by "
+                                                 f"{name}{why} (see {log})"}
         if memory_limit_mb is not None and "MemoryError" in log.read_text(errors="replace"):
             return {"status": "oom", "reason": f"{task['kind']} worker ran out of memory under "
                                                f"the {memory_limit_mb:g} MB cap (see {log})"}

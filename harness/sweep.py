@@ -220,11 +220,13 @@ def _with_shapes(suite: Suite, shapes: Sequence[tuple[str, tuple[int, ...]]]) ->
 
 
 def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
-              note: NoteFn | None = None, executor: Executor | None = None) -> Path:
+              note: NoteFn | None = None, executor: Executor | None = None,
+              on_run_dir: Callable[[Path], None] | None = None) -> Path:
     """Run a sweep and return its run directory.
 
     All input is validated before any work starts. ``executor`` defaults to the one
-    ``options.executor`` names.
+    ``options.executor`` names; ``on_run_dir`` is told the run directory as soon as it exists
+    (so an interrupted sweep can say how to resume it).
     """
     manifest = results.load_run(options.resume).manifest if options.resume else None
     plan = plan_sweep(options, manifest=manifest)
@@ -237,6 +239,10 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
                                      manifest=_manifest(plan, options, argv))
         done = set()
     results.record_session(run_dir, command_line=argv, resumed=options.resume is not None)
+    if note:
+        note(f"{'resuming' if options.resume else 'writing'} the run in {run_dir}")
+    if on_run_dir:
+        on_run_dir(run_dir)
 
     executor = executor or make_executor(options.executor)
     backends: dict[tuple[str, str | None], Backend] = {}

@@ -147,6 +147,12 @@ def _build_many(task: dict[str, Any]) -> dict[str, Any]:
     outcomes = [run_task({"kind": "build", "workload": task["workload"],
                           "cache_dir": task["cache_dir"], **variant})
                 for variant in task["variants"]]
+    # Each failed variant's traceback goes to the build log (the launcher writes only the
+    # top-level outcome's).
+    for variant, outcome in zip(task["variants"], outcomes, strict=True):
+        if outcome.get("traceback"):
+            print(f"--- build of {variant['quant']} / {variant['prune']} failed:\n"
+                  f"{outcome.pop('traceback')}", file=sys.stderr)
     return {"outcomes": outcomes}
 
 
@@ -196,6 +202,11 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     except BaseException as exc:  # the worker reports everything; the orchestrator decides
         status = "oom" if _is_oom(exc) else "error"
         reason = f"{type(exc).__name__}: {exc}".strip()
+        if not str(exc).strip():
+            # A bare `assert` in a library says nothing: name where it was raised.
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            reason = (f"{type(exc).__name__} in {Path(frame.filename).name}:{frame.lineno} "
+                      f"({frame.name}): {(frame.line or '').strip()}")
         return {"status": status, "reason": reason, "result": None,
                 "traceback": traceback.format_exc()}
 

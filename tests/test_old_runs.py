@@ -63,7 +63,7 @@ def test_loads_as_measurements(old_run: Path) -> None:
 
 def test_report_has_the_same_figures(old_run: Path, capsys: pytest.CaptureFixture[str]
                                      ) -> None:
-    assert main(["report", str(old_run), "--no-plots"]) == 0
+    assert main(["report", str(old_run), "--no-plots", "--wide"]) == 0
     # the same words on every line (column widths follow the renamed header), then what the
     # emulator of that version assumed: it costed the dynamic batch dimension as 1
     out, _, assumed = capsys.readouterr().out.strip().partition("\n\nAssumed by the emulator")

@@ -129,3 +129,19 @@ def test_report_commands_have_help(command: str, capsys: pytest.CaptureFixture) 
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
     assert exc.value.code == 0 and len(capsys.readouterr().out) > 300
+
+
+def test_terminal_table_fits_the_terminal(tmp_path: Path) -> None:
+    from harness.report.tables import terminal_table
+
+    rows = rich_rows()
+    rows.append(row("w", "torch-int8-dynamic", "channel-l2-50+ft", "snapdragon8gen3",
+                    status="error", median_ms=None, quality=None,
+                    reason="a very long reason " * 12))
+    df = summary_frame(load_run(make_run(tmp_path, rows)))
+    for width in (100, 120):
+        text = terminal_table(df, width=width)
+        assert all(len(line) <= width for line in text.splitlines()), width
+    assert "left out to fit 80 columns" in terminal_table(df, width=80)
+    wide = terminal_table(df, wide=True)
+    assert "cosine vs fp32" in wide and "left out" not in wide

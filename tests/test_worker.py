@@ -100,3 +100,51 @@ def test_pacing_pads_runs_to_the_target(tiny_model: Path, tmp_path: Path) -> Non
     assert sorted(samples)[10] < 20_000_000  # samples stay the host's own inference times
     _, all_over = paced_runs(sess.run, feeds, 5, target_ns=1)
     assert all_over == 5
+
+
+def test_a_worker_killed_from_outside_is_an_error_not_oom(tiny_model: Path,
+                                                          tmp_path: Path) -> None:
+    """`kill -9` on a measuring worker, for real: the row must not claim the model ran out of
+    memory (an oom row is never retried and reads as 'does not fit')."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    def killer() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for child in psutil.Process().children(recursive=True):
+                if "harness.worker" in " ".join(child.cmdline()):
+                    time.sleep(1.0)   # let it start timing
+                    os.kill(child.pid, signal.SIGKILL)
+                    return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    out = _in_worker(_measure_task(tiny_model, _inputs(tmp_path), iterations=10**9),
+                     timeout_s=120, log=tmp_path / "log")
+    t.join()
+    assert out["status"] == "error", out
+    assert "killed by SIGKILL" in out["reason"] and "out-of-memory killer" in out["reason"]
+
+
+def test_an_empty_assertion_names_where_it_was_raised() -> None:
+    from harness.worker import TASKS
+
+    def bare(task: dict) -> dict:
+        if task["x"] != 1:
+            raise AssertionError  # as a bare `assert` in a library does (no message)
+        return {}
+
+    TASKS["bare"] = bare
+    try:
+        out = run_task({"kind": "bare", "x": 2})
+    finally:
+        del TASKS["bare"]
+    assert out["status"] == "error"
+    assert out["reason"].startswith("AssertionError in test_worker.py:")
+    assert "(bare)" in out["reason"] and "raise AssertionError" in out["reason"]

@@ -83,21 +83,67 @@ def json_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTA
             "cases": records}
 
 
-def terminal_table(df: pd.DataFrame) -> str:
-    """The compact summary for a terminal, then the rows that are not ok with their reasons."""
+# The terminal summary: the columns that decide, short headers, in the order they are given
+# up when the terminal is too narrow (last first). Everything is in report.md / CSV / JSON.
+TERMINAL: dict[str, str] = {
+    "workload": "workload", "quant": "quant", "prune": "prune", "device": "device",
+    "backend": "backend", "status": "status", "host_p50_ms": "host p50 ms",
+    "device_latency_ms": "device ms", "fits": "fits", "size_kb": "size KB",
+    "quality": "quality", "quality_delta": "Δ fp32", "device_sustained_p50_ms": "sustained ms",
+    "unstable": "unstable",
+}
+_GIVE_UP = ("unstable", "device_sustained_p50_ms", "quality_delta", "size_kb", "quality")
+
+
+def terminal_table(df: pd.DataFrame, *, width: int | None = None, wide: bool = False) -> str:
+    """The summary for a terminal of ``width`` columns (default: this terminal's), then the
+    rows that are not ok with their reasons. ``wide`` shows every summary column instead."""
+    import shutil
+
     import pandas as pd
 
     if df.empty:
         return "no finished cases in this run"
-    shown = display_frame(df, {k: v for k, v in present_columns(df, COLUMNS).items()
-                               if k != "reason"})
-    with pd.option_context("display.width", 250, "display.max_columns", None,
-                           "display.max_colwidth", 60):
-        return shown.to_string(index=False) + _reasons(df)
+    if wide:
+        shown = display_frame(df, {k: v for k, v in present_columns(df, COLUMNS).items()
+                                   if k != "reason"})
+        with pd.option_context("display.width", 250, "display.max_columns", None,
+                               "display.max_colwidth", 60):
+            return shown.to_string(index=False) + _reasons(df)
+    width = width or shutil.get_terminal_size(fallback=(120, 24)).columns
+    cols = present_columns(df, TERMINAL)
+    head = []
+    for col in ("device", "backend"):   # one value for every row: said once, above the table
+        if col in cols and df[col].nunique() == 1:
+            head.append(f"{col}: {df[col].iloc[0]}")
+            del cols[col]
+    hidden = []
+
+    def render() -> str:
+        with pd.option_context("display.width", 1000, "display.max_columns", None,
+                               "display.max_colwidth", 40):
+            return str(display_frame(df, cols).to_string(index=False))
+
+    text = render()
+    for col in _GIVE_UP:
+        if max(len(line) for line in text.splitlines()) <= width:
+            break
+        if col in cols:
+            hidden.append(cols.pop(col))
+            text = render()
+    out = ("; ".join(head) + "\n" if head else "") + text
+    if hidden:
+        import textwrap
+
+        out += "\n" + textwrap.fill(
+            f"({len(hidden)} column(s) left out to fit {width} columns: {', '.join(hidden)}; "
+            "--wide, report.md or report.csv have them all)", width)
+    return out + _reasons(df, width=width)
 
 
 def write_report(run_dir: Path, *, html: bool = True, plots: bool = True,
-                 unstable_threshold: float = UNSTABLE_SPREAD) -> str:
+                 unstable_threshold: float = UNSTABLE_SPREAD, wide: bool = False,
+                 width: int | None = None) -> str:
     """Write report.md/.csv/.json (and plots/, report.html) into the run; return the table."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -117,25 +163,38 @@ def write_report(run_dir: Path, *, html: bool = True, plots: bool = True,
 
         write_html(run, df, figures, run_dir / "report.html",
                    unstable_threshold=unstable_threshold)
-    return terminal_table(df)
+    return terminal_table(df, wide=wide, width=width)
 
 
-def _reasons(df: pd.DataFrame) -> str:
+def _reasons(df: pd.DataFrame, *, width: int | None = None) -> str:
+    import textwrap
+
+    def wrap(text: str) -> str:
+        return text if width is None else textwrap.fill(
+            text, width, initial_indent="  ", subsequent_indent="      ",
+            break_on_hyphens=False)
+
     bad = df[df["status"] != "ok"]
     out = ""
     if not bad.empty:
-        lines = [f"  {r['case_id']}: {r['status']}: {r['reason']}" for _, r in bad.iterrows()]
+        lines = [wrap(f"{r['case_id']}: {r['status']}: {r['reason']}") if width
+                 else f"  {r['case_id']}: {r['status']}: {r['reason']}"
+                 for _, r in bad.iterrows()]
         out += "\n\nNot ok:\n" + "\n".join(lines)
+    def title(text: str) -> str:
+        return text if width is None else textwrap.fill(text, width)
+
     flagged = df[df["unstable"] == True]  # noqa: E712
     if not flagged.empty:
-        out += ("\n\nUnstable (relative spread of the warm samples above the threshold; "
-                "rerun on a quieter machine or with more iterations):\n" + "\n".join(
+        out += ("\n\n" + title("Unstable (relative spread of the warm samples above the "
+                                "threshold; rerun on a quieter machine or with more "
+                                "iterations):") + "\n" + "\n".join(
                     f"  {r['case_id']}: (p90-p10)/p50 = {r['host_spread_pct']:.0f}%"
                     for _, r in flagged.iterrows()))
     assumed = _assumed(df)
     if assumed:
-        out += ("\n\nAssumed by the emulator (dynamic input dimensions costed at an assumed "
-                "value instead of the timed shape; the device figures hold only if the timed "
-                "shape had that value):\n"
+        out += ("\n\n" + title("Assumed by the emulator (dynamic input dimensions costed at "
+                                "an assumed value instead of the timed shape; the device "
+                                "figures hold only if the timed shape had that value):") + "\n"
                 + "\n".join(f"  {cid}: {dims}" for cid, dims in assumed))
     return out
