@@ -43,10 +43,32 @@ def emulator_graph(path: Path) -> tuple[Path, bool]:
     return graph, graph != path
 
 
+def predict_devices(path: Path, devices: Sequence[str], *, sustained_s: float,
+                    period_ms: float | None, breakdown_dir: Path | None, artifact_key: str,
+                    input_shapes: Mapping[str, Sequence[int]] | None = None
+                    ) -> dict[str, dict[str, Any]]:
+    """:func:`predict_on` for each device, reading and shape-inferring the graph once."""
+    graph: Any = None
+    try:
+        from harness.emulator import load_graph
+
+        onnx_path, _ = emulator_graph(path)
+        graph = load_graph(onnx_path, input_shapes=_known_inputs(onnx_path, input_shapes or {}))
+    except Exception:  # predict_on reports the error for each device
+        graph = None
+    return {d: predict_on(path, d, sustained_s=sustained_s, period_ms=period_ms,
+                          breakdown_dir=breakdown_dir, artifact_key=artifact_key,
+                          input_shapes=input_shapes, graph=graph) for d in devices}
+
+
 def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float | None,
                breakdown_dir: Path | None, artifact_key: str,
-               input_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
+               input_shapes: Mapping[str, Sequence[int]] | None = None,
+               graph: Any = None) -> dict[str, Any]:
     """The emulator's prediction of ``path`` on profile ``device``, as row parts.
+
+    ``graph`` is the artifact's emulator graph already loaded at ``input_shapes`` (else it is
+    read here).
 
     ``input_shapes`` are the shapes the host timed (the workload's timing inputs): the
     emulator costs exactly those, so a dynamic dimension is never silently costed as 1.
@@ -64,8 +86,9 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
         from harness.emulator import EMULATOR_VERSION, emulate, simulate
 
         provenance["emulator_version"] = EMULATOR_VERSION
-        graph, twin = emulator_graph(path)
-        em = emulate(graph, profile, input_shapes=_known_inputs(graph, input_shapes or {}))
+        onnx_path, twin = emulator_graph(path)
+        em = emulate(graph, profile) if graph is not None else emulate(
+            onnx_path, profile, input_shapes=_known_inputs(onnx_path, input_shapes or {}))
         trace = simulate(em.latency, profile, duration_s=sustained_s, period_ms=period_ms,
                          max_points=300)
         summary = em.summary()

@@ -163,7 +163,7 @@ def _describe(task: dict[str, Any]) -> dict[str, Any]:
     the emulator's graph and shape inference can use as much memory as the model.
     """
     from harness.core.types import ArtifactRef
-    from harness.predict import artifact_facts, predict_on
+    from harness.predict import artifact_facts, predict_devices
 
     ref = ArtifactRef(**task["artifact"])
     cache_dir = Path(task["cache_dir"])
@@ -176,11 +176,9 @@ def _describe(task: dict[str, Any]) -> dict[str, Any]:
 
         with np.load(task["inputs"]) as npz:
             shapes = {k: list(npz[k].shape) for k in npz.files}
-    predictions = {}
-    for device in task["devices"]:
-        predictions[device] = predict_on(path, device, sustained_s=task["sustained_s"],
-                                         period_ms=task.get("period_ms"), input_shapes=shapes,
-                                         breakdown_dir=breakdown_dir, artifact_key=ref.key)
+    predictions = predict_devices(path, task["devices"], sustained_s=task["sustained_s"],
+                                  period_ms=task.get("period_ms"), input_shapes=shapes,
+                                  breakdown_dir=breakdown_dir, artifact_key=ref.key)
     return {"facts": facts.to_row(), "predictions": predictions, "input_shapes": shapes}
 
 
