@@ -129,6 +129,10 @@ def _add_bench(sub: Any) -> None:
                    help="append to this run directory, skipping the cases it already has; "
                         "suite, devices, backends and filters default to the run's and must "
                         "match it if given")
+    p.add_argument("--retry", action="append", default=[], metavar="STATUS",
+                   choices=("error", "timeout", "oom", "unsupported"),
+                   help="with --resume: run the cases that ended with this status again "
+                        "(repeatable), e.g. --retry error after a worker was killed")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="artifact and model cache (default: $HARNESS_CACHE_DIR or "
                         "~/.cache/edge-harness)")
@@ -202,6 +206,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         prune=_opt_tuple(args.prune), results_dir=args.results_dir, resume=args.resume,
         cache_dir=args.cache_dir, eval_size=args.eval_size, command_line=tuple(sys.argv),
         shapes=tuple((k, tuple(v)) for k, v in _parse_shapes(args.shape).items()),
+        retry=tuple(args.retry),
         overrides=MeasureOverrides(
             iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,
             threads=args.threads, sustained_s=args.sustained_s, period_ms=args.period_ms,

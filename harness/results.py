@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -36,7 +37,7 @@ from harness.core.measurement import (
     Measurement,
     upgrade_row_v1,
 )
-from harness.errors import InputError
+from harness.errors import HarnessError, InputError
 from harness.fsutil import atomic_write_text
 
 # Manifests and rows share one version number: version 2 added backends (rows hold a
@@ -145,7 +146,14 @@ class Run:
 
 def create_run(results_dir: Path, *, label: str, manifest: dict[str, Any]) -> Path:
     """A new run directory (never an existing one) with its manifest written."""
-    results_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError("expected a directory for run results, found a file",
+                         file=results_dir, field="--results-dir") from None
+    except OSError as exc:
+        raise InputError(f"cannot create the results directory: {exc.strerror or exc}",
+                         file=results_dir, field="--results-dir") from None
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
         path = results_dir / (f"{stamp}-{label}" + (f"-{n}" if n else ""))
@@ -163,13 +171,86 @@ def create_run(results_dir: Path, *, label: str, manifest: dict[str, Any]) -> Pa
     return path
 
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one record and make it durable before returning (a crash loses nothing)."""
-    line = json.dumps({"schema_version": SCHEMA_VERSION, **record}, separators=(",", ":"))
-    with path.open("a") as fh:
-        fh.write(line + "\n")
+class RunWriteError(HarnessError):
+    """The run directory could not be written (full disk, read-only, gone)."""
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a torn last line (a crash or a full disk mid-write) off a JSONL file.
+
+    Appending after a torn line would glue the next record onto it and make the file
+    unreadable from there on; the torn record never finished, so dropping it loses nothing
+    (``--resume`` runs that case again). Returns how many bytes were cut.
+    """
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with path.open("r+b") as fh:
+        fh.truncate(keep)
         fh.flush()
         os.fsync(fh.fileno())
+    return len(data) - keep
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one record and make it durable before returning (a crash loses nothing).
+
+    Strict JSON (no NaN/Infinity, which other tools cannot read). A write that fails midway
+    (a full disk) is cut back off, so the file stays readable, and raised as a
+    :class:`RunWriteError` naming the file.
+    """
+    line = json.dumps({"schema_version": SCHEMA_VERSION, **record}, separators=(",", ":"),
+                      allow_nan=False)
+    try:
+        with path.open("a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        with suppress(OSError):  # else the next writer repairs it (see open_run)
+            repair_tail(path)
+        raise RunWriteError(f"{path}: could not write the row ({exc.strerror or exc}); the "
+                            "cases finished before are saved: free the space and complete "
+                            "the run with --resume") from exc
+
+
+@contextmanager
+def open_run(run_dir: Path) -> Iterator[None]:
+    """Hold the run's writer lock while appending to it; repair a torn tail first.
+
+    One writer per run: two processes appending the same cases would run every pending case
+    twice. The lock is an advisory ``flock`` on ``run_dir/.lock``, released when the process
+    ends however it ends.
+    """
+    import fcntl
+
+    lock_path = run_dir / ".lock"
+    fh = lock_path.open("a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise InputError(f"the run is being written by {holder}; wait for it to finish "
+                         "(or stop it) before resuming", file=run_dir) from None
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"harness pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        for name in (ROWS, SESSIONS):
+            cut = repair_tail(run_dir / name)
+            if cut:
+                print(f"warning: {run_dir / name}: removed a torn last line ({cut} bytes) left "
+                      "by an interrupted write; that case runs again", file=sys.stderr)
+        yield
+    finally:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
 
 
 def append_row(run_dir: Path, row: dict[str, Any]) -> None:

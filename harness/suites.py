@@ -81,6 +81,7 @@ class Suite:
     # workload name -> its own (quant, prune) lists; None where it takes the suite's
     overrides: Mapping[str, tuple[tuple[QuantSpec, ...] | None, tuple[PruneSpec, ...] | None]] \
         = field(default_factory=dict)
+    notes: tuple[str, ...] = ()     # warnings about the file (repeated levels, dropped)
 
     def levels_for(self, workload: str) -> tuple[tuple[QuantSpec, ...], tuple[PruneSpec, ...]]:
         """The quantization and pruning levels one workload is swept over."""
@@ -121,10 +122,16 @@ def parse_suite(data: dict[str, Any], *, file: Path | None = None) -> Suite:
     if len(set(names)) != len(names):
         raise InputError(f"workload names must be unique, got {names}", file=file,
                          field="workloads")
-    quant = tuple(_parsed(parse_quant, q, file, f"quant[{i}]")
-                  for i, q in enumerate(_nonempty_list(data, "quant", file)))
-    prune = tuple(_parsed(parse_prune, p, file, f"prune[{i}]")
-                  for i, p in enumerate(_nonempty_list(data, "prune", file)))
+    notes: list[str] = []
+    quant = _unique(tuple(_parsed(parse_quant, q, file, f"quant[{i}]")
+                          for i, q in enumerate(_nonempty_list(data, "quant", file))),
+                    "quant", notes)
+    prune = _unique(tuple(_parsed(parse_prune, p, file, f"prune[{i}]")
+                          for i, p in enumerate(_nonempty_list(data, "prune", file))),
+                    "prune", notes)
+    overrides = {name: (_unique(q, f"{name}.quant", notes) if q else q,
+                        _unique(p, f"{name}.prune", notes) if p else p)
+                 for name, (q, p) in overrides.items()}
     measure = MeasureOptions()
     if "measure" in data:
         raw = expect_type(data["measure"], dict, "a table", file=file, field="measure")
@@ -147,8 +154,19 @@ def parse_suite(data: dict[str, Any], *, file: Path | None = None) -> Suite:
         name=file.stem if file else "inline",
         description=str(data.get("description", "")),
         workloads=workloads, quant=quant, prune=prune, measure=measure, path=file,
-        overrides=overrides,
+        overrides=overrides, notes=tuple(f"{file or 'suite'}: {n}" for n in notes),
     )
+
+
+def _unique(levels: tuple[Any, ...], field: str, notes: list[str]) -> tuple[Any, ...]:
+    """``levels`` without repeats (``[0, "0", 0.0]`` is one level): each would run the same
+    cases again. Each repeat is noted."""
+    seen: dict[str, Any] = {}
+    for lvl in levels:
+        if lvl.name in seen:
+            notes.append(f"{field}: level {lvl.name!r} is listed more than once; it runs once")
+        seen.setdefault(lvl.name, lvl)
+    return tuple(seen.values())
 
 
 def expand(

@@ -93,10 +93,12 @@ class BenchOptions:
     command_line: tuple[str, ...] = ()
     # --shape NAME=D1,D2,...: the shape of an input of the user's ONNX workloads that has it
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # --retry STATUS: with --resume, run the cases that ended with these statuses again
+    retry: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("devices", "backends", "workloads", "quant", "prune", "command_line",
-                     "shapes"):
+                     "shapes", "retry"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -108,6 +110,15 @@ class BenchOptions:
         if len(set(self.devices)) != len(self.devices):
             raise InputError(f"each --device once, got {list(self.devices)}", field="--device")
         EXECUTORS.entry(self.executor)
+        from harness.core.measurement import STATUSES
+
+        for status in self.retry:
+            if status not in STATUSES or status == "ok":
+                raise InputError(f"expected --retry to be one of {', '.join(STATUSES[1:])}, "
+                                 f"got {status!r}", field="--retry")
+        if self.retry and self.resume is None:
+            raise InputError("--retry re-runs cases of a run: give --resume RUN too",
+                             field="--retry")
         from harness.workloads.base import EVAL_SIZES
 
         if self.eval_size is not None and self.eval_size not in EVAL_SIZES:
@@ -177,7 +188,7 @@ def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = No
         w = get_workload(ref)
         assert isinstance(w, OnnxFileWorkload)
         try:
-            w.check_shapes()
+            w.check()
         except InputError as exc:
             raise InputError(f"workload {ref.name!r}: {exc}",
                              file=suite.path) from None
@@ -233,18 +244,29 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
     argv = list(options.command_line or sys.argv)
     if options.resume is not None:
         run_dir = Path(options.resume)
-        done = results.load_run(run_dir).finished_case_ids()
     else:
         run_dir = results.create_run(options.results_dir, label=_label(plan),
                                      manifest=_manifest(plan, options, argv))
-        done = set()
-    results.record_session(run_dir, command_line=argv, resumed=options.resume is not None)
-    if note:
-        note(f"{'resuming' if options.resume else 'writing'} the run in {run_dir}")
-    if on_run_dir:
-        on_run_dir(run_dir)
+    with results.open_run(run_dir):
+        # read under the lock, after a torn tail was repaired
+        rows = results.load_run(run_dir).rows if options.resume is not None else ()
+        done = {r["case_id"] for r in rows if r["status"] not in options.retry}
+        results.record_session(run_dir, command_line=argv,
+                               resumed=options.resume is not None)
+        if note:
+            for text in plan.suite.notes:
+                note(f"warning: {text}")
+            note(f"{'resuming' if options.resume else 'writing'} the run in {run_dir}")
+        if on_run_dir:
+            on_run_dir(run_dir)
+        _sweep(plan, run_dir=run_dir, done=done, executor=executor or make_executor(
+            options.executor), progress=progress, note=note)
+    return run_dir
 
-    executor = executor or make_executor(options.executor)
+
+def _sweep(plan: Plan, *, run_dir: Path, done: set[str], executor: Executor,
+           progress: ProgressFn | None, note: NoteFn | None) -> None:
+    """Prepare and measure the cases of ``plan`` not in ``done``, appending each row."""
     backends: dict[tuple[str, str | None], Backend] = {}
     context = BackendContext()  # host runs shared by backends: host work once per artifact
     try:
@@ -275,7 +297,6 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
         for b in backends.values():
             b.close()
         executor.close()
-    return run_dir
 
 
 # --------------------------------------------------------------------------- planning

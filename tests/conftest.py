@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# the fake phone backend fixture (tests/sweep_fakes.py), for the sweep and fault tests
+pytest_plugins = ("sweep_fakes",)
+
 
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -9,88 +9,17 @@ backends in one run, provenance on predictions.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from sweep_fakes import FakePhone, InlineExecutor
 
 from harness import results
-from harness.backends.base import (
-    BACKENDS,
-    Capabilities,
-    CaseJob,
-    measurement_for,
-    now_iso,
-)
-from harness.core.measurement import Measured, Measurement, Phase
-from harness.core.types import WorkerTask
 from harness.errors import InputError
-from harness.executors.local import LocalExecutor
 from harness.sweep import BenchOptions, Progress, run_bench
 from harness.variants import PruneSpec
-from harness.worker import run_task
 from harness.workloads.base import Feeds, Workload
-
-
-class InlineExecutor(LocalExecutor):
-    """The local executor, but worker tasks run in this process (no isolation, no process
-    start-up); cases still go through their backends as in every executor."""
-
-    name = "inline"
-
-    def run(self, tasks: Iterable[WorkerTask], *, log: Path,
-            on_start: Callable[[WorkerTask], None] | None = None
-            ) -> Iterator[tuple[WorkerTask, dict[str, Any]]]:
-        for task in tasks:
-            if on_start:
-                on_start(task)
-            yield task, run_task(task.to_worker())
-
-
-class FakePhone:
-    """A device backend that answers at once: each case's latency is its index in ms.
-
-    ``crash_on`` names case ids whose measurement raises (a broken backend); ``stop_on``
-    raises KeyboardInterrupt (the user pressing Ctrl-C mid-sweep).
-    """
-
-    name = "fakephone"
-    capabilities = Capabilities(needs_device=True, predicts=False, measures_on="device")
-    crash_on: ClassVar[set[str]] = set()
-    stop_on: ClassVar[set[str]] = set()
-    seen: ClassVar[list[str]] = []
-
-    def open(self, profile: Any, context: Any) -> None:
-        self.profile = profile
-
-    def close(self) -> None:
-        pass
-
-    def measure(self, job: CaseJob) -> Measurement:
-        import time
-
-        FakePhone.seen.append(job.case.case_id)
-        if job.case.case_id in self.stop_on:
-            raise KeyboardInterrupt
-        if job.case.case_id in self.crash_on:
-            raise RuntimeError("usb cable pulled")
-        if job.failure:
-            return measurement_for(job, backend=self.name, status=job.failure[0],
-                                   reason=job.failure[1], started=time.monotonic(),
-                                   started_at=now_iso())
-        samples = tuple(int(job.index * 1e6) for _ in range(5))
-        return measurement_for(job, backend=self.name, status="ok", started=time.monotonic(),
-                               started_at=now_iso(),
-                               measured=Measured(where="fake-serial",
-                                                 phases=(Phase("forward", samples),)))
-
-
-@pytest.fixture
-def fake_phone() -> Iterator[type[FakePhone]]:
-    FakePhone.crash_on, FakePhone.stop_on, FakePhone.seen = set(), set(), []
-    with BACKENDS.registered("fakephone", FakePhone):
-        yield FakePhone
 
 
 @pytest.fixture

@@ -274,6 +274,8 @@ def to_markdown(cmp: Comparison) -> str:
     """Markdown for release notes and CI step summaries."""
     from tabulate import tabulate
 
+    from harness.report.markup import md
+
     counts = {v: sum(c.verdict == v for c in cmp.cases) for v in VERDICTS}
     o = cmp.options
     lines = [f"## `{cmp.run_b}` vs `{cmp.run_a}`", "",
@@ -283,7 +285,7 @@ def to_markdown(cmp: Comparison) -> str:
              f"A latency verdict needs the {100 * o.confidence:.0f}% bootstrap confidence "
              f"interval of median(B)/median(A) to lie beyond ±{100 * o.threshold:.0f}%; "
              f"quality changes smaller than {o.quality_tolerance:g} are ignored.", ""]
-    lines += [f"> note: {n}" for n in cmp.notes]
+    lines += [f"> note: {md(n)}" for n in cmp.notes]
     if cmp.notes:
         lines.append("")
     rows = []
@@ -293,7 +295,7 @@ def to_markdown(cmp: Comparison) -> str:
         verdict = f"**{c.verdict}**" if c.verdict in ("slower", "faster") else c.verdict
         yn = {True: "yes", False: "NO", None: "-"}
         fits = yn[c.fits_a] if c.fits_a == c.fits_b else f"{yn[c.fits_a]} → {yn[c.fits_b]}"
-        rows.append([c.case_id, c.status_a or "-", c.status_b or "-",
+        rows.append([md(c.case_id), c.status_a or "-", c.status_b or "-",
                      _f(c.host_p50_a_ms, ".4f"), _f(c.host_p50_b_ms, ".4f"), ratio, ci, verdict,
                      _pair(c.device_a_ms, c.device_b_ms, ".4f"),
                      _pair(c.sustained_a_ms, c.sustained_b_ms, ".4f"),
@@ -303,7 +305,7 @@ def to_markdown(cmp: Comparison) -> str:
                      _pair(c.memory_a_mb, c.memory_b_mb, ".2f"),
                      fits,
                      _pair(c.quality_a, c.quality_b, ".4f"),
-                     "; ".join(c.regressions) or ""])
+                     md("; ".join(c.regressions))])
     headers = ["case", "status A", "status B", "host p50 A (ms)", "host p50 B (ms)",
                "B/A", f"{100 * o.confidence:.0f}% CI", "verdict", "device pred. (ms)",
                "device sustained (ms)", "energy (mJ)", "size (KB)", "host peak (MB)",

@@ -186,6 +186,8 @@ def to_text(rec: Recommendation) -> str:
     """Markdown-friendly tables: accepted variants best first, then the rejections."""
     from tabulate import tabulate
 
+    from harness.report.markup import md
+
     b = rec.budgets
     asked = [f"latency ≤ {b.max_latency_ms:g} ms" if b.max_latency_ms is not None else "",
              f"device memory ≤ {b.max_memory_mb:g} MB" if b.max_memory_mb is not None else "",
@@ -195,15 +197,15 @@ def to_text(rec: Recommendation) -> str:
     lines += [f"note: {n}" for n in rec.notes]
     if rec.accepted:
         best = rec.accepted[0]
-        lines += [f"Recommended: {best.workload} {best.variant} ({best.latency_ms:.4g} ms "
+        lines += [f"Recommended: {md(best.workload)} {md(best.variant)} ({best.latency_ms:.4g} ms "
                   f"{best.latency_kind}" + (f", {best.metric} {best.quality:.4f}"
                                             if best.quality is not None else "") + ")", ""]
-        rows = [[c.rank, c.workload, c.variant, "yes" if c.pareto else "",
+        rows = [[c.rank, md(c.workload), md(c.variant), "yes" if c.pareto else "",
                  f"{c.latency_ms:.4g}", c.latency_kind,
                  "" if c.peak_memory_mb is None else f"{c.peak_memory_mb:.1f}",
                  "" if c.size_kb is None else f"{c.size_kb:.1f}",
-                 "" if c.quality is None else f"{c.quality:.4f}", c.metric or "", c.note]
-                for c in rec.accepted]
+                 "" if c.quality is None else f"{c.quality:.4f}", md(c.metric or ""),
+                 md(c.note)] for c in rec.accepted]
         lines.append(tabulate(rows, headers=["rank", "workload", "variant", "Pareto",
                                              "latency (ms)", "kind", "device memory (MB)",
                                              "size (KB)", "quality", "metric", "note"],
@@ -212,7 +214,8 @@ def to_text(rec: Recommendation) -> str:
         lines.append("No variant meets the budgets.")
     if rec.rejected:
         lines += ["", "Rejected:", ""]
-        lines.append(tabulate([[c.workload, c.variant, c.note] for c in rec.rejected],
+        lines.append(tabulate([[md(c.workload), md(c.variant), md(c.note)]
+                               for c in rec.rejected],
                               headers=["workload", "variant", "reason"], tablefmt="github",
                               disable_numparse=True))
     return "\n".join(lines) + "\n"

@@ -33,7 +33,9 @@ __all__ = ["COLUMNS", "SECTIONS", "json_report", "markdown_report", "markdown_ta
 
 def markdown_table(df: pd.DataFrame, columns: dict[str, str]) -> str:
     """A Markdown table of some columns, numbers right-aligned."""
-    shown = display_frame(df, columns)
+    from harness.report.markup import md
+
+    shown = display_frame(df, columns).map(md)   # names and reasons may hold | or HTML
     align = ["left" if c in TEXT_COLUMNS else "right" for c in columns]
     return str(shown.to_markdown(index=False, disable_numparse=True, colalign=align))
 
@@ -41,6 +43,8 @@ def markdown_table(df: pd.DataFrame, columns: dict[str, str]) -> str:
 def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTABLE_SPREAD
                     ) -> str:
     """The whole Markdown report: header, one table per section, rows that are not ok."""
+    from harness.report.markup import md
+
     h = run_header(run, df, unstable_threshold=unstable_threshold)
     status_line = ", ".join(f"{n} {s}" for s, n in h["status_counts"].items()) or "no cases"
     parts = [f"# Run {h['run_id']}\n",
@@ -64,7 +68,7 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
                   "Dynamic input dimensions the emulator costed at an assumed value instead of "
                   "the shape the host timed (runs before input shapes were recorded): the "
                   "device figures hold only if the timed shape had that value.\n",
-                  *[f"- `{cid}`: {dims}" for cid, dims in assumed], ""]
+                  *[f"- {md(cid)}: {md(dims)}" for cid, dims in assumed], ""]
     return "\n".join(parts) + "\n"
 
 

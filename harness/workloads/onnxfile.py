@@ -25,14 +25,23 @@ class OnnxFileWorkload(Workload):
         self.shapes = {k: [int(d) for d in v] for k, v in (shapes or {}).items()}
 
     def fingerprint(self) -> dict[str, Any]:
+        # Every file the model consists of: new weights in model.onnx.data must not reuse the
+        # artifact built from the old ones. A model without external data keeps the key it
+        # always had (the .onnx file's hash).
+        from harness.cache import model_files
+
+        files = model_files(self.path)
         digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
         out: dict[str, Any] = {"workload": "onnx-file", "sha256": digest}
+        if len(files) > 1:
+            out["external_data"] = {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+                                    for f in files[1:] if f.is_file()}
         if self.shapes:  # only when given, so a static model's cached artifacts stay valid
             out["shapes"] = dict(sorted(self.shapes.items()))
         return out
 
-    def check_shapes(self) -> None:
-        """Refuse shapes the model cannot take, and dynamic inputs without a shape.
+    def check(self) -> None:
+        """Refuse a broken model, shapes it cannot take, and dynamic inputs without a shape.
 
         The host times exactly the inputs it feeds and the emulator costs exactly those, so a
         dynamic dimension must be given: costing it as 1 silently predicted a 1-token sentence
@@ -42,7 +51,25 @@ class OnnxFileWorkload(Workload):
 
         from harness.errors import InputError, unknown_name
 
-        model = onnx.load(str(self.path), load_external_data=False)
+        # A broken file is bad input, refused before the sweep: an empty file even parses as
+        # an empty model and was cached as a built artifact.
+        try:
+            model = onnx.load(str(self.path), load_external_data=False)
+            missing_data = [f for f in _external_files(model, self.path.parent)
+                            if not f.is_file()]
+            if not missing_data:
+                # by path: external data is checked beside the model, not in the cwd
+                onnx.checker.check_model(str(self.path))
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"not a valid ONNX model: {type(exc).__name__}: {exc}",
+                             file=self.path) from None
+        if not model.graph.node:
+            raise InputError("not a valid ONNX model: the graph has no nodes", file=self.path)
+        if missing_data:
+            raise InputError(f"external data file {missing_data[0].name!r} is missing (it must "
+                             "lie beside the model)", file=self.path)
         inits = {i.name for i in model.graph.initializer}
         inputs = {i.name: i for i in model.graph.input if i.name not in inits}
         for name, want in self.shapes.items():
@@ -133,3 +160,20 @@ class OnnxFileWorkload(Workload):
 
     def calibration_inputs(self) -> list[Feeds]:
         return [self._random_feeds(1 + i) for i in range(_CALIBRATION_BATCHES)]
+
+
+def _external_files(model: Any, base: Path) -> list[Path]:
+    """The external data files ``model`` names, resolved beside it; a location that leaves the
+    model's directory (``../../etc/passwd``) is refused."""
+    from harness.errors import InputError
+
+    out = []
+    for init in model.graph.initializer:
+        for entry in init.external_data:
+            if entry.key == "location":
+                path = (base / entry.value).resolve()
+                if base.resolve() not in path.parents:
+                    raise InputError(f"external data location {entry.value!r} points outside "
+                                     "the model's directory", file=base)
+                out.append(path)
+    return sorted(set(out))
