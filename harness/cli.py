@@ -102,7 +102,11 @@ def _add_bench(sub: Any) -> None:
                         "and the emulator costs exactly this shape. Overrides the suite's "
                         "`shapes`")
     p.add_argument("--iterations", type=_POSITIVE_INT, metavar="N",
-                   help="timed runs per case (default: the suite's)")
+                   help="timed samples per case, at least (default: the suite's)")
+    p.add_argument("--min-time-s", type=_number(float, at_least=0), metavar="S",
+                   help="keep timing until the samples span S seconds (default: the suite's, "
+                        "0.2), as benchmark_model --min_secs; calls of a few µs are timed "
+                        "several per sample")
     p.add_argument("--warmup", type=_COUNT, metavar="N",
                    help="untimed runs after the first inference (default: the suite's)")
     p.add_argument("--timeout-s", type=_POSITIVE, metavar="S",
@@ -210,7 +214,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides=MeasureOverrides(
             iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,
             threads=args.threads, sustained_s=args.sustained_s, period_ms=args.period_ms,
-            pace=args.pace))
+            pace=args.pace, min_time_s=args.min_time_s))
     started: list[Path] = []
     try:
         run_dir = run_bench(options, progress=None if args.quiet else _ProgressPrinter(),

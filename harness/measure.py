@@ -19,21 +19,58 @@ import numpy as np
 Feeds = dict[str, np.ndarray]
 
 
-def time_runs(run: Callable[[Any, Feeds], Any], feeds: Feeds, iterations: int) -> list[int]:
-    """Call ``run(None, feeds)`` ``iterations`` times; wall time of each call in ns.
+def time_runs(run: Callable[[Any, Feeds], Any], feeds: Feeds, iterations: int, *,
+              loops: int = 1) -> list[int]:
+    """``iterations`` samples of ``loops`` back-to-back calls of ``run(None, feeds)``: the
+    wall time of each sample in ns (divide by ``loops`` for one call).
 
-    Kept as lean as a bare loop (tests/benchmarks checks it adds under 1%): the loop only
-    stores one clock reading per iteration into a preallocated list, the end of one sample
-    being the start of the next; differences are taken after it. A sample therefore also holds
-    the loop's own step, a few tens of ns.
+    Kept as lean as a bare loop (tests/benchmarks checks the overhead): the loop only stores
+    one clock reading per sample into a preallocated list, the end of one sample being the
+    start of the next; differences are taken after it. A sample therefore also holds the
+    loop's own step, a few tens of ns, which ``loops`` > 1 spreads over several calls (as
+    pyperf's and timeit's loops do) for models that run in microseconds.
     """
     stamps = [0] * (iterations + 1)
     clock = time.perf_counter_ns
     stamps[0] = clock()
-    for i in range(1, iterations + 1):
-        run(None, feeds)
-        stamps[i] = clock()
+    if loops == 1:
+        for i in range(1, iterations + 1):
+            run(None, feeds)
+            stamps[i] = clock()
+    else:
+        inner = range(loops)
+        for i in range(1, iterations + 1):
+            for _ in inner:
+                run(None, feeds)
+            stamps[i] = clock()
     return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+# A sample spans at least this long: the loop's own few tens of ns per sample then stay well
+# under 0.1% of it. Calls longer than this are timed one per sample.
+MIN_SAMPLE_NS = 200_000
+MAX_LOOPS = 1000
+
+
+def choose_loops(run: Callable[[Any, Feeds], Any], feeds: Feeds) -> int:
+    """Calls per sample so that a sample lasts at least :data:`MIN_SAMPLE_NS` (pyperf's
+    calibration): the median of 5 single calls, after the warm-up."""
+    one = sorted(time_runs(run, feeds, 5))[2]
+    return max(1, min(MAX_LOOPS, -(-MIN_SAMPLE_NS // max(one, 1))))
+
+
+def timed_samples(run: Callable[[Any, Feeds], Any], feeds: Feeds, *, iterations: int,
+                  loops: int, min_time_s: float, max_samples: int) -> list[int]:
+    """At least ``iterations`` samples, and more (in chunks of ``iterations``) until the
+    samples span ``min_time_s`` of measured time or ``max_samples`` are taken
+    (``benchmark_model --min_secs``): a 12 µs model gets enough samples for its percentiles.
+    """
+    samples = time_runs(run, feeds, iterations, loops=loops)
+    budget_ns = min_time_s * 1e9
+    while sum(samples) < budget_ns and len(samples) < max_samples:
+        samples += time_runs(run, feeds, min(iterations, max_samples - len(samples)),
+                             loops=loops)
+    return samples
 
 
 def paced_runs(run: Callable[[Any, Feeds], Any], feeds: Feeds, iterations: int,
@@ -92,10 +129,15 @@ def measure_artifact(
     iterations: int,
     threads: int,
     pace_ms: float | None = None,
+    min_time_s: float = 0.0,
+    max_samples: int = 10_000,
 ) -> dict[str, Any]:
-    """Cold start, warm-up, then ``iterations`` timed runs of ``artifact`` in its runtime.
+    """Cold start, warm-up, then at least ``iterations`` timed samples of ``artifact`` in its
+    runtime, more until they span ``min_time_s`` (see :func:`timed_samples`); a sample is
+    several calls when one call is shorter than :data:`MIN_SAMPLE_NS`.
 
-    With ``pace_ms`` each timed run is padded to that wall time (see :func:`paced_runs`).
+    With ``pace_ms`` each timed run is one call padded to that wall time (see
+    :func:`paced_runs`).
     Returns ``{"loaded": Loaded, "measured": {...}}``: the measured block of a result row
     (:class:`harness.core.measurement.Measured`), one ``forward`` phase of raw ns samples.
     """
@@ -111,12 +153,15 @@ def measure_artifact(
     for _ in range(warmup):
         loaded.timing_call(None, feeds)
     pace: dict[str, Any] | None = None
+    loops = 1
     if pace_ms:
         samples, overruns = paced_runs(loaded.timing_call, feeds, iterations,
                                        round(pace_ms * 1e6))
         pace = {"target_ms": pace_ms, "overruns": overruns}
     else:
-        samples = time_runs(loaded.timing_call, feeds, iterations)
+        loops = choose_loops(loaded.timing_call, feeds)
+        samples = timed_samples(loaded.timing_call, feeds, iterations=iterations, loops=loops,
+                                min_time_s=min_time_s, max_samples=max_samples)
     peak = peak_rss_mb()
     return {
         "loaded": loaded,
@@ -127,7 +172,8 @@ def measure_artifact(
             "providers": loaded.providers,
             "threads": threads,
             "warmup_runs": warmup,
-            "phases": [{"name": "forward", "unit": "ns", "samples": samples}],
+            "phases": [{"name": "forward", "unit": "ns", "samples": samples,
+                        "calls_per_sample": loops}],
             "cold_start": {"load_ns": t1 - t0, "first_inference_ns": t2 - t1},
             "peak_memory_mb": round(peak, 3),
             "memory_before_load_mb": round(rss_before, 3),

@@ -61,6 +61,7 @@ class MeasureOverrides:
     sustained_s: float | None = None
     period_ms: float | None = None
     pace: bool | None = None
+    min_time_s: float | None = None
 
     def apply(self, measure: MeasureOptions) -> MeasureOptions:
         given = {k: v for k, v in asdict(self).items() if v is not None}
@@ -454,7 +455,8 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
                                 inputs=inputs[c.workload.name], cache_dir=plan.cache_dir,
                                 warmup=measure.warmup, iterations=measure.iterations,
                                 threads=measure.threads, eval_size=plan.eval_size,
-                                timeout_s=measure.timeout_s, pace=measure.pace)))
+                                timeout_s=measure.timeout_s, pace=measure.pace,
+                                min_time_s=measure.min_time_s)))
     return jobs
 
 

@@ -51,6 +51,7 @@ def _measure(task: dict[str, Any]) -> dict[str, Any]:
         feeds = {k: npz[k] for k in npz.files}
     out = measure_artifact(Path(task["artifact"]), feeds, warmup=task["warmup"],
                            iterations=task["iterations"], threads=task["threads"],
+                           min_time_s=task.get("min_time_s", 0.0),
                            pace_ms=task.get("pace_ms"))
     row: dict[str, Any] = {"measured": out["measured"]}
     # Quality after timing: evaluation data would otherwise inflate the measured peak memory.

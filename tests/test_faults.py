@@ -29,7 +29,7 @@ def suite(tmp_path: Path, tiny_model: Path) -> Path:
         f'workloads = [{{ name = "tiny", onnx = "{tiny_model}", '
         'shapes = { input = [1, 4, 8, 8] } }]\n'
         'quant = ["fp32", "int8-dynamic", "fp32"]\nprune = [0, "0"]\n'   # repeats on purpose
-        '[measure]\nwarmup = 0\niterations = 3\ntimeout_s = 120\n')
+        '[measure]\nwarmup = 0\niterations = 3\ntimeout_s = 120\nmin_time_s = 0\n')
     return path
 
 

@@ -43,7 +43,8 @@ def test_sweep_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
         'workloads = ["digits_cnn", { name = "broken", onnx = "broken.onnx", '
         'shapes = { x = [1, 4] } }]\n'
         'quant = ["fp32", "int8-dynamic", "int8-static"]\nprune = [0, 50]\n'
-        '[measure]\nwarmup = 2\niterations = 25\ntimeout_s = 300\nthreads = 1\n')
+        '[measure]\nwarmup = 2\niterations = 25\ntimeout_s = 300\nthreads = 1\n'
+        'min_time_s = 0\n')
     results_dir = tmp_path / "results"
     proc = _bench("--device", "snapdragon8gen3", "--suite", str(suite),
                   "--results-dir", str(results_dir), "--cache-dir", str(cache_dir))

@@ -40,7 +40,8 @@ def test_new_levels_sweep(tmp_path: Path, cache_dir: Path) -> None:
         'schema_version = 1\ndescription = "quant levels"\n'
         'workloads = ["digits_cnn", { name = "convonly", onnx = "convonly.onnx" }]\n'
         f'quant = {json.dumps(LEVELS)}\nprune = [0]\n'
-        '[measure]\nwarmup = 2\niterations = 10\ntimeout_s = 300\nthreads = 1\n')
+        '[measure]\nwarmup = 2\niterations = 10\ntimeout_s = 300\nthreads = 1\n'
+        'min_time_s = 0\n')
     run = run_bench(BenchOptions(devices=("snapdragon8gen3",), suite=suite,
                                  results_dir=tmp_path / "results", cache_dir=cache_dir,
                                  command_line=("test",)))

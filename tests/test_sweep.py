@@ -30,7 +30,7 @@ def suite(tmp_path: Path, tiny_model: Path) -> Path:
         f'workloads = [{{ name = "tiny", onnx = "{tiny_model}", '
         'shapes = { input = [1, 4, 8, 8] } }]\n'
         'quant = ["fp32", "int8-dynamic"]\nprune = [0]\n'
-        '[measure]\nwarmup = 1\niterations = 5\ntimeout_s = 120\nthreads = 1\n'
+        '[measure]\nwarmup = 1\niterations = 5\ntimeout_s = 120\nthreads = 1\nmin_time_s = 0\n'
         'sustained_s = 10\n')
     return path
 
@@ -197,7 +197,7 @@ def test_a_failing_workload_costs_only_its_cases(tmp_path: Path, tiny_model: Pat
         'schema_version = 1\n'
         f'workloads = ["brokeninputs", {{ name = "tiny", onnx = "{tiny_model}", '
         'shapes = { input = [1, 4, 8, 8] } }]\n'
-        'quant = ["fp32"]\nprune = [0]\n[measure]\niterations = 3\nwarmup = 0\n')
+        'quant = ["fp32"]\nprune = [0]\n[measure]\niterations = 3\nwarmup = 0\nmin_time_s = 0\n')
     with WORKLOADS.registered("brokeninputs", BrokenInputs):
         run_dir = run_bench(_options(tmp_path, suite, devices=("snapdragon8gen3",)),
                             executor=InlineExecutor())
@@ -212,7 +212,7 @@ def _dynamic_suite(tmp_path: Path, tiny_model: Path, shapes: str = "") -> Path:
     path.write_text(
         'schema_version = 1\n'
         f'workloads = [{{ name = "tiny", onnx = "{tiny_model}"{shapes} }}]\n'
-        'quant = ["fp32"]\nprune = [0]\n[measure]\niterations = 3\nwarmup = 0\n'
+        'quant = ["fp32"]\nprune = [0]\n[measure]\niterations = 3\nwarmup = 0\nmin_time_s = 0\n'
         'sustained_s = 10\n')
     return path
 

@@ -148,3 +148,30 @@ def test_an_empty_assertion_names_where_it_was_raised() -> None:
     assert out["status"] == "error"
     assert out["reason"].startswith("AssertionError in test_worker.py:")
     assert "(bare)" in out["reason"] and "raise AssertionError" in out["reason"]
+
+
+def test_fast_calls_are_timed_in_loops_for_at_least_min_time() -> None:
+    """A call of well under a µs is timed many calls per sample (the loop's own cost spread
+    over them); a 1 ms call one per sample, with samples until they span min_time_s."""
+    import time
+
+    from harness.core.measurement import Phase
+    from harness.measure import MAX_LOOPS, choose_loops, timed_samples
+
+    def noop(_: object, feeds: dict) -> None:
+        return None
+
+    assert choose_loops(noop, {}) == MAX_LOOPS
+
+    def one_ms(_: object, feeds: dict) -> None:
+        time.sleep(0.001)
+
+    assert choose_loops(one_ms, {}) == 1
+    samples = timed_samples(one_ms, {}, iterations=5, loops=1, min_time_s=0.05,
+                            max_samples=10_000)
+    assert sum(samples) >= 0.05e9 and len(samples) >= 10
+    capped = timed_samples(one_ms, {}, iterations=5, loops=1, min_time_s=10.0, max_samples=12)
+    assert len(capped) == 12
+    looped = timed_samples(noop, {}, iterations=4, loops=50, min_time_s=0.0, max_samples=100)
+    phase = Phase("forward", tuple(looped), calls_per_sample=50)
+    assert len(looped) == 4 and phase.samples_ns == tuple(s / 50 for s in looped)

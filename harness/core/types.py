@@ -195,6 +195,7 @@ class MeasureTask:
     timeout_s: float
     pace: bool = False                  # pad each timed run to the predicted device latency
     pace_ms: float | None = None        # that latency, filled in by a backend that predicts
+    min_time_s: float = 0.0             # keep timing until the samples span this long
     memory_limit_mb: float | None = None
     timed: bool = field(default=True, init=False)
 
@@ -204,6 +205,7 @@ class MeasureTask:
                 "inputs": str(self.inputs), "warmup": self.warmup,
                 "iterations": self.iterations, "threads": self.threads,
                 "pace_ms": self.pace_ms, "eval_size": self.eval_size,
+                "min_time_s": self.min_time_s,
                 "cache_dir": str(self.cache_dir)}
 
 

@@ -124,6 +124,11 @@ def pytest_benchmark_stats(data_s: Sequence[float]) -> dict[str, Any]:
             "data": list(data_s)}
 
 
+def _calls_per_sample(m: Measurement) -> int:
+    phase = m.measured.phase() if m.measured else None
+    return phase.calls_per_sample if phase else 1
+
+
 def pytest_benchmark(run: Run) -> dict[str, Any]:
     """A pytest-benchmark JSON document: one benchmark per ok case, raw warm samples as rounds."""
     manifest = run.manifest
@@ -154,7 +159,8 @@ def pytest_benchmark(run: Run) -> dict[str, Any]:
                         "min_rounds": len(samples), "max_time": None, "min_time": None,
                         "precision": None, "confidence": None,
                         "warmup": bool(m.measured and m.measured.warmup_runs)},
-            "stats": pytest_benchmark_stats([s / 1e9 for s in samples]),
+            "stats": {**pytest_benchmark_stats([s / 1e9 for s in samples]),
+                      "iterations": _calls_per_sample(m)},
         })
     return {
         "machine_info": {"node": host.get("hostname"), "processor": host.get("cpu_model"),
