@@ -112,6 +112,7 @@ def host_info() -> dict[str, Any]:
     except AttributeError:
         affinity = None
     return {
+        **_load_and_clock(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -121,6 +122,23 @@ def host_info() -> dict[str, Any]:
         "affinity": affinity,
         "total_memory_mb": round(psutil.virtual_memory().total / 2**20),
     }
+
+
+def _load_and_clock() -> dict[str, Any]:
+    """Load average and CPU frequency scaling where the system exposes them: a busy or
+    power-saving host explains a slow run."""
+    out: dict[str, Any] = {}
+    with suppress(AttributeError, OSError):
+        out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    cpufreq = Path("/sys/devices/system/cpu/cpu0/cpufreq")
+    for key, name in (("scaling_governor", "cpu_governor"), ("scaling_cur_freq", "cpu_khz"),
+                      ("scaling_max_freq", "cpu_max_khz")):
+        try:
+            text = (cpufreq / key).read_text().strip()
+            out[name] = int(text) if text.isdigit() else text
+        except OSError:
+            pass
+    return out
 
 
 def now_iso() -> str:

@@ -80,6 +80,8 @@ class CaseComparison:
     quality_a: float | None = None
     quality_b: float | None = None
     yardstick: str | None = None          # how the prediction's yardstick changed, if it did
+    unstable_a: bool | None = None        # warm samples spread too widely to trust (each side)
+    unstable_b: bool | None = None
     regressions: tuple[str, ...] = field(default=())
     changes: tuple[str, ...] = field(default=())
 
@@ -122,10 +124,16 @@ def compare_case(case_id: str, a: Measurement | None, b: Measurement | None,
     changes: list[str] = []
     sa = a.samples_ns() if a else ()
     sb = b.samples_ns() if b else ()
+    from harness.report.stats import sample_stats
+
     if sa:
         out["host_p50_a_ms"] = float(np.median(sa)) / 1e6
+        st = sample_stats(sa)
+        out["unstable_a"] = st.unstable() if st else None
     if sb:
         out["host_p50_b_ms"] = float(np.median(sb)) / 1e6
+        st = sample_stats(sb)
+        out["unstable_b"] = st.unstable() if st else None
     if sa and sb:
         ci = median_ratio_ci(sa, sb, confidence=opts.confidence)
         out.update(ratio=ci.ratio, ci_low=ci.low, ci_high=ci.high)
@@ -296,7 +304,9 @@ def to_markdown(cmp: Comparison) -> str:
         yn = {True: "yes", False: "NO", None: "-"}
         fits = yn[c.fits_a] if c.fits_a == c.fits_b else f"{yn[c.fits_a]} → {yn[c.fits_b]}"
         rows.append([md(c.case_id), c.status_a or "-", c.status_b or "-",
-                     _f(c.host_p50_a_ms, ".4f"), _f(c.host_p50_b_ms, ".4f"), ratio, ci, verdict,
+                     _f(c.host_p50_a_ms, ".4f") + (" (unstable)" if c.unstable_a else ""),
+                     _f(c.host_p50_b_ms, ".4f") + (" (unstable)" if c.unstable_b else ""),
+                     ratio, ci, verdict,
                      _pair(c.device_a_ms, c.device_b_ms, ".4f"),
                      _pair(c.sustained_a_ms, c.sustained_b_ms, ".4f"),
                      _pair(c.energy_a_mj, c.energy_b_mj, ".4f"),
