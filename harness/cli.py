@@ -148,27 +148,79 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--wide", action="store_true",
                    help="print every summary column, however wide (default: the deciding "
                         "columns, fitted to the terminal)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-bar", action="store_true",
+                   help="progress as one line per case even on a terminal (a bar is shown "
+                        "only when stderr is a terminal)")
     p.set_defaults(func=_cmd_bench)
 
 
 class _ProgressPrinter:
-    """Progress lines on stderr: one when a case starts, one when it ends, with an ETA from
-    the mean duration of the cases measured so far in this session."""
+    """Progress on stderr. On a terminal: a bar with elapsed time and ETA, the case being
+    measured, and a line for each case that is not ok. Elsewhere (CI logs, files): one line
+    when a case starts and one when it ends, with an ETA from the mean case time so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bar: bool) -> None:
         self.durations: list[float] = []
+        self.use_bar = bar
+        self.bar: Any = None
+        self.counts = {"ok": 0, "not ok": 0}
+
+    def note(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def __call__(self, p: Any) -> None:
+        if self.use_bar and self.bar is None:
+            import shutil
+
+            from tqdm import tqdm
+
+            # the width from $COLUMNS or the terminal (tqdm's own query gives 0 on some ptys)
+            width = shutil.get_terminal_size(fallback=(100, 24)).columns
+            self.bar = tqdm(total=p.total, unit="case", file=sys.stderr, ncols=width,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
+                                       "[{elapsed}<{remaining}{postfix}]")
         head = f"[{p.index}/{p.total}] {p.case.case_id}"
         if p.skipped:
-            print(f"{head}: already in the run, skipped", file=sys.stderr, flush=True)
+            if self.bar is not None:
+                self.bar.update(1)
+            else:
+                print(f"{head}: already in the run, skipped", file=sys.stderr, flush=True)
             return
         m = p.measurement
         if m is None:
-            print(f"{head} ...", file=sys.stderr, flush=True)
+            if self.bar is not None:
+                self.bar.set_description_str(p.case.case_id[-48:], refresh=True)
+            else:
+                print(f"{head} ...", file=sys.stderr, flush=True)
             return
         self.durations.append(m.duration_s or 0.0)
+        line = f"{head}: {m.status} ({m.duration_s or 0:.1f} s) {self._detail(m)}"
+        if self.bar is not None:
+            self.counts["ok" if m.status == "ok" else "not ok"] += 1
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{self.counts['ok']} ok, {self.counts['not ok']} not ok")
+            if m.status != "ok":
+                self.bar.write(line, file=sys.stderr)
+            return
+        left = p.total - p.index
+        eta = ""
+        if left and self.durations:
+            secs = left * sum(self.durations) / len(self.durations)
+            eta = f", ETA {int(secs // 60)} min {int(secs % 60):02d} s" if secs >= 60 \
+                else f", ETA {secs:.0f} s"
+        print(f"{line} [{left} left{eta}]", file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _detail(m: Any) -> str:
         detail = m.reason if m.status != "ok" else ""
         samples = m.samples_ns()
         if samples:
@@ -186,14 +238,7 @@ class _ProgressPrinter:
             detail += f"; device {pred.latency_ms:.3f} ms burst"
             if pred.sustained_latency_ms is not None:
                 detail += f", {pred.sustained_latency_ms:.3f} ms sustained"
-        left = p.total - p.index
-        eta = ""
-        if left and self.durations:
-            secs = left * sum(self.durations) / len(self.durations)
-            eta = f", ETA {int(secs // 60)} min {int(secs % 60):02d} s" if secs >= 60 \
-                else f", ETA {secs:.0f} s"
-        print(f"{head}: {m.status} ({m.duration_s or 0:.1f} s) {detail} [{left} left{eta}]",
-              file=sys.stderr, flush=True)
+        return str(detail)
 
 
 def _print_note(message: str) -> None:
@@ -216,11 +261,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             threads=args.threads, sustained_s=args.sustained_s, period_ms=args.period_ms,
             pace=args.pace, min_time_s=args.min_time_s))
     started: list[Path] = []
+    printer = _ProgressPrinter(bar=sys.stderr.isatty() and not args.no_bar)
     try:
-        run_dir = run_bench(options, progress=None if args.quiet else _ProgressPrinter(),
-                            note=None if args.quiet else _print_note,
+        run_dir = run_bench(options, progress=None if args.quiet else printer,
+                            note=None if args.quiet else printer.note,
                             on_run_dir=started.append)
     except KeyboardInterrupt:
+        printer.close()
         if not started:
             raise
         import shlex
@@ -232,6 +279,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
               f"To finish the run:\n  harness bench --resume {shlex.quote(str(started[0]))}",
               file=sys.stderr)
         return 130
+    printer.close()
     print(write_report(run_dir, wide=args.wide))
     print(f"\nrun saved in {run_dir} (report.html, report.md, report.csv, plots/, "
           "cases.jsonl)")
