@@ -457,21 +457,28 @@ OPSETS_DIR = "opsets"
 
 
 def _expand_op_sets(ops: list[Any], *, file: Any, field: str) -> list[Any]:
-    """Replace ``@name`` entries with the ops of ``devices/opsets/<name>.toml``.
+    """Replace ``@name`` entries with the ops of ``opsets/<name>.toml``.
 
     Shared op sets keep one cited list for a family of units (every Hexagon NPU) instead of
-    copies that drift apart.
+    copies that drift apart. An op set is looked up beside the profile first (``opsets/``
+    next to it), then among the shipped ones, so a user's own profile anywhere on disk can
+    name ``@qnn_htp``.
     """
     out: list[Any] = []
+    dirs = []
+    if file is not None:
+        dirs.append(Path(file).parent / OPSETS_DIR)
+    shipped = default_devices_dir() / OPSETS_DIR
+    if shipped not in dirs:
+        dirs.append(shipped)
     for entry in ops:
         if not (isinstance(entry, str) and entry.startswith("@")):
             out.append(entry)
             continue
-        base = Path(file).parent if file is not None else default_devices_dir()
-        d = base / OPSETS_DIR
-        path = d / f"{entry[1:]}.toml"
-        if not path.is_file():
-            names = [f"@{p.stem}" for p in d.glob("*.toml")]
+        path = next((d / f"{entry[1:]}.toml" for d in dirs
+                     if (d / f"{entry[1:]}.toml").is_file()), None)
+        if path is None:
+            names = sorted({f"@{p.stem}" for d in dirs for p in d.glob("*.toml")})
             raise unknown_name("op set", entry, names, file=file, field=field)
         doc = read_toml(path, kind="op set")
         check_keys(doc, allowed={"schema_version", "source", "ops"},

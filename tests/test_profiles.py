@@ -485,3 +485,16 @@ def test_the_fitted_overlay_can_be_left_out() -> None:
     hand = load_profile("snapdragon8gen3", fitted=False).unit("npu")
     assert shipped.dispatch_us.basis == "fitted"
     assert hand.dispatch_us.basis != "fitted"
+
+
+def test_a_profile_outside_devices_finds_the_shipped_op_sets(tmp_path) -> None:
+    """A user's own profile anywhere on disk can name a shipped op set (@qnn_htp)."""
+    from harness.profiles import default_devices_dir, load_profile
+
+    text = (default_devices_dir() / "snapdragon8gen3.toml").read_text()
+    assert '"@qnn_htp"' in text
+    mine = tmp_path / "elsewhere" / "myphone.toml"
+    mine.parent.mkdir()
+    mine.write_text(text.replace('name = "snapdragon8gen3"', 'name = "myphone"', 1))
+    prof = load_profile(mine)
+    assert prof.name == "myphone" and prof.unit("npu").supports_op("MatMul")
