@@ -229,10 +229,13 @@ class _ProgressPrinter:
             p50 = statistics.median(samples) / 1e6
             detail = f"host p50 {p50:.3f} ms" + (f"; {detail}" if detail else "")
             pace = m.measured.pace if m.measured else None
-            if pace and pace.get("overruns"):
-                detail += (f"; PACING: the host was slower than the device's "
-                           f"{pace['target_ms']:.3f} ms in {pace['overruns']} of "
-                           f"{len(samples)} runs")
+            if pace and pace.get("target_ms"):
+                t = pace["target_ms"]
+                t0, t1 = (t[0], t[-1]) if isinstance(t, list) else (t, t)
+                detail += f"; paced at {t0:.3f}" + (f" -> {t1:.3f}" if t1 != t0 else "") + " ms"
+                if pace.get("overruns"):
+                    detail += (f" (PACING: the host was slower than the device in "
+                               f"{pace['overruns']} of {len(samples)} runs)")
         pred = m.predicted
         if pred.latency_ms is not None:
             detail += f"; device {pred.latency_ms:.3f} ms burst"

@@ -12,9 +12,12 @@ import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from harness.emulator.pacing import Pacer
 
 Feeds = dict[str, np.ndarray]
 
@@ -74,32 +77,46 @@ def timed_samples(run: Callable[[Any, Feeds], Any], feeds: Feeds, *, iterations:
 
 
 def paced_runs(run: Callable[[Any, Feeds], Any], feeds: Feeds, iterations: int,
-               target_ns: int) -> tuple[list[int], int]:
-    """Like :func:`time_runs`, but each inference is padded to ``target_ns`` of wall time.
+               pacer: Pacer) -> tuple[list[int], dict[str, Any]]:
+    """Like :func:`time_runs`, but each inference is padded to the device's latency at that
+    moment, which the ``pacer``'s thermal model gives and advances with the real run's work
+    and idle time (:mod:`harness.emulator.pacing`): a long paced run slows as the device heats.
 
     For app developers who want to feel the device: the loop sleeps (then spins for the last
-    stretch, as sleep overshoots by up to a millisecond) until the predicted device latency has
-    passed. Returns the raw host inference times and how many of them already exceeded the
-    target, i.e. where the host is slower than the device and pacing cannot slow it down.
+    stretch, as sleep overshoots by up to a millisecond) until the target has passed. Returns
+    the raw host inference times and the paced run's series: per-inference target, emulated
+    temperature and clock fraction, and how many inferences already exceeded their target
+    (where the host is slower than the device and pacing cannot slow it down).
     """
     samples = [0] * iterations
+    targets: list[float] = []
+    temps: list[float] = []
+    fractions: list[float] = []
     overruns = 0
     clock = time.perf_counter_ns
+    t0 = clock()
     for i in range(iterations):
-        t0 = clock()
+        target_ms, fraction = pacer.target()
         run(None, feeds)
         t1 = clock()
         samples[i] = t1 - t0
-        deadline = t0 + target_ns
+        deadline = t0 + round(target_ms * 1e6)
         if t1 > deadline:
             overruns += 1
-            continue
-        remaining = deadline - t1
-        if remaining > 2_000_000:
-            time.sleep((remaining - 1_000_000) / 1e9)
-        while clock() < deadline:
-            pass
-    return samples, overruns
+        else:
+            remaining = deadline - t1
+            if remaining > 2_000_000:
+                time.sleep((remaining - 1_000_000) / 1e9)
+            while clock() < deadline:
+                pass
+        t2 = clock()
+        pacer.advance(busy_ms=target_ms, elapsed_ms=(t2 - t0) / 1e6, clock_fraction=fraction)
+        targets.append(round(target_ms, 6))
+        temps.append(round(pacer.temp_c, 3))
+        fractions.append(round(fraction, 4))
+        t0 = t2
+    return samples, {"target_ms": targets, "temp_c": temps, "clock_fraction": fractions,
+                     "overruns": overruns}
 
 
 def peak_rss_mb() -> float:
@@ -128,7 +145,7 @@ def measure_artifact(
     warmup: int,
     iterations: int,
     threads: int,
-    pace_ms: float | None = None,
+    pace: dict[str, Any] | None = None,
     min_time_s: float = 0.0,
     max_samples: int = 10_000,
 ) -> dict[str, Any]:
@@ -136,8 +153,9 @@ def measure_artifact(
     runtime, more until they span ``min_time_s`` (see :func:`timed_samples`); a sample is
     several calls when one call is shorter than :data:`MIN_SAMPLE_NS`.
 
-    With ``pace_ms`` each timed run is one call padded to that wall time (see
-    :func:`paced_runs`).
+    With ``pace`` (a :class:`harness.emulator.pacing.PaceSpec` as JSON) each timed run is one
+    call padded to the device's latency at that moment of its emulated heating (see
+    :func:`paced_runs`), for ``iterations`` runs or ``min_time_s``, whichever is longer.
     Returns ``{"loaded": Loaded, "measured": {...}}``: the measured block of a result row
     (:class:`harness.core.measurement.Measured`), one ``forward`` phase of raw ns samples.
     """
@@ -152,12 +170,19 @@ def measure_artifact(
     t2 = time.perf_counter_ns()
     for _ in range(warmup):
         loaded.timing_call(None, feeds)
-    pace: dict[str, Any] | None = None
+    paced: dict[str, Any] | None = None
     loops = 1
-    if pace_ms:
-        samples, overruns = paced_runs(loaded.timing_call, feeds, iterations,
-                                       round(pace_ms * 1e6))
-        pace = {"target_ms": pace_ms, "overruns": overruns}
+    if pace:
+        from harness.emulator.pacing import Pacer, PaceSpec
+
+        pacer = Pacer(PaceSpec.from_json(pace))
+        samples, paced = paced_runs(loaded.timing_call, feeds, iterations, pacer)
+        while sum(samples) < min_time_s * 1e9 and len(samples) < max_samples:
+            more, series = paced_runs(loaded.timing_call, feeds, iterations, pacer)
+            samples += more
+            for key in ("target_ms", "temp_c", "clock_fraction"):
+                paced[key] += series[key]
+            paced["overruns"] += series["overruns"]
     else:
         loops = choose_loops(loaded.timing_call, feeds)
         samples = timed_samples(loaded.timing_call, feeds, iterations=iterations, loops=loops,
@@ -177,6 +202,6 @@ def measure_artifact(
             "cold_start": {"load_ns": t1 - t0, "first_inference_ns": t2 - t1},
             "peak_memory_mb": round(peak, 3),
             "memory_before_load_mb": round(rss_before, 3),
-            "pace": pace,
+            "pace": paced,
         },
     }

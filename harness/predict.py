@@ -92,6 +92,10 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
         trace = simulate(em.latency, profile, duration_s=sustained_s, period_ms=period_ms,
                          max_points=300)
         summary = em.summary()
+        from harness.emulator.pacing import PaceSpec
+
+        # what a paced host run (--pace) follows: latency and energy per clock, the thermals
+        summary["pace_spec"] = PaceSpec.from_prediction(em.latency, profile).to_json()
         summary["input_shapes"] = {k: list(v) for k, v in (input_shapes or {}).items()}
         if twin:
             summary["onnx_twin"] = True

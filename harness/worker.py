@@ -52,7 +52,7 @@ def _measure(task: dict[str, Any]) -> dict[str, Any]:
     out = measure_artifact(Path(task["artifact"]), feeds, warmup=task["warmup"],
                            iterations=task["iterations"], threads=task["threads"],
                            min_time_s=task.get("min_time_s", 0.0),
-                           pace_ms=task.get("pace_ms"))
+                           pace=task.get("pace"))
     row: dict[str, Any] = {"measured": out["measured"]}
     # Quality after timing: evaluation data would otherwise inflate the measured peak memory.
     outputs: list[np.ndarray] = []

@@ -292,3 +292,26 @@ def test_host_runs_reuse_rule() -> None:
     runs.store("c", 100.0, {"status": "error"}, "y")
     assert runs.lookup("c", 100.0) is not None and runs.lookup("c", 200.0) is None
     assert runs.lookup("missing", 100.0) is None
+
+
+def test_paced_emulated_runs_follow_the_thermal_model(tmp_path: Path, suite: Path) -> None:
+    """--pace with the emulated backend: the host run is held to the device's latency, the
+    row keeps the per-inference targets, temperature and clock, and a plot shows them."""
+    from harness.report.frame import summary_frame
+    from harness.report.plots import build_figures
+    from harness.sweep import MeasureOverrides
+
+    run_dir = run_bench(_options(tmp_path, suite, devices=("snapdragon8gen3",),
+                                 backends=("emulated",), quant=("fp32",),
+                                 overrides=MeasureOverrides(pace=True)),
+                        executor=InlineExecutor())
+    run = results.load_run(run_dir)
+    (m,) = run.measurements
+    assert m.status == "ok", m.reason
+    pace = m.measured.pace if m.measured else None
+    assert pace and len(pace["target_ms"]) == len(m.samples_ns()) == 5
+    assert pace["target_ms"][0] == pytest.approx(m.predicted.latency_ms, abs=1e-6)
+    assert len(pace["temp_c"]) == len(pace["clock_fraction"]) == 5
+    assert m.measured and m.measured.origin is None      # paced runs are never shared
+    names = [n for n, _, _ in build_figures(run, summary_frame(run))]
+    assert "paced-snapdragon8gen3" in names

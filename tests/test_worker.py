@@ -82,24 +82,50 @@ def test_a_runtime_over_the_memory_cap_becomes_oom(tmp_path: Path) -> None:
     assert roomy["status"] == "ok", roomy
 
 
-def test_pacing_pads_runs_to_the_target(tiny_model: Path, tmp_path: Path) -> None:
+def _pace_spec(*, latency_ms: float, time_constant_s: float = 0.05,
+               start_c: float = 30.0) -> dict:
+    """A device that heats fast (time constant 50 ms, throttling from 30 °C) so a paced run
+    of a fraction of a second throttles; latency doubles at the minimum clock."""
+    from harness.emulator.pacing import PaceSpec
+
+    grid = (0.5, 0.75, 1.0)
+    return PaceSpec(clock=grid, latency_ms=tuple(latency_ms / f for f in grid),
+                    dynamic_mj=tuple(50.0 * f * f for f in grid), idle_w=1.0,
+                    thermal={"ambient_c": 25.0, "resistance_c_per_w": 5.0,
+                             "time_constant_s": time_constant_s, "throttle_start_c": start_c,
+                             "throttle_end_c": start_c + 10.0,
+                             "min_clock_fraction": 0.5}).to_json()
+
+
+def test_pacing_pads_runs_and_throttles_as_the_device_heats() -> None:
+    """Each inference is padded to the device's latency at that moment: the emulated device
+    heats with the paced run's work and the targets grow; the samples stay the host's own."""
     import time
 
-    import onnxruntime as ort
-
+    from harness.emulator.pacing import Pacer, PaceSpec
     from harness.measure import paced_runs
 
-    sess = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
-    feeds = {"input": np.ones((1, 4, 8, 8), np.float32)}
+    def fast(_: object, feeds: dict) -> None:
+        return None
+
+    pacer = Pacer(PaceSpec.from_json(_pace_spec(latency_ms=2.0)))
     t0 = time.perf_counter()
-    samples, overruns = paced_runs(sess.run, feeds, 20, target_ns=20_000_000)
+    samples, series = paced_runs(fast, {}, 60, pacer)
     wall = time.perf_counter() - t0
-    # A 20 ms target for a ~20 us inference: only a badly stalled machine overruns it.
-    assert len(samples) == 20 and overruns <= 2
-    assert wall >= 18 * 0.020  # padded: never faster than the target (a lower bound only)
-    assert sorted(samples)[10] < 20_000_000  # samples stay the host's own inference times
-    _, all_over = paced_runs(sess.run, feeds, 5, target_ns=1)
-    assert all_over == 5
+    targets = series["target_ms"]
+    assert len(samples) == len(targets) == 60 and series["overruns"] <= 3
+    assert targets[0] == 2.0 and targets[-1] > 1.5 * targets[0]       # it throttled
+    assert series["clock_fraction"][-1] < 0.75 and series["temp_c"][-1] > 30.0
+    assert wall >= 0.95 * sum(targets) / 1e3                           # padded to the targets
+    assert sorted(samples)[30] < 1_000_000                             # host's own times
+    # a device that cannot heat in this time: a constant target, as before
+    cold = Pacer(PaceSpec.from_json(_pace_spec(latency_ms=1.0, time_constant_s=1e6)))
+    _, flat = paced_runs(fast, {}, 10, cold)
+    assert set(flat["target_ms"]) == {1.0}
+    # a host slower than the device: every run overruns and pacing cannot slow it down
+    slow = Pacer(PaceSpec.from_json(_pace_spec(latency_ms=1e-6)))
+    _, over = paced_runs(lambda _, f: time.sleep(0.001), {}, 5, slow)
+    assert over["overruns"] == 5
 
 
 def test_a_worker_killed_from_outside_is_an_error_not_oom(tiny_model: Path,

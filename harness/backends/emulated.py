@@ -23,8 +23,8 @@ class EmulatedBackend(HostBackend):
     def adjust(self, job: CaseJob) -> Any:
         assert job.measure is not None
         pred = job.prediction
-        pace = pred.latency_ms if job.measure.pace and pred and pred.latency_ms else None
-        return replace(job.measure, memory_limit_mb=self.memory_limit_mb(), pace_ms=pace)
+        spec = pred.detail.get("pace_spec") if job.measure.pace and pred else None
+        return replace(job.measure, memory_limit_mb=self.memory_limit_mb(), pace_spec=spec)
 
     def extra_figures(self, job: CaseJob) -> dict[str, Any]:
         return {"prediction": job.prediction, "trace": job.trace}

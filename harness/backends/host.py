@@ -85,7 +85,7 @@ class HostBackend:
 
         own = task.memory_limit_mb
         # paced runs differ per device (their target is the device's latency): never shared
-        key = None if task.pace_ms else (
+        key = None if task.pace_spec else (
             replace(task, memory_limit_mb=None, pace=False, timeout_s=0.0))
         caps = [own]
         if key is not None and own is not None and job.shared_cap_mb is not None \
@@ -115,7 +115,7 @@ class HostBackend:
         from dataclasses import replace
 
         assert job.measure is not None
-        return replace(job.measure, memory_limit_mb=self.memory_limit_mb(), pace_ms=None)
+        return replace(job.measure, memory_limit_mb=self.memory_limit_mb(), pace_spec=None)
 
     def extra_figures(self, job: CaseJob) -> dict[str, Any]:
         return {}

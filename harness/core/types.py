@@ -194,7 +194,9 @@ class MeasureTask:
     eval_size: str
     timeout_s: float
     pace: bool = False                  # pad each timed run to the predicted device latency
-    pace_ms: float | None = None        # that latency, filled in by a backend that predicts
+    # the device as the paced run follows it (a PaceSpec as JSON, with its thermal model),
+    # filled in by a backend that predicts
+    pace_spec: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     min_time_s: float = 0.0             # keep timing until the samples span this long
     memory_limit_mb: float | None = None
     timed: bool = field(default=True, init=False)
@@ -204,7 +206,7 @@ class MeasureTask:
                 "artifact": str(self.artifact.path(self.cache_dir)),
                 "inputs": str(self.inputs), "warmup": self.warmup,
                 "iterations": self.iterations, "threads": self.threads,
-                "pace_ms": self.pace_ms, "eval_size": self.eval_size,
+                "pace": self.pace_spec, "eval_size": self.eval_size,
                 "min_time_s": self.min_time_s,
                 "cache_dir": str(self.cache_dir)}
 

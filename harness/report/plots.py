@@ -283,6 +283,34 @@ def devices_figure(df: pd.DataFrame, workload: str) -> Figure | None:
     return fig
 
 
+def paced_figure(run: Run, device: str) -> Figure | None:
+    """Target latency, emulated temperature and clock per inference of each paced host run
+    (``--pace``): what an app held to the device's pace felt as the device heated."""
+    from matplotlib.figure import Figure
+
+    rows = [m for m in run.measurements if m.device == device and m.measured
+            and isinstance((m.measured.pace or {}).get("target_ms"), list)][:MAX_TRACES]
+    if not rows:
+        return None
+    series = (("target_ms", "device latency held to (ms)"), ("temp_c", "temperature (°C)"),
+              ("clock_fraction", "clock (fraction of peak)"))
+    fig = Figure(figsize=(11, 2.5 * len(series)), dpi=DPI, layout="constrained")
+    axes = fig.subplots(len(series), 1, sharex=True)
+    for m in rows:
+        pace = m.measured.pace if m.measured else None
+        for ax, (key, _) in zip(axes, series, strict=True):
+            values = (pace or {}).get(key) or []
+            ax.plot(range(1, len(values) + 1), values, linewidth=1.2,
+                    label=f"{m.workload} {m.quant} / prune {m.prune}")
+    for ax, (_, ylabel) in zip(axes, series, strict=True):
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xlabel("paced inference #")
+    axes[0].set_title(f"Paced host runs on {device}")
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
 def build_figures(run: Run, df: pd.DataFrame) -> list[tuple[str, str, Figure]]:
     """Every plot the run has data for: (name, caption, figure)."""
     out: list[tuple[str, str, Figure | None]] = []
@@ -300,7 +328,10 @@ def build_figures(run: Run, df: pd.DataFrame) -> list[tuple[str, str, Figure]]:
     for dev in devices:
         out.append((f"thermal-{dev}", f"Thermal trace of the sustained run on {dev}",
                     thermal_figure(run, dev)))
-        out.append((f"memory-{dev}", f"Device footprint vs app memory cap on {dev}",
+        out.append((f"paced-{dev}", f"Paced host runs on {dev}: the device latency each "
+                    "inference was held to as the emulated device heated",
+                    paced_figure(run, dev)))
+        out.append((f"memory-{dev}", f"Predicted device memory vs app memory cap on {dev}",
                     memory_figure(df, dev)))
     for wl in workloads:
         out.append((f"devices-{wl}", f"{wl}: the same case across devices",
