@@ -12,8 +12,10 @@ them headers with units. Figures a row does not have are left blank.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -137,6 +139,10 @@ def trace_split(trace: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
 def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
               ) -> dict[str, Any]:
     """One table row (machine-readable names, units in the names) from one measurement."""
@@ -182,6 +188,9 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         "sparsity_pct": 100.0 * art.sparsity if art and art.sparsity is not None else None,
         "host_peak_memory_mb": measured.peak_memory_mb if measured else None,
         "device_peak_memory_mb": memory,
+        "device_weights_mb": _num(pred.detail.get("weights_mb")),
+        "device_activations_mb": _num(pred.detail.get("peak_activations_mb")),
+        "device_overhead_mb": _num(pred.detail.get("runtime_overhead_mb")),
         "app_cap_mb": cap,
         "cap_used_pct": 100 * memory / cap if memory is not None and cap else None,
         "fits": pred.fits,
@@ -313,3 +322,52 @@ def run_header(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTAB
     }
 
 
+
+
+@dataclass(frozen=True)
+class TimeShare:
+    """Where one case's predicted device time goes: shares by op type and by compute unit."""
+
+    case_id: str
+    device: str
+    total_ms: float
+    by_op: tuple[tuple[str, float], ...]      # (op type, share of the time), largest first
+    by_unit: tuple[tuple[str, float], ...]
+    fallbacks: int                            # nodes that could not run where they would best
+    nodes: int
+
+
+def time_shares(run: Run, *, top: int = 5) -> list[TimeShare]:
+    """The per-node breakdown of every predicted case, summarised by op type and unit.
+
+    Read from the breakdown files the describe task wrote (one per artifact and device);
+    cases without one (old runs, failed predictions) are left out.
+    """
+    out = []
+    for m in run.measurements:
+        name = m.predicted.breakdown_file
+        if not name or not m.device:
+            continue
+        path = run.path / name
+        try:
+            nodes = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        total = sum(float(n.get("time_ms") or 0.0) for n in nodes)
+        if total <= 0:
+            continue
+        ops: dict[str, float] = {}
+        units: dict[str, float] = {}
+        for n in nodes:
+            t = float(n.get("time_ms") or 0.0)
+            ops[str(n.get("op"))] = ops.get(str(n.get("op")), 0.0) + t
+            if n.get("unit"):
+                units[str(n["unit"])] = units.get(str(n["unit"]), 0.0) + t
+        out.append(TimeShare(
+            case_id=m.case_id, device=m.device, total_ms=total,
+            by_op=tuple((k, v / total) for k, v in sorted(ops.items(), key=lambda kv: -kv[1])
+                        [:top]),
+            by_unit=tuple((k, v / total) for k, v in sorted(units.items(),
+                                                             key=lambda kv: -kv[1])),
+            fallbacks=sum(1 for n in nodes if n.get("fallback")), nodes=len(nodes)))
+    return out
