@@ -107,3 +107,81 @@ def test_a_failed_build_leaves_no_staging_dir(tmp_path: Path) -> None:
         build_artifact(Broken(), quant=QuantSpec("fp32"), prune=PruneSpec("magnitude", 0.0),
                        cache_dir=tmp_path)
     assert list((tmp_path / "artifacts").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _measure_task(model: Path, tmp_path: Path, iterations: int) -> dict[str, object]:
+    import numpy as np
+
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, input=np.ones((1, 4, 8, 8), np.float32))
+    return {"kind": "measure", "workload": {"name": "tiny", "onnx": str(model)},
+            "artifact": str(model), "inputs": str(inputs), "warmup": 0,
+            "iterations": iterations, "threads": 1}
+
+
+ORCHESTRATOR = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from harness.launcher import run_in_worker
+
+    run_in_worker(json.loads(sys.argv[1]), timeout_s=3600, log=Path(sys.argv[2]))
+""")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_worker_dies_with_its_orchestrator(tiny_model: Path, tmp_path: Path) -> None:
+    """kill -9 on the orchestrator, for real: its hour-long worker must not run on."""
+    import json
+
+    import psutil
+
+    task = _measure_task(tiny_model, tmp_path, iterations=10**9)
+    parent = subprocess.Popen([sys.executable, "-c", ORCHESTRATOR, json.dumps(task),
+                               str(tmp_path / "log")], env=ENV)
+    deadline = time.monotonic() + 60
+    workers: list[psutil.Process] = []
+    while not workers and time.monotonic() < deadline:
+        workers = [c for c in psutil.Process(parent.pid).children()
+                   if "harness.worker" in " ".join(c.cmdline())]
+        time.sleep(0.05)
+    assert workers, "the worker never started"
+    time.sleep(0.5)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    for p in alive:                            # do not leave it behind if the test fails
+        p.kill()
+    assert not alive, "the worker outlived its orchestrator"
+
+
+def test_a_cap_below_the_runtimes_own_footprint_is_a_clear_oom(tiny_model: Path,
+                                                               tmp_path: Path) -> None:
+    """A 40 MB cap: numpy and onnxruntime alone need more on this host. The outcome says
+    so, with the figure measured, not an ImportError or an OpenBLAS thread error."""
+    from harness.launcher import run_in_worker
+
+    out = run_in_worker(_measure_task(tiny_model, tmp_path, iterations=1), timeout_s=120,
+                        log=tmp_path / "log", memory_limit_mb=40)
+    assert out["status"] == "oom", out
+    assert "40 MB memory cap is below what the runtime itself needs" in out["reason"]
+    assert "(measured)" in out["reason"] and "numpy" in out["reason"]
+
+
+def test_a_tight_cap_above_the_runtime_still_runs_a_small_model(tiny_model: Path,
+                                                               tmp_path: Path) -> None:
+    """The cap limits the model, not the interpreter: a cap just above the runtime's own
+    footprint (which used to fail while importing numpy) runs a tiny model."""
+    from harness.launcher import run_in_worker
+    from harness.worker import _data_mb
+
+    probe = subprocess.run([sys.executable, "-c", "import numpy, onnxruntime\n"
+                            "from harness.worker import _data_mb\nprint(_data_mb())"],
+                           env=ENV, capture_output=True, text=True, check=True)
+    runtime_mb = float(probe.stdout)
+    assert _data_mb() is not None
+    out = run_in_worker(_measure_task(tiny_model, tmp_path, iterations=3), timeout_s=120,
+                        log=tmp_path / "log", memory_limit_mb=runtime_mb + 150)
+    assert out["status"] == "ok", out
