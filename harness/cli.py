@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, InputError
 
 
 def _number(cast: Callable[[str], Any], *, above: float | None = None,
@@ -469,13 +469,27 @@ def _add_export(sub: Any) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+def _write_output(path: Path, text: str) -> None:
+    """Write an -o/--output file; a missing or unwritable directory is an InputError."""
+    if not path.parent.is_dir():
+        raise InputError("no such directory (create it first)", file=path.parent,
+                         field="--output")
+    try:
+        from harness.fsutil import atomic_write_text
+
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise InputError(f"cannot write the file: {exc.strerror or exc}", file=path,
+                         field="--output") from None
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from harness.report.export import export
     from harness.results import load_run
 
     text = export(load_run(args.run), args.format)
     if args.output:
-        args.output.write_text(text)
+        _write_output(args.output, text)
     else:
         print(text, end="")
     return 0

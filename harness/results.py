@@ -155,19 +155,24 @@ def create_run(results_dir: Path, *, label: str, manifest: dict[str, Any]) -> Pa
         raise InputError(f"cannot create the results directory: {exc.strerror or exc}",
                          file=results_dir, field="--results-dir") from None
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        path = results_dir / (f"{stamp}-{label}" + (f"-{n}" if n else ""))
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise RuntimeError(f"could not create a run directory in {results_dir}")
-    (path / "logs").mkdir()
-    record = {"schema_version": SCHEMA_VERSION, "kind": "edge-harness-run",
-              "run_id": path.name, **manifest}
-    atomic_write_text(path / MANIFEST, json.dumps(record, indent=2) + "\n")
+    try:
+        for n in range(1000):
+            path = results_dir / (f"{stamp}-{label}" + (f"-{n}" if n else ""))
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise RuntimeError(f"could not create a run directory in {results_dir}")
+        (path / "logs").mkdir()
+        record = {"schema_version": SCHEMA_VERSION, "kind": "edge-harness-run",
+                  "run_id": path.name, **manifest}
+        atomic_write_text(path / MANIFEST, json.dumps(record, indent=2) + "\n")
+    except OSError as exc:  # read-only, no permission, full disk
+        raise InputError(f"cannot write a run into the results directory: "
+                         f"{exc.strerror or exc}", file=results_dir,
+                         field="--results-dir") from None
     return path
 
 

@@ -225,3 +225,55 @@ def test_a_hand_damaged_row_names_file_line_and_field(tmp_path: Path,
     (run_dir / "cases.jsonl").write_text("\n".join(lines) + "\n")
     assert main(["report", str(run_dir)]) == 2
     assert "cases.jsonl: line 4 is not valid JSON" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- unwritable paths
+
+
+def test_export_into_a_missing_directory_names_it(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "missing_dir" / "file.json"
+    assert main(["export", str(REPO / "tests" / "data" / "run_v1"), "--format", "gab-smaller",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out.parent}: field '--output': no such directory" in err and not out.exists()
+    out.parent.mkdir()
+    assert main(["export", str(REPO / "tests" / "data" / "run_v1"), "--format", "gab-smaller",
+                 "-o", str(out)]) == 0
+    assert json.loads(out.read_text())
+
+
+def _read_only_dir(tmp_path: Path) -> Path:
+    """A directory this process cannot create anything in, for real: root ignores file
+    modes, so as root a directory of sysfs (which refuses new entries) stands in."""
+    import os
+
+    if os.geteuid() == 0:
+        d = Path("/sys/kernel")
+        try:
+            (d / "harness-probe").mkdir()
+        except OSError:
+            return d
+        (d / "harness-probe").rmdir()
+        pytest.skip("no read-only directory available to root here")
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    return d
+
+
+def test_bench_into_a_read_only_results_dir_is_an_error(tmp_path: Path, tiny_model: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    ro = _read_only_dir(tmp_path)
+    suite = tmp_path / "s.toml"
+    suite.write_text('schema_version = 1\n'
+                     f'workloads = [{{ name = "tiny", onnx = "{tiny_model}", '
+                     'shapes = { input = [1, 4, 8, 8] } }]\n'
+                     'quant = ["fp32"]\nprune = [0]\n')
+    code = main(["bench", "--suite", str(suite), "--device", "snapdragon8gen3",
+                 "--results-dir", str(ro), "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{ro}: field '--results-dir': cannot write a run into the results directory" in err
+    assert "Traceback" not in err
