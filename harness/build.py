@@ -70,9 +70,13 @@ def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
             raise Unsupported(f"pruning level {prune.name!r} fine-tunes after pruning; "
                               f"workload {workload.name!r} has no fine-tuning recipe")
         stage = store.staging(key)
-        workload.export_fp32(stage / "model.onnx", prune=prune, cache_dir=cache_dir)
-        record_sparsity_pattern(stage / "model.onnx", prune)
-        _check_pattern(stage / "model.onnx", prune)
+        try:
+            workload.export_fp32(stage / "model.onnx", prune=prune, cache_dir=cache_dir)
+            record_sparsity_pattern(stage / "model.onnx", prune)
+            _check_pattern(stage / "model.onnx", prune)
+        except BaseException:
+            store.discard(stage)
+            raise
         fp32 = store.commit(key, stage)
 
     qkey = quant_key(fp32, quant)
@@ -80,14 +84,20 @@ def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
     artifact = store.get(qkey, filename)
     if artifact is None:
         stage = store.staging(qkey)
-        if quant.runtime == "torch":
-            _build_torch(workload, quant, prune, fp32=fp32, stage=stage, cache_dir=cache_dir)
-        else:
-            quantize(fp32, stage / filename, quant, calibration=workload.calibration_inputs())
-        # ORT's int8 quantizers keep metadata_props; re-stamping guards every other converter
-        # (and the ONNX twin a torch level writes beside its model.pt).
-        for onnx_file in sorted(stage.glob("*.onnx")):
-            record_sparsity_pattern(onnx_file, prune)
+        try:
+            if quant.runtime == "torch":
+                _build_torch(workload, quant, prune, fp32=fp32, stage=stage,
+                             cache_dir=cache_dir)
+            else:
+                quantize(fp32, stage / filename, quant,
+                         calibration=workload.calibration_inputs())
+            # ORT's int8 quantizers keep metadata_props; re-stamping guards every other
+            # converter (and the ONNX twin a torch level writes beside its model.pt).
+            for onnx_file in sorted(stage.glob("*.onnx")):
+                record_sparsity_pattern(onnx_file, prune)
+        except BaseException:
+            store.discard(stage)
+            raise
         artifact = store.commit(qkey, stage, filename)
     return artifact
 

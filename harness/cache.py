@@ -7,10 +7,13 @@ always the same artifact and a changed input never reuses a stale one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +78,55 @@ class ArtifactStore:
         return p if p.is_file() else None
 
     def staging(self, key: str) -> Path:
-        """A fresh directory to build ``key`` in; :meth:`commit` moves it into place."""
-        d = self.root / f".tmp-{key}-{os.getpid()}"
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-        return d
+        """A fresh, uniquely named directory to build ``key`` in; :meth:`commit` moves it into
+        place. Staging directories of this key left by a killed build (their process is gone)
+        are removed first; readers never look at them (:meth:`get` reads ``<root>/<key>``)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_orphans(key)
+        return Path(tempfile.mkdtemp(prefix=f"{_STAGING}{key}-{os.getpid()}@{_host()}-",
+                                     dir=self.root))
 
     def commit(self, key: str, staging: Path, filename: str = "model.onnx") -> Path:
+        """Move ``staging`` to ``<root>/<key>`` in one rename. If another process committed
+        the same key meanwhile (the rename fails because the target exists), its artifact is
+        kept (the key names the same content) and ``staging`` is removed."""
         final = self.root / key
-        if final.exists():  # built meanwhile by another run: keep that one
-            shutil.rmtree(staging, ignore_errors=True)
-        else:
+        try:
             staging.rename(final)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
         return self.path_for(key, filename)
+
+    def discard(self, staging: Path) -> None:
+        """Remove a staging directory whose build failed."""
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def _remove_orphans(self, key: str) -> None:
+        """Remove this key's staging directories whose building process (on this host) is
+        gone. A live builder's directory is left alone, whoever it is."""
+        for d in self.root.glob(f"{_STAGING}{key}-*"):
+            owner = d.name[len(f"{_STAGING}{key}-"):]
+            pid_text, _, rest = owner.partition("@")
+            host = rest.rpartition("-")[0] if rest else _host()
+            if host != _host() or not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+
+
+_STAGING = ".tmp-"
+
+
+def _host() -> str:
+    return socket.gethostname().replace("/", "_")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

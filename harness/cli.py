@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, InputError
 
 
 def _number(cast: Callable[[str], Any], *, above: float | None = None,
@@ -327,9 +327,31 @@ def _add_devices(sub: Any) -> None:
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from harness.profiles import list_profiles, load_profile
+    """Every good profile is listed, then every bad one is reported with its error (exit 1):
+    one broken file must not hide the others."""
+    from harness.datafiles import find_toml
+    from harness.profiles import default_devices_dir, list_profiles, load_profile
 
-    profiles = [load_profile(n) for n in (args.names or list_profiles())]
+    profiles: list[Any] = []
+    bad: list[HarnessError] = []
+    for name in args.names or list_profiles():
+        # an unknown name is a usage error (exit 2), as before; a broken file is listed below
+        path = find_toml(name, default_devices_dir(), kind="device")
+        try:
+            profiles.append(load_profile(path))
+        except HarnessError as exc:
+            bad.append(exc)
+    _print_devices(args, profiles)
+    for problem in bad:
+        print(f"harness: error: {problem}", file=sys.stderr)
+    if bad:
+        print(f"harness: {len(bad)} of {len(bad) + len(profiles)} device profiles are invalid "
+              "(listed above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_devices(args: argparse.Namespace, profiles: list[Any]) -> None:
     rows = []
     for prof in profiles:
         peaks = {f"{u.name}_{prec}_gops": f.value for u in prof.units
@@ -348,7 +370,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
                 row = {**row, "figures": {k: vars(f) for k, f in prof.figures().items()}}
             out.append(row)
         print(json.dumps(out, indent=2))
-        return 0
+        return
     from tabulate import tabulate
 
     keys = ["name", "soc", "units", "ram_mb", "app_cap_mb", "bandwidth_gb_s", "idle_w",
@@ -369,7 +391,6 @@ def _cmd_devices(args: argparse.Namespace) -> int:
             print(f"\n{prof.name} ({prof.path}):")
             for key, f in prof.figures().items():
                 print(f"  {key} = {f.value:g}  [{f.basis}] {f.source}")
-    return 0
 
 
 # --------------------------------------------------------------------------- report
@@ -503,13 +524,27 @@ def _add_export(sub: Any) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+def _write_output(path: Path, text: str) -> None:
+    """Write an -o/--output file; a missing or unwritable directory is an InputError."""
+    if not path.parent.is_dir():
+        raise InputError("no such directory (create it first)", file=path.parent,
+                         field="--output")
+    try:
+        from harness.fsutil import atomic_write_text
+
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise InputError(f"cannot write the file: {exc.strerror or exc}", file=path,
+                         field="--output") from None
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from harness.report.export import export
     from harness.results import load_run
 
     text = export(load_run(args.run), args.format)
     if args.output:
-        args.output.write_text(text)
+        _write_output(args.output, text)
     else:
         print(text, end="")
     return 0

@@ -53,3 +53,6 @@ def read_toml(path: Path, *, kind: str) -> dict[str, Any]:
         raise InputError(f"cannot read the {kind} file: {exc.strerror}", file=path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=path) from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; a binary or Latin-1 file is not TOML
+        raise InputError(f"not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})",
+                         file=path) from exc

@@ -11,33 +11,44 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+_PR_SET_PDEATHSIG = 1
 
-def _limit_data(limit_mb: float) -> Callable[[], None]:
-    """A preexec_fn capping the worker's data segment, as the phone caps an app's memory."""
-    def apply() -> None:
-        import resource
 
-        limit = int(limit_mb * 2**20)
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    return apply
+def _die_with_parent() -> None:
+    """A preexec_fn (Linux): the worker gets SIGKILL when the process that started it dies,
+    so a killed orchestrator (``kill -9``, an OOM kill, a closed CI job) leaves no worker
+    running on without its timeout."""
+    import ctypes
+    import os
+    import signal
+
+    ppid = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != ppid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def run_in_worker(task: dict[str, Any], *, timeout_s: float, log: Path,
                   memory_limit_mb: float | None = None) -> dict[str, Any]:
     """Run ``task`` (a worker task as JSON: see :mod:`harness.worker`) in a fresh process.
 
-    With ``memory_limit_mb`` the worker runs under RLIMIT_DATA of that size, so a runtime that
-    needs more ends as an ``oom`` outcome instead of taking the machine down. Never raises for
-    anything the worker does; the worker's output goes to ``log``.
+    With ``memory_limit_mb`` the worker runs under RLIMIT_DATA of that size, set by the worker
+    after it has imported its runtime libraries, so a runtime that needs more ends as an
+    ``oom`` outcome instead of taking the machine down, and ``oom`` always means the model
+    (not the interpreter starting) ran out. On Linux the worker is killed when this process
+    dies. Never raises for anything the worker does; the worker's output goes to ``log``.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="harness-task-") as tmp:
         task_path, result_path = Path(tmp) / "task.json", Path(tmp) / "result.json"
+        # The cap is applied by the worker itself once the runtime libraries are imported
+        # (see harness.worker.apply_memory_limit): it limits the model, not the interpreter.
+        task = {**task, "memory_limit_mb": memory_limit_mb}
         task_path.write_text(json.dumps(task))
         with log.open("a") as log_fh:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
@@ -47,8 +58,8 @@ def run_in_worker(task: dict[str, Any], *, timeout_s: float, log: Path,
                 proc = subprocess.run(
                     [sys.executable, "-m", "harness.worker", str(task_path), str(result_path)],
                     stdin=subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, timeout=timeout_s,
-                    check=False, preexec_fn=_limit_data(memory_limit_mb)
-                    if memory_limit_mb is not None and sys.platform == "linux" else None)
+                    check=False,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             except subprocess.TimeoutExpired:
                 return {"status": "timeout", "reason": f"{task['kind']} did not finish within "
                                                       f"{timeout_s:g} s (worker killed)"}

@@ -114,14 +114,34 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
 
             atomic_write_text(breakdown_dir / name, json.dumps(em.breakdown()))
             summary["breakdown_file"] = f"{breakdown_dir.name}/{name}"
-        pred = Prediction.from_row(summary)
         trace_row: dict[str, Any] | None = trace.to_row()
+        # Rows are strict JSON: a figure the emulator computed as NaN or infinite (from a
+        # profile at the edge of its ranges) is an error here, naming the field, not a row
+        # the writer refuses later.
+        _require_finite(summary, f"prediction on {device}")
+        _require_finite(trace_row, f"sustained trace on {device}")
+        pred = Prediction.from_row(summary)
     except Exception as exc:  # a model the emulator cannot read still gets host figures
         pred = Prediction(error=f"{type(exc).__name__}: {exc}")
         trace_row = None
     prov = Provenance.from_row({k: v for k, v in provenance.items()
                                 if k in Provenance.__dataclass_fields__})
     return {"prediction": pred.to_row(), "trace": trace_row, "provenance": prov.to_row()}
+
+
+def _require_finite(value: Any, where: str) -> None:
+    """Raise a ValueError naming the first NaN or infinite number in ``value`` (nested)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is {value!r}: the emulator produced a non-finite figure "
+                         "(check the device profile's figures)")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _require_finite(v, f"{where}: {k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _require_finite(v, f"{where}[{i}]")
 
 
 def _known_inputs(graph: Path, shapes: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:

@@ -342,15 +342,15 @@ def parse_profile(data: dict[str, Any], *, file: Path | str | None = None) -> De
     refs = expect_type(data.get("reference_devices", []), list, "a list of strings",
                        file=file, field="reference_devices")
     memory = _section(data, "memory", MemorySpec, file, {
-        "ram_mb": _positive, "app_cap_mb": _positive, "bandwidth_gb_s": _positive,
-        "runtime_overhead_mb": _non_negative, "dram_pj_per_byte": _non_negative},
+        "ram_mb": _memory_mb, "app_cap_mb": _memory_mb, "bandwidth_gb_s": _bandwidth,
+        "runtime_overhead_mb": _overhead_mb, "dram_pj_per_byte": _pj},
         optional={"bandwidth_efficiency": _fraction})
-    power = _section(data, "power", PowerSpec, file, {"idle_w": _non_negative},
-                     optional={"battery_wh": _positive})
+    power = _section(data, "power", PowerSpec, file, {"idle_w": _watts},
+                     optional={"battery_wh": _battery_wh})
     thermal = _section(data, "thermal", ThermalSpec, file, {
-        "ambient_c": _any_number, "sustained_fraction": _fraction,
-        "thermal_resistance_c_per_w": _positive, "time_constant_s": _positive,
-        "throttle_start_c": _any_number, "throttle_end_c": _any_number,
+        "ambient_c": _ambient_c, "sustained_fraction": _fraction,
+        "thermal_resistance_c_per_w": _c_per_w, "time_constant_s": _seconds,
+        "throttle_start_c": _throttle_c, "throttle_end_c": _throttle_c,
         "min_clock_fraction": _fraction})
     if thermal.throttle_end_c.value <= thermal.throttle_start_c.value:
         raise InputError(f"expected more than throttle_start_c "
@@ -394,20 +394,38 @@ def parse_profile(data: dict[str, Any], *, file: Path | str | None = None) -> De
 Check = Callable[[float], str | None]
 
 
-def _positive(v: float) -> str | None:
-    return None if v > 0 else "a number > 0"
+def _between(lo: float, hi: float, *, open_lo: bool = False, what: str = "a number"
+             ) -> Check:
+    """A check accepting ``lo <= v <= hi`` (``lo < v`` with ``open_lo``).
+
+    Every figure has a physical range: a value outside it (an efficiency of 5e-324, a peak of
+    1e-308 GOPS, an ambient of 1e300 C) is a typo or a unit mistake, and would reach the
+    emulator as an infinite latency or a NaN temperature.
+    """
+    bracket = "(" if open_lo else "["
+
+    def check(v: float) -> str | None:
+        ok = (lo < v if open_lo else lo <= v) and v <= hi
+        return None if ok else f"{what} in {bracket}{lo:g}, {hi:g}]"
+    return check
 
 
-def _non_negative(v: float) -> str | None:
-    return None if v >= 0 else "a number >= 0"
-
-
-def _fraction(v: float) -> str | None:
-    return None if 0 < v <= 1 else "a fraction in (0, 1]"
-
-
-def _any_number(v: float) -> str | None:
-    return None
+# Physical ranges (every shipped profile and the fitted overlay lie well inside them).
+_fraction = _between(1e-4, 1.0, what="a fraction")              # efficiencies, clock shares
+_gops = _between(1e-3, 1e7, what="GOPS")                        # peak throughput per unit
+_bandwidth = _between(1e-3, 1e7, what="GB/s")
+_memory_mb = _between(1.0, 1e8, what="MiB")                     # RAM, app cap: 1 MiB..95 TiB
+_overhead_mb = _between(0.0, 1e8, what="MiB")
+_onchip_mb = _between(0.0, 1e5, what="MiB")
+_pj = _between(0.0, 1e6, what="pJ")                             # per byte of DRAM traffic
+_pj_per_op = _between(1e-6, 1e6, open_lo=True, what="pJ per op")
+_watts = _between(0.0, 1e4, what="W")                           # idle and active power
+_battery_wh = _between(1e-3, 1e5, what="Wh")
+_ambient_c = _between(-40.0, 60.0, what="degrees Celsius")
+_throttle_c = _between(0.0, 150.0, what="degrees Celsius")
+_c_per_w = _between(1e-3, 1e4, what="C per W")
+_seconds = _between(1e-3, 1e6, what="seconds")
+_us = _between(0.0, 1e7, what="microseconds")                   # per-node costs: up to 10 s
 
 
 def _figure(raw: Any, *, file: Any, field: str, check: Check) -> Figure:
@@ -508,12 +526,12 @@ def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
         raise InputError(f"expected a non-empty list of op type strings, got {ops!r}",
                          file=file, field=where + ".ops")
     peaks = _figure_table(raw["peak_gops"], file=file, field=where + ".peak_gops",
-                          keys=PRECISIONS, kind="precision", check=_positive)
+                          keys=PRECISIONS, kind="precision", check=_gops)
     if not peaks:
         raise InputError("expected at least one precision", file=file, field=where + ".peak_gops")
     energy = _figure_table(raw.get("energy_pj_per_op", {}), file=file,
                            field=where + ".energy_pj_per_op", keys=tuple(peaks),
-                           kind="precision of this unit", check=_positive)
+                           kind="precision of this unit", check=_pj_per_op)
     op_eff = _figure_table(raw.get("op_efficiency", {}), file=file,
                            field=where + ".op_efficiency", keys=OP_CLASSES, kind="op class",
                            check=_fraction)
@@ -525,15 +543,15 @@ def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
         efficiency=_figure(raw["efficiency"], file=file, field=where + ".efficiency",
                            check=_fraction),
         dispatch_us=_figure(raw["dispatch_us"], file=file, field=where + ".dispatch_us",
-                            check=_non_negative),
+                            check=_us),
         active_power_w=_figure(raw["active_power_w"], file=file, field=where + ".active_power_w",
-                               check=_non_negative),
+                               check=_watts),
         handoff_us=_figure(raw["handoff_us"], file=file, field=where + ".handoff_us",
-                           check=_non_negative),
+                           check=_us),
         op_efficiency=op_eff,
         energy_pj_per_op_given=energy,
         onchip_mb=_figure(raw["onchip_mb"], file=file, field=where + ".onchip_mb",
-                          check=_non_negative) if "onchip_mb" in raw else None,
+                          check=_onchip_mb) if "onchip_mb" in raw else None,
         **flags,
     )
 

@@ -173,19 +173,24 @@ def create_run(results_dir: Path, *, label: str, manifest: dict[str, Any]) -> Pa
         raise InputError(f"cannot create the results directory: {exc.strerror or exc}",
                          file=results_dir, field="--results-dir") from None
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        path = results_dir / (f"{stamp}-{label}" + (f"-{n}" if n else ""))
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise RuntimeError(f"could not create a run directory in {results_dir}")
-    (path / "logs").mkdir()
-    record = {"schema_version": SCHEMA_VERSION, "kind": "edge-harness-run",
-              "run_id": path.name, **manifest}
-    atomic_write_text(path / MANIFEST, json.dumps(record, indent=2) + "\n")
+    try:
+        for n in range(1000):
+            path = results_dir / (f"{stamp}-{label}" + (f"-{n}" if n else ""))
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise RuntimeError(f"could not create a run directory in {results_dir}")
+        (path / "logs").mkdir()
+        record = {"schema_version": SCHEMA_VERSION, "kind": "edge-harness-run",
+                  "run_id": path.name, **manifest}
+        atomic_write_text(path / MANIFEST, json.dumps(record, indent=2) + "\n")
+    except OSError as exc:  # read-only, no permission, full disk
+        raise InputError(f"cannot write a run into the results directory: "
+                         f"{exc.strerror or exc}", file=results_dir,
+                         field="--results-dir") from None
     return path
 
 
@@ -284,37 +289,104 @@ def record_session(run_dir: Path, *, command_line: list[str], resumed: bool) -> 
         "pid": os.getpid(), "unix_time": time.time()})
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     if not path.is_file():
         return
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}", file=path) from exc
+    if lines and not lines[-1]:
+        lines.pop()                                   # the final newline
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
         try:
-            yield i, json.loads(line)
-        except json.JSONDecodeError as exc:
+            yield i, json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             if i == len(lines):
                 # A run killed mid-write leaves a truncated last line: that case never
                 # finished, so it is skipped (and --resume runs it again).
                 print(f"warning: {path}:{i}: ignoring truncated last row", file=sys.stderr)
                 return
-            raise InputError(f"line {i} is not valid JSON: {exc}", file=path) from exc
+            what = "UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "valid JSON"
+            raise InputError(f"line {i} is not {what} ({exc}): the file was damaged; remove "
+                             "or repair that line (--resume runs its case again)",
+                             file=path) from exc
+
+
+# Fields every row has, with their JSON types; the rest are checked by building the
+# Measurement (which every reader goes through).
+_ROW_FIELDS: dict[str, tuple[type, ...]] = {
+    "case_id": (str,), "workload": (str,), "quant": (str,), "prune": (str, int, float),
+    "backend": (str,), "status": (str,)}
+_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "device": (str,), "reason": (str,), "precision": (str,), "prune_method": (str,),
+    "started_at": (str,), "duration_s": (int, float), "artifact": (dict,), "measured": (dict,),
+    "quality": (dict,), "fidelity": (dict,), "prediction": (dict,), "trace": (dict,),
+    "provenance": (dict,)}
+
+
+def _row(record: Any, *, file: Path, line: int) -> dict[str, Any]:
+    """One row of ``cases.jsonl``, upgraded and checked: a hand-damaged row is an
+    InputError naming the file, the line and the field, never a KeyError later."""
+    where = f"line {line}"
+    if not isinstance(record, dict):
+        raise InputError(f"expected a JSON object (a row), got {type(record).__name__}",
+                         file=file, field=where)
+    try:
+        row = _upgrade(record, ROW_UPGRADES, file=file, where=where)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise InputError(f"a damaged row, cannot be upgraded ({type(exc).__name__}: {exc})",
+                         file=file, field=where) from exc
+    for key, types in _ROW_FIELDS.items():
+        if not isinstance(row.get(key), types) or isinstance(row.get(key), bool):
+            raise InputError(f"expected {_type_names(types)}, got {row.get(key)!r}",
+                             file=file, field=f"{where}.{key}")
+    for key, types in _OPTIONAL_FIELDS.items():
+        value = row.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise InputError(f"expected {_type_names(types)} or null, got {value!r}",
+                             file=file, field=f"{where}.{key}")
+    if row["status"] not in STATUSES:
+        raise InputError(f"expected one of {', '.join(STATUSES)}, got {row['status']!r}",
+                         file=file, field=f"{where}.status")
+    try:
+        Measurement.from_row(row)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise InputError(f"a damaged row ({type(exc).__name__}: {exc})", file=file,
+                         field=where) from exc
+    return row
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "a number", float: "a number", dict: "an object"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
 def load_run(path: Path) -> Run:
-    """Read a run directory, upgrading old records; the latest row of each case wins."""
+    """Read a run directory, upgrading old records; the latest row of each case wins.
+
+    A damaged row (not JSON, not an object, a field of the wrong type) is an InputError that
+    names the file and the line, except a torn last line (a crash mid-write), which is skipped.
+    """
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise InputError(f"not a run directory (no {MANIFEST})", file=path)
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"not valid JSON: {exc}", file=manifest_path) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}",
+                         file=manifest_path) from exc
+    if not isinstance(manifest, dict):
+        raise InputError(f"expected a JSON object, got {type(manifest).__name__}",
+                         file=manifest_path)
     manifest = _upgrade(manifest, MANIFEST_UPGRADES, file=manifest_path, where="manifest")
     latest: dict[str, dict[str, Any]] = {}
-    for i, row in _iter_jsonl(path / ROWS):
-        row = _upgrade(row, ROW_UPGRADES, file=path / ROWS, where=f"line {i}")
+    for i, record in _iter_jsonl(path / ROWS):
+        row = _row(record, file=path / ROWS, line=i)
         latest[row["case_id"]] = row
     return Run(path=path, manifest=manifest, rows=tuple(latest.values()))

@@ -210,10 +210,58 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
                 "traceback": traceback.format_exc()}
 
 
+def _data_mb() -> float | None:
+    """This process's data size (VmData, what RLIMIT_DATA limits) in MiB, where known."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def apply_memory_limit(task: dict[str, Any]) -> dict[str, Any] | None:
+    """Cap this process's data segment at ``task["memory_limit_mb"]`` (RLIMIT_DATA), as the
+    phone caps an app's memory, *after* importing the runtime libraries the task needs.
+
+    The cap then limits what the model allocates, not the interpreter starting: numpy's
+    OpenBLAS threads and onnxruntime's arenas exist before it, so a failure under it is
+    evidence that the model does not fit. If the process already needs more than the cap
+    before any model is loaded, the outcome says so (``oom``, with the measured figure)
+    instead of an ImportError. Returns that outcome, or None when the cap is in place.
+    """
+    cap = task.get("memory_limit_mb")
+    if cap is None or sys.platform != "linux":
+        return None
+    import importlib
+
+    loaded = []
+    for lib in ("numpy", "onnxruntime", *(("torch",) if str(task.get("artifact", ""))
+                                          .endswith(".pt") else ())):
+        try:
+            importlib.import_module(lib)
+            loaded.append(lib)
+        except ImportError:  # the task reports a missing runtime itself
+            pass
+    used = _data_mb()
+    if used is not None and used >= cap:
+        return {"status": "oom", "result": None,
+                "reason": f"the {cap:g} MB memory cap is below what the runtime itself needs "
+                          f"on this host: {used:.0f} MB of data after importing "
+                          f"{', '.join(loaded) or 'the interpreter'} (measured), before the "
+                          "model was loaded"}
+    import resource
+
+    limit = int(cap * 2**20)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    return None
+
+
 def main(argv: list[str]) -> int:
     task_path, result_path = Path(argv[0]), Path(argv[1])
     task = json.loads(task_path.read_text())
-    outcome = run_task(task)
+    outcome = apply_memory_limit(task) or run_task(task)
     from harness.fsutil import atomic_write_text
 
     atomic_write_text(result_path, json.dumps(outcome))

@@ -10,7 +10,8 @@ from harness.errors import InputError
 
 
 def _row(case_id: str, status: str = "ok") -> dict:
-    return {"case_id": case_id, "status": status, "reason": ""}
+    return {"case_id": case_id, "workload": "w", "quant": "fp32", "prune": "0",
+            "device": "d", "backend": "emulated", "status": status, "reason": ""}
 
 
 def test_runs_never_overwrite_each_other(tmp_path: Path) -> None:
@@ -56,7 +57,7 @@ def test_newer_schema_is_an_error(tmp_path: Path) -> None:
 def test_old_rows_are_upgraded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = results.create_run(tmp_path, label="x", manifest={})
     with (run_dir / results.ROWS).open("a") as fh:
-        fh.write(json.dumps({"schema_version": 0, "id": "a", "status": "ok"}) + "\n")
+        fh.write(json.dumps({**_row("a"), "schema_version": 0, "id": "a"}) + "\n")
 
     def v0_to_v1(row: dict) -> dict:
         row = dict(row)
