@@ -36,7 +36,8 @@ def test_plots_written_for_the_data_present(tmp_path: Path) -> None:
     names = {p.name for p in plots}
     assert names == {"pareto-phone", "pareto-board", "heatmap-latency-vision",
                      "heatmap-quality-vision", "heatmap-latency-mine", "thermal-phone",
-                     "memory-phone", "memory-board", "devices-vision", "devices-mine"}
+                     "memory-phone", "memory-board", "devices-vision", "devices-mine",
+                     "distribution-vision", "distribution-mine"}
     # no quality metric -> no quality heatmap or Pareto panel for "mine"; only the phone rows
     # have traces -> no thermal plot for the board
     for p in plots:
@@ -92,7 +93,7 @@ def test_html_is_self_contained(reported_run: Path) -> None:
     assert tables == ["table-summary", "table-latency", "table-memory", "table-power",
                       "table-quality"]
     imgs = [a["src"] or "" for t, a in tags if t == "img"]
-    assert len(imgs) == 10 and all(s.startswith("data:image/png;base64,") for s in imgs)
+    assert len(imgs) == 12 and all(s.startswith("data:image/png;base64,") for s in imgs)
     # nothing is fetched from anywhere: no external src/href, no link/stylesheet tags
     for _, attrs in tags:
         for key in ("src", "href"):
@@ -124,7 +125,7 @@ def test_html_renders_in_chromium(reported_run: Path, tmp_path: Path) -> None:
     parser = _Collect()
     parser.feed(dom.stdout)
     assert sum(t == "table" for t, _ in parser.tags) == 5
-    assert sum(t == "img" for t, _ in parser.tags) == 10
+    assert sum(t == "img" for t, _ in parser.tags) == 12
     latency = dom.stdout.split('id="table-latency"', 1)[1].split("</table>", 1)[0]
     cells = [c for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", latency, flags=re.S)
              if (c := re.findall(r"<td[^>]*>([^<]*)</td>", tr))]

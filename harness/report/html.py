@@ -30,6 +30,14 @@ th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
 tr.bad td{background:#fde8e8}tr.unstable td.flag{background:#fff3cd}
 figure{margin:1em 0}figcaption{font-size:13px;color:#555}img{max-width:100%}
 .meta{font-size:14px;color:#444}code{background:#f3f3f3;padding:0 3px}
+.scroll{overflow:auto;max-height:75vh;max-width:100%;border:1px solid #eee}
+.scroll table{margin:0}
+th:first-child,td:first-child{position:sticky;left:0;z-index:1;background:#fff}
+th:first-child{z-index:2;background:#f3f3f3}tr.bad td:first-child{background:#fde8e8}
+details>summary{cursor:pointer}details>summary h2{display:inline-block;border:0}
+nav.toc{font-size:14px;background:#fafafa;border:1px solid #eee;padding:.4em 1em;
+display:inline-block}nav.toc ul{margin:.2em 0;padding-left:1.2em}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1em}
 """
 
 # Click a header to sort by it (numbers numerically, blanks last); click again to reverse.
@@ -71,8 +79,9 @@ def _table(df: pd.DataFrame, columns: dict[str, str], table_id: str) -> str:
             kind = "flag" if col == "unstable" else ("" if col in TEXT_COLUMNS else "num")
             cells.append(f'<td class="{kind}">{html.escape(str(v))}</td>')
         body.append(f'<tr class="{" ".join(cls)}">{"".join(cells)}</tr>')
-    return (f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    # scrolls inside its box with the case column pinned: wide tables fit a laptop screen
+    return (f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}'
+            f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _img(plot: Plot) -> str:
@@ -112,22 +121,53 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         f"<li>cases: {esc(status)}; unstable rows: {h['unstable_rows']} (relative spread "
         f"(p90-p10)/p50 of the warm samples above {h['unstable_threshold_pct']:.0f}%)</li>",
         "</ul>",
-        "<p>Host latency is measured on the host (warm runs, batch 1); device latency, footprint "
+        "<p>Host latency is measured on the host (warm runs, batch 1); device latency, memory "
         "and power are the emulator's predictions for the device profile. Click a column "
-        "header to sort.</p>",
-        "<h2>Summary</h2>", _table(df, present_columns(df, COLUMNS), "table-summary"),
+        "header to sort; click a section's title to fold it.</p>",
     ]
+    sections = [("summary", "Summary")] + [(t.lower(), t) for t in SECTIONS] + [
+        ("time", "Where the device time goes"), ("plots", "Plots")]
+    parts.append('<nav class="toc"><b>Contents</b><ul>' + "".join(
+        f'<li><a href="#{k}">{esc(t)}</a></li>' for k, t in sections) + "</ul></nav>")
+
+    def section(key: str, title: str, body: str) -> str:
+        return (f'<details open id="{key}"><summary><h2>{esc(title)}</h2></summary>{body}'
+                "</details>")
+
+    parts.append(section("summary", "Summary",
+                         _table(df, present_columns(df, COLUMNS), "table-summary")))
     for title, cols in SECTIONS.items():
         keep = section_columns(df, cols)
-        parts.append(f"<h2>{esc(title)}</h2>")
-        if keep is None:
-            parts.append(f"<p>No {esc(title.lower())} figures in this run.</p>")
-        else:
-            parts.append(_table(df, keep, f"table-{title.lower()}"))
-    parts.append("<h2>Plots</h2>")
-    parts += [_img(p) for p in plots] or ["<p>No plots (no finished cases).</p>"]
+        parts.append(section(title.lower(), title, _table(df, keep, f"table-{title.lower()}")
+                             if keep is not None else
+                             f"<p>No {esc(title.lower())} figures in this run.</p>"))
+    parts.append(section("time", "Where the device time goes", _time_table(run)))
+    grid = "".join(_img(p) for p in plots) or "<p>No plots (no finished cases).</p>"
+    parts.append(section("plots", "Plots", f'<div class="plots">{grid}</div>'))
     parts += [f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(parts) + "\n"
+
+
+def _time_table(run: Run) -> str:
+    """Per case: the predicted device time by op type and by compute unit, and fallbacks
+    (from the emulator's per-node breakdown files)."""
+    from harness.report.frame import time_shares
+
+    shares = time_shares(run)
+    if not shares:
+        return "<p>No per-node breakdown in this run.</p>"
+    rows = []
+    for t in shares:
+        ops = ", ".join(f"{op} {100 * v:.0f}%" for op, v in t.by_op)
+        units = ", ".join(f"{u} {100 * v:.0f}%" for u, v in t.by_unit)
+        rows.append(f"<tr><td>{html.escape(t.case_id)}</td>"
+                    f'<td class="num">{t.total_ms:.4g}</td><td>{html.escape(units)}</td>'
+                    f"<td>{html.escape(ops)}</td>"
+                    f'<td class="num">{t.fallbacks} of {t.nodes}</td></tr>')
+    return ('<div class="scroll"><table class="sortable" id="table-time"><thead><tr>'
+            "<th>case</th><th>device (ms)</th><th>by unit</th><th>top op types</th>"
+            "<th>fallback nodes</th></tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table></div>")
 
 
 def write_html(run: Run, df: pd.DataFrame, plots: list[Plot], path: Path, *,

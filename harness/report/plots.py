@@ -226,7 +226,8 @@ def thermal_figure(run: Run, device: str) -> Figure | None:
 
 
 def memory_figure(df: pd.DataFrame, device: str) -> Figure | None:
-    """Device footprint per case against the device's app memory cap."""
+    """Predicted device memory per case, stacked as weights / peak activations / runtime
+    overhead, against the device's app memory cap."""
     from matplotlib.figure import Figure
 
     d = df[(df["device"] == device) & df["device_peak_memory_mb"].notna()]
@@ -235,19 +236,60 @@ def memory_figure(df: pd.DataFrame, device: str) -> Figure | None:
     labels = [f"{r['workload']} {_variant(r)}" for _, r in d.iterrows()]
     fig = Figure(figsize=(8, 0.35 * len(d) + 1.8), dpi=DPI, layout="constrained")
     ax = fig.subplots()
-    colors = ["C2" if f is True else "C3" for f in d["fits"]]
-    ax.barh(range(len(d)), d["device_peak_memory_mb"], color=colors)
+    y = range(len(d))
+    parts = [(c, label, color) for c, label, color in (
+        ("device_weights_mb", "weights", "C0"), ("device_activations_mb", "peak activations",
+                                                 "C1"),
+        ("device_overhead_mb", "runtime overhead", "C7")) if c in d and d[c].notna().any()]
+    if parts:
+        left = [0.0] * len(d)
+        for col, label, color in parts:
+            width = [float(v) if v == v and v is not None else 0.0 for v in d[col]]
+            ax.barh(y, width, left=left, color=color, label=label)
+            left = [a + b for a, b in zip(left, width, strict=True)]
+        for i, fits in enumerate(d["fits"]):
+            if fits is False:
+                ax.annotate("does not fit", (left[i], i), xytext=(4, 0),
+                            textcoords="offset points", va="center", fontsize=7, color="C3")
+    else:  # rows before the split was recorded: the total, green fits and red does not
+        ax.barh(y, d["device_peak_memory_mb"],
+                color=["C2" if f is True else "C3" for f in d["fits"]])
     ax.set_yticks(range(len(d)), labels, fontsize=8)
     ax.invert_yaxis()
     caps = d["app_cap_mb"].dropna().unique()
     for cap in caps:
         ax.axvline(cap, color="C3", linestyle="--", label=f"app cap {cap:,.0f} MB")
-    ax.set_xscale("log")
-    _plain_log_ticks(ax.xaxis)
-    ax.set_xlabel("predicted device footprint (MB, log scale); green fits, red does not")
+    ax.set_xlabel("predicted device memory (MB)")
     ax.set_title(f"Memory on {device} vs app cap")
-    if len(caps):
-        ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def distribution_figure(run: Run, workload: str) -> Figure | None:
+    """Per-case host latency distributions from the raw samples (one box per variant)."""
+    from matplotlib.figure import Figure
+
+    seen: dict[str, tuple[float, ...]] = {}
+    for m in run.measurements:
+        if m.workload != workload or m.status != "ok":
+            continue
+        label = f"{m.quant} / prune {m.prune}"
+        samples = m.samples_ns()
+        if samples and label not in seen:  # host figures are the same on every device
+            seen[label] = tuple(s / 1e6 for s in samples)
+    if not seen:
+        return None
+    labels = sorted(seen)
+    fig = Figure(figsize=(8, 0.35 * len(labels) + 1.8), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    ax.boxplot([seen[k] for k in labels], orientation="horizontal", showfliers=True,
+               whis=(5, 95),
+               flierprops={"markersize": 2})
+    ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("host latency per call (ms); box p25-p75, whiskers p5-p95")
+    ax.set_title(f"{workload}: host latency distributions")
     ax.grid(True, axis="x", alpha=0.3)
     return fig
 
@@ -336,6 +378,8 @@ def build_figures(run: Run, df: pd.DataFrame) -> list[tuple[str, str, Figure]]:
     for wl in workloads:
         out.append((f"devices-{wl}", f"{wl}: the same case across devices",
                     devices_figure(df, wl)))
+        out.append((f"distribution-{wl}", f"{wl}: host latency distributions from the raw "
+                    "samples", distribution_figure(run, wl)))
     return [(_slug(n), c, f) for n, c, f in out if f is not None]
 
 
