@@ -3,7 +3,7 @@ the real worker tasks in this process, and a phone backend that answers at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,13 +22,20 @@ class InlineExecutor(LocalExecutor):
 
     name = "inline"
 
-    def run(self, tasks: Iterable[WorkerTask], *, log: Path,
-            on_start: Callable[[WorkerTask], None] | None = None
-            ) -> Iterator[tuple[WorkerTask, dict[str, Any]]]:
-        for task in tasks:
-            if on_start:
-                on_start(task)
-            yield task, run_task(task.to_worker())
+    def run_one(self, task: WorkerTask, *, log: Path) -> dict[str, Any]:
+        return run_task(task.to_worker())
+
+
+def tiny_suite(path: Path, model: Path, *, quant: str = '["fp32", "int8-dynamic"]',
+               prune: str = "[0]", measure: str = "iterations = 3\nwarmup = 0") -> Path:
+    """A suite file sweeping the tiny conv model of conftest (dynamic batch given as 1)."""
+    path.write_text(
+        'schema_version = 1\n'
+        f'workloads = [{{ name = "tiny", onnx = "{model}", '
+        'shapes = { input = [1, 4, 8, 8] } }]\n'
+        f'quant = {quant}\nprune = {prune}\n'
+        f'[measure]\n{measure}\nmin_time_s = 0\ntimeout_s = 120\n')
+    return path
 
 
 class FakePhone:

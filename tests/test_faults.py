@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sweep_fakes import FakePhone, InlineExecutor
+from sweep_fakes import FakePhone, InlineExecutor, tiny_suite
 
 from harness import results
 from harness.errors import InputError
@@ -23,14 +23,9 @@ from harness.sweep import BenchOptions, run_bench
 
 @pytest.fixture
 def suite(tmp_path: Path, tiny_model: Path) -> Path:
-    path = tmp_path / "s.toml"
-    path.write_text(
-        'schema_version = 1\n'
-        f'workloads = [{{ name = "tiny", onnx = "{tiny_model}", '
-        'shapes = { input = [1, 4, 8, 8] } }]\n'
-        'quant = ["fp32", "int8-dynamic", "fp32"]\nprune = [0, "0"]\n'   # repeats on purpose
-        '[measure]\nwarmup = 0\niterations = 3\ntimeout_s = 120\nmin_time_s = 0\n')
-    return path
+    # levels repeated on purpose
+    return tiny_suite(tmp_path / "s.toml", tiny_model, quant='["fp32", "int8-dynamic", "fp32"]',
+                      prune='[0, "0"]')
 
 
 def _options(tmp_path: Path, suite: Path, **kw: Any) -> BenchOptions:

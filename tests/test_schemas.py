@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from sweep_fakes import InlineExecutor
+from sweep_fakes import InlineExecutor, tiny_suite
 
 from harness.results import load_run
 from harness.suites import default_suites_dir, parse_suite
@@ -27,13 +27,7 @@ def test_the_schemas_are_valid_schemas() -> None:
 def test_rows_of_a_real_sweep_and_of_an_old_run_match(tmp_path: Path, tiny_model: Path) -> None:
     from harness.sweep import BenchOptions, run_bench
 
-    suite = tmp_path / "s.toml"
-    suite.write_text(
-        'schema_version = 1\n'
-        f'workloads = [{{ name = "tiny", onnx = "{tiny_model}", '
-        'shapes = { input = [1, 4, 8, 8] } }]\n'
-        'quant = ["fp32", "int8-dynamic"]\nprune = [0, "head-l2-25"]\n'
-        '[measure]\niterations = 3\nwarmup = 0\nmin_time_s = 0\n')
+    suite = tiny_suite(tmp_path / "s.toml", tiny_model, prune='[0, "head-l2-25"]')
     run_dir = run_bench(BenchOptions(devices=("snapdragon8gen3",),
                                      backends=("emulated", "host"), suite=suite,
                                      results_dir=tmp_path / "r", cache_dir=tmp_path / "c"),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from sweep_fakes import FakePhone, InlineExecutor
+from sweep_fakes import FakePhone, InlineExecutor, tiny_suite
 
 from harness import results
 from harness.errors import InputError
@@ -24,15 +24,8 @@ from harness.workloads.base import Feeds, Workload
 
 @pytest.fixture
 def suite(tmp_path: Path, tiny_model: Path) -> Path:
-    path = tmp_path / "s.toml"
-    path.write_text(
-        'schema_version = 1\ndescription = "sweep unit test"\n'
-        f'workloads = [{{ name = "tiny", onnx = "{tiny_model}", '
-        'shapes = { input = [1, 4, 8, 8] } }]\n'
-        'quant = ["fp32", "int8-dynamic"]\nprune = [0]\n'
-        '[measure]\nwarmup = 1\niterations = 5\ntimeout_s = 120\nthreads = 1\nmin_time_s = 0\n'
-        'sustained_s = 10\n')
-    return path
+    return tiny_suite(tmp_path / "s.toml", tiny_model, measure="warmup = 1\niterations = 5\n"
+                      "threads = 1\nsustained_s = 10")
 
 
 def _options(tmp_path: Path, suite: Path, **kw: Any) -> BenchOptions:

@@ -26,7 +26,11 @@ class LocalExecutor:
         for task in tasks:
             if on_start:
                 on_start(task)
-            yield task, run_in_worker(task.to_worker(), timeout_s=task.timeout_s, log=log)
+            yield task, self.run_one(task, log=log)
+
+    def run_one(self, task: WorkerTask, *, log: Path) -> dict[str, Any]:
+        """One worker task in a fresh worker process (crash isolation)."""
+        return run_in_worker(task.to_worker(), timeout_s=task.timeout_s, log=log)
 
     def measure(self, jobs: Iterable[CaseJob], backends: Mapping[BackendKey, Backend], *,
                 on_start: Callable[[CaseJob], None] | None = None
