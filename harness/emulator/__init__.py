@@ -21,7 +21,7 @@ from harness.emulator.thermal import PowerAtClock, ThermalModel, fit_thermal_res
 # Bump whenever the same graph on the same profile would be predicted differently (a changed
 # cost formula, op class or memory rule), so `harness compare` can tell a changed yardstick from
 # a changed model. Recorded in every row's provenance.
-EMULATOR_VERSION = "2026.11.30"
+EMULATOR_VERSION = "2026.11.30b"
 
 __all__ = [
     "BYTES_PER_MB",
