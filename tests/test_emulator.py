@@ -696,6 +696,33 @@ def test_op_class_efficiency_applies_to_depthwise_convs() -> None:
     assert b.compute_ms == pytest.approx(a.compute_ms * 0.5 / 0.05)
 
 
+def test_grouped_convs_are_dense_convs_with_their_work_divided_by_the_groups() -> None:
+    # RegNet/ResNeXt-style: 64 -> 128 channels in 8 groups (8 input channels per group), 3x3,
+    # padded: out [1,128,28,28], each output element 8*3*3 = 72 MACs.
+    macs = 128 * 28 * 28 * 8 * 3 * 3
+    assert macs == 7_225_344
+    grouped = conv_model([1, 64, 28, 28], [128, 8, 3, 3], group=8, pads=[1, 1, 1, 1])
+    (n,) = load_graph(grouped).nodes
+    assert n.op_class == "conv" and n.work_ops == 2 * macs
+    # Costed at the dense conv's share of peak, not the depthwise one: 1 GOPS x 0.5.
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0}, op_efficiency={
+        "conv": fig(0.5), "depthwise": fig(0.05)})
+    (c,) = predict_latency(grouped, _v2_profile([cpu])).nodes
+    assert c.compute_ms == pytest.approx(2 * macs / 0.5e9 * 1e3)
+    # One input channel per group is depthwise, with or without a channel multiplier.
+    for w, group in (([64, 1, 3, 3], 64), ([128, 1, 3, 3], 64)):
+        dw = load_graph(conv_model([1, 64, 28, 28], w, group=group, pads=[1, 1, 1, 1]))
+        assert dw.nodes[0].op_class == "depthwise"
+    # ConvTranspose: W [Cin, Cout/groups, k]; 64 inputs in 8 groups = 8 per group -> conv;
+    # 64 groups -> depthwise.
+    for w, group, cls in (([64, 16, 2, 2], 8, "conv"), ([64, 1, 2, 2], 64, "depthwise")):
+        t = helper.make_node("ConvTranspose", ["x", "W"], ["y"], name="up", group=group,
+                             strides=[2, 2])
+        m = model([t], [tensor("x", F32, [1, 64, 14, 14])], [tensor("y", F32, None)],
+                  [init("W", rand(*w))])
+        assert load_graph(m).nodes[0].op_class == cls
+
+
 def test_what_if_precision_costs_an_fp32_graph_at_another_precision() -> None:
     cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0, "fp16": 2.0, "int8": 4.0})
     prof = _v2_profile([cpu], bandwidth_gb_s=1.0)

@@ -137,15 +137,25 @@ ELEMENTWISE_OPS = frozenset({
 })
 
 
-def op_class(op: str, attrs: Mapping[str, object]) -> str:
+def op_class(op: str, attrs: Mapping[str, object], *,
+             channels_per_group: int | None = None) -> str:
     """The efficiency class of an op: conv, depthwise, matmul, elementwise or other.
 
-    Grouped convolutions count as depthwise: little work per weight byte, so units reach a much
-    smaller share of peak on them than on dense convolutions.
+    Depthwise convolutions (one input channel per group: ``channels_per_group == 1``) do a
+    few MACs per value read, so units reach a much smaller share of peak on them than on dense
+    convolutions. Grouped convolutions with several channels per group (ResNeXt, RegNet) are
+    small dense convolutions side by side: class conv, their work already divided by the
+    groups (it is counted from the weight, [Cout, Cin/groups, *kernel]). No published
+    measurement in the calibration data has such convolutions, so they get no class of their
+    own. When the channels per group are not known, a grouped convolution is taken as
+    depthwise (the slower guess).
     """
     if op in CONV_WEIGHT_INPUT or op == "ConvTranspose":
         group = attrs.get("group", 1)
-        return "depthwise" if isinstance(group, int) and group > 1 else "conv"
+        if not (isinstance(group, int) and group > 1):
+            return "conv"
+        dense_groups = channels_per_group is not None and channels_per_group > 1
+        return "conv" if dense_groups else "depthwise"
     if op in MATMUL_OPS or op in RECURRENT_OPS or op == "Einsum":
         return "matmul"
     if op in ELEMENTWISE_OPS:
@@ -839,10 +849,31 @@ class _Builder:
             work_ops=work, bytes_read=read, bytes_written=written, weight_bytes=weight,
             inputs=tuple(ins), outputs=tuple(outs),
             output_bytes=tuple(self._nbytes(t) for t in outs),
-            op_class=op_class(op, attrs),
+            op_class=op_class(op, attrs,
+                              channels_per_group=self._channels_per_group(node)),
             shape_known=not any(t in self.unresolved for t in [*ins, *outs]),
             unresolved=tuple(dict.fromkeys(t for t in [*ins, *outs] if t in self.unresolved)),
         )
+
+    def _channels_per_group(self, node: onnx.NodeProto) -> int | None:
+        """Input channels each group of a convolution reads, from its weight; None if unknown.
+
+        Conv weights are [Cout, Cin/groups, *kernel]; ConvTranspose weights [Cin, Cout/groups,
+        *kernel], whose input channels per group are Cin / groups.
+        """
+        op = node.op_type
+        pos = 1 if op == "ConvTranspose" else CONV_WEIGHT_INPUT.get(op)
+        if pos is None or len(node.input) <= pos or not node.input[pos]:
+            return None
+        w = node.input[pos]
+        if w in self.unresolved or len(self.typed[w][2]) < 2:
+            return None
+        dims = self.typed[w][2]
+        if op != "ConvTranspose":
+            return dims[1]
+        group = next((helper.get_attribute_value(a) for a in node.attribute
+                      if a.name == "group"), 1)
+        return dims[0] // group if isinstance(group, int) and group > 0 else None
 
     def _precision(self, node: onnx.NodeProto, attrs: Mapping[str, object]) -> str:
         """The arithmetic a unit needs for ``node`` (rules in order, first match wins)."""
