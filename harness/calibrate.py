@@ -7,8 +7,11 @@ published input sizes (:mod:`harness.calibration.refmodels`) and costed by the e
 NPU forced, as AI Hub runs them. The fit (:mod:`harness.emulator.fit`) is shared by all fitted
 devices; the report gives the in-sample error and, more honestly, the leave-one-device-out
 error (fit on the other devices, predict this one), which is what a device without
-measurements can expect. Published GPU and CPU rows are then costed as a check (not fitted:
-there are too few of them).
+measurements can expect, and the leave-one-model-out error (fit without any row of this
+model, predict its rows), which is what a model outside the reference set can expect: the
+parameters are meant to be physics, and this is the test that they are not fitted to the
+models. Published GPU and CPU rows are then costed as a check (not fitted: there are too few
+of them).
 """
 
 from __future__ import annotations
@@ -49,6 +52,23 @@ class CalibrationReport:
     rank_agreement: dict[str, float]
     # Published rows of other units, costed but not fitted (see unit_checks).
     unit_checks: list[dict[str, Any]] = field(default_factory=list)
+    # Each reference model's rows predicted by a fit made without that model.
+    leave_one_model_out: list[dict[str, Any]] = field(default_factory=list)
+
+    def validations(self) -> dict[str, list[dict[str, Any]]]:
+        """The three views of the error, by name, in the order they are reported."""
+        return {"in sample": self.in_sample, "leave one device out": self.leave_one_device_out,
+                "leave one model out": self.leave_one_model_out}
+
+    def overall(self) -> dict[str, dict[str, float]]:
+        """Per validation: median and worst |error| % and the number of rows."""
+        out = {}
+        for name, rows in self.validations().items():
+            if rows:
+                errs = [abs(r["error_pct"]) for r in rows]
+                out[name] = {"median_abs_pct": median(errs), "worst_abs_pct": max(errs),
+                             "rows": len(errs)}
+        return out
 
     def summary_by(self, key: str, rows: list[dict[str, Any]]) -> dict[str, float]:
         groups: dict[str, list[float]] = {}
@@ -58,7 +78,12 @@ class CalibrationReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"parameters": self.parameters, "in_sample": self.in_sample,
-                "leave_one_device_out": self.leave_one_device_out, "skipped": self.skipped,
+                "leave_one_device_out": self.leave_one_device_out,
+                "leave_one_model_out": self.leave_one_model_out, "skipped": self.skipped,
+                "overall": self.overall(), "summary": {
+                    by: {name: self.summary_by(by, rows)
+                         for name, rows in self.validations().items() if rows}
+                    for by in ("device", "model", "precision")},
                 "rank_agreement": self.rank_agreement, "unit_checks": self.unit_checks}
 
 
@@ -101,7 +126,8 @@ def observations(*, cache_dir: Path, progress: Callable[[str], None] | None = No
 
 def run_calibration(*, cache_dir: Path, progress: Callable[[str], None] | None = None
                     ) -> CalibrationReport:
-    """Fit on every target, check with the full emulator, and cross-validate by device."""
+    """Fit on every target, check with the full emulator, and cross-validate by device and
+    by model."""
     from harness.emulator.fit import rank_agreement
 
     obs, skipped = observations(cache_dir=cache_dir, progress=progress)
@@ -119,8 +145,18 @@ def run_calibration(*, cache_dir: Path, progress: Callable[[str], None] | None =
         if progress:
             progress(f"leave-one-device-out: predicting {dev} from the others ...")
         lodo += evaluate(test, fit(train).parameters)
+    lomo: list[dict[str, Any]] = []
+    for model in sorted({o.model for o in obs}):
+        train = [o for o in obs if o.model != model]
+        test = [o for o in obs if o.model == model]
+        if not train:
+            continue
+        if progress:
+            progress(f"leave-one-model-out: predicting {model} from the others ...")
+        lomo += evaluate(test, fit(train).parameters)
     return CalibrationReport(parameters=result.parameters, in_sample=in_sample,
-                             leave_one_device_out=lodo, skipped=skipped,
+                             leave_one_device_out=lodo, leave_one_model_out=lomo,
+                             skipped=skipped,
                              rank_agreement=rank_agreement(in_sample),
                              unit_checks=unit_checks(cache_dir=cache_dir,
                                                      parameters=result.parameters,
@@ -192,10 +228,12 @@ def write_overlay(report: CalibrationReport, *, devices_dir: Path | None = None)
     err_in = median(abs(r["error_pct"]) for r in report.in_sample)
     err_cv = (median(abs(r["error_pct"]) for r in report.leave_one_device_out)
               if report.leave_one_device_out else float("nan"))
+    err_mo = (median(abs(r["error_pct"]) for r in report.leave_one_model_out)
+              if report.leave_one_model_out else float("nan"))
     base = (f"harness calibrate ({stamp}) on {len(report.in_sample)} AI Hub NPU latencies "
             f"(harness/calibration/data/published_latency.csv, runtimes TFLITE and QNN_DLC, median "
             f"over releases) of {', '.join(fitted_on)}; median |error| {err_in:.1f}% in "
-            f"sample, {err_cv:.1f}% leave-one-device-out")
+            f"sample, {err_cv:.1f}% leave-one-device-out, {err_mo:.1f}% leave-one-model-out")
     lines = ["# Generated by `harness calibrate --write`: do not edit by hand.",
              "# Fitted figures merged over the hand-written profiles in devices/*.toml.",
              "schema_version = 1", ""]

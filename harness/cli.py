@@ -683,8 +683,9 @@ def _add_calibrate(sub: Any) -> None:
                     "harness/calibration/data/published_latency.csv (runtimes TFLITE and QNN_DLC; "
                     "$HARNESS_CALIBRATION_DIR overrides the directory), "
                     "using reference architectures built in PyTorch, and print the fit error "
-                    "per device and model (median absolute % error, worst rows) in sample and "
-                    "leave-one-device-out, then the published GPU and CPU rows against the "
+                    "per device, model and precision (median absolute % error, worst rows) in "
+                    "sample, leave-one-device-out and leave-one-model-out, then the published "
+                    "GPU and CPU rows against the "
                     "profiles (a check, not fitted). --write stores the fitted figures, with their "
                     "provenance, in devices/fitted/calibration.toml, which profiles load.")
     p.add_argument("--write", action="store_true",
@@ -710,23 +711,26 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print("fitted parameters (shared by all NPUs):")
         print(tabulate(sorted(report.parameters.items()), headers=["parameter", "value"],
                        floatfmt=".4g"))
-        for title, key in (("device", "device"), ("model", "model")):
-            ins = report.summary_by(key, report.in_sample)
-            cv = report.summary_by(key, report.leave_one_device_out)
+        checks = report.validations()
+        for title, key in (("device", "device"), ("model", "model"),
+                           ("precision (as costed)", "precision")):
+            by = {name: report.summary_by(key, rows) for name, rows in checks.items()}
             print(f"\nmedian |error| % by {title}:")
-            print(tabulate([[k, f"{v:.1f}", f"{cv[k]:.1f}" if k in cv else ""]
-                            for k, v in ins.items()],
-                           headers=[title, "in sample", "leave one device out"]))
+            print(tabulate([[k, *(f"{by[name][k]:.1f}" if k in by[name] else ""
+                                  for name in checks)]
+                            for k in by["in sample"]],
+                           headers=[title.split(" ")[0], *checks]))
         print("\nmodel ordering per device (Kendall tau, 1 = same order as published):")
         print(tabulate(sorted(report.rank_agreement.items()), headers=["device / precision",
                                                                          "tau"],
                        floatfmt=".2f"))
-        worst = sorted(report.leave_one_device_out or report.in_sample,
-                       key=lambda r: -abs(r["error_pct"]))[:args.worst]
-        print("\nworst rows (leave one device out):")
-        print(tabulate([[r["label"], f"{r['observed_ms']:.3f}", f"{r['predicted_ms']:.3f}",
-                         f"{r['error_pct']:+.0f}"] for r in worst],
-                       headers=["target", "published (ms)", "predicted (ms)", "error %"]))
+        for name in ("leave one device out", "leave one model out"):
+            worst = sorted(checks[name] or report.in_sample,
+                           key=lambda r: -abs(r["error_pct"]))[:args.worst]
+            print(f"\nworst rows ({name if checks[name] else 'in sample'}):")
+            print(tabulate([[r["label"], f"{r['observed_ms']:.3f}", f"{r['predicted_ms']:.3f}",
+                             f"{r['error_pct']:+.0f}"] for r in worst],
+                           headers=["target", "published (ms)", "predicted (ms)", "error %"]))
         if report.unit_checks:
             print("\nchecks on other units (published GPU/CPU rows, not fitted; those units' "
                   "efficiencies are assumed):")
@@ -736,13 +740,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                               else "")] for r in report.unit_checks],
                            headers=["target", "as", "published (ms)", "predicted (ms)",
                                     "error %", "as fp32 (ms)"]))
-        all_in = [abs(r["error_pct"]) for r in report.in_sample]
-        all_cv = [abs(r["error_pct"]) for r in report.leave_one_device_out]
-        import statistics
-
-        print(f"\noverall median |error|: {statistics.median(all_in):.1f}% in sample"
-              + (f", {statistics.median(all_cv):.1f}% leave-one-device-out" if all_cv else "")
-              + f" over {len(all_in)} targets; {len(report.skipped)} left out")
+        overall = report.overall()
+        print(f"\noverall |error| over {len(report.in_sample)} targets "
+              f"({len(report.skipped)} left out):")
+        print(tabulate([[name, f"{o['median_abs_pct']:.1f}", f"{o['worst_abs_pct']:.0f}"]
+                        for name, o in overall.items()],
+                       headers=["", "median %", "worst %"]))
     if args.write:
         path = write_overlay(report)
         print(f"\nfitted figures written to {path}", file=sys.stderr)

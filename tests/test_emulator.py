@@ -696,6 +696,33 @@ def test_op_class_efficiency_applies_to_depthwise_convs() -> None:
     assert b.compute_ms == pytest.approx(a.compute_ms * 0.5 / 0.05)
 
 
+def test_grouped_convs_are_dense_convs_with_their_work_divided_by_the_groups() -> None:
+    # RegNet/ResNeXt-style: 64 -> 128 channels in 8 groups (8 input channels per group), 3x3,
+    # padded: out [1,128,28,28], each output element 8*3*3 = 72 MACs.
+    macs = 128 * 28 * 28 * 8 * 3 * 3
+    assert macs == 7_225_344
+    grouped = conv_model([1, 64, 28, 28], [128, 8, 3, 3], group=8, pads=[1, 1, 1, 1])
+    (n,) = load_graph(grouped).nodes
+    assert n.op_class == "conv" and n.work_ops == 2 * macs
+    # Costed at the dense conv's share of peak, not the depthwise one: 1 GOPS x 0.5.
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0}, op_efficiency={
+        "conv": fig(0.5), "depthwise": fig(0.05)})
+    (c,) = predict_latency(grouped, _v2_profile([cpu])).nodes
+    assert c.compute_ms == pytest.approx(2 * macs / 0.5e9 * 1e3)
+    # One input channel per group is depthwise, with or without a channel multiplier.
+    for w, group in (([64, 1, 3, 3], 64), ([128, 1, 3, 3], 64)):
+        dw = load_graph(conv_model([1, 64, 28, 28], w, group=group, pads=[1, 1, 1, 1]))
+        assert dw.nodes[0].op_class == "depthwise"
+    # ConvTranspose: W [Cin, Cout/groups, k]; 64 inputs in 8 groups = 8 per group -> conv;
+    # 64 groups -> depthwise.
+    for w, group, cls in (([64, 16, 2, 2], 8, "conv"), ([64, 1, 2, 2], 64, "depthwise")):
+        t = helper.make_node("ConvTranspose", ["x", "W"], ["y"], name="up", group=group,
+                             strides=[2, 2])
+        m = model([t], [tensor("x", F32, [1, 64, 14, 14])], [tensor("y", F32, None)],
+                  [init("W", rand(*w))])
+        assert load_graph(m).nodes[0].op_class == cls
+
+
 def test_what_if_precision_costs_an_fp32_graph_at_another_precision() -> None:
     cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0, "fp16": 2.0, "int8": 4.0})
     prof = _v2_profile([cpu], bandwidth_gb_s=1.0)
@@ -741,3 +768,136 @@ def test_energy_is_ops_times_energy_per_op_plus_dram_bytes_plus_idle() -> None:
         max(n.compute_ms / 0.5, n.memory_ms) + n.overhead_ms / 0.5)
     assert lat.dynamic_energy_mj_at(0.5) == pytest.approx(
         n.compute_energy_mj * 0.25 + n.memory_energy_mj)
+
+
+# --------------------------------------------------------------------- shapes that do not give up
+
+
+def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value))
+
+
+def test_mask_arithmetic_onnx_cannot_follow_is_inferred_by_onnx_runtime() -> None:
+    # Hugging Face's embeddings build token_type_ids as Expand(buffer, Where(Equal(shape,
+    # ConstantOfShape(..) * -1), ..)): onnx's data propagation stops at ConstantOfShape, so
+    # Expand, Gather, Add and the MatMul behind them come out unknown without ORT's pass.
+    i64 = np.int64
+    nodes = [
+        _const("shp", np.array([1, 128], dtype=i64)),
+        _const("rank", np.array([2], dtype=i64)),
+        helper.make_node("ConstantOfShape", ["rank"], ["ones"],
+                         value=numpy_helper.from_array(np.array([1], dtype=i64))),
+        _const("neg", np.array(-1, dtype=i64)),
+        helper.make_node("Mul", ["ones", "neg"], ["m"]),
+        helper.make_node("Equal", ["shp", "m"], ["eq"]),
+        helper.make_node("Where", ["eq", "ones", "shp"], ["target"]),
+        _const("zero", np.zeros((1, 1), dtype=i64)),
+        helper.make_node("Expand", ["zero", "target"], ["ids"]),
+        helper.make_node("Gather", ["E", "ids"], ["emb"]),
+        helper.make_node("Add", ["x", "emb"], ["h"]),
+        helper.make_node("MatMul", ["h", "W"], ["y"], name="mm"),
+    ]
+    m = model(nodes, [tensor("x", F32, [1, 128, 64])], [tensor("y", F32, None)],
+              [init("E", rand(2, 64)), init("W", rand(64, 64))])
+    inferred = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    by_onnx = {v.name: v for v in inferred.graph.value_info}
+    assert "ids" not in by_onnx or any(
+        not d.HasField("dim_value") for d in by_onnx["ids"].type.tensor_type.shape.dim)
+    g = load_graph(m)
+    assert g.unresolved == ()
+    mm = node(g.nodes, "mm")
+    assert mm.shape_known and g.tensors["y"].shape == (1, 128, 64)
+    assert mm.work_ops == 2 * 128 * 64 * 64
+
+
+def _npu_profile() -> DeviceProfile:
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0})
+    npu = _v2_unit("npu", "npu", ["*"], {"fp32": 1000.0}, static_shapes=True)
+    return _v2_profile([cpu, npu])
+
+
+def test_a_shape_that_depends_on_data_says_so_in_the_breakdown() -> None:
+    # NonZero's count is only known at run time: the MatMul behind it keeps an unknown shape,
+    # falls back for it, and both the fallback and the breakdown name the tensor and the cause.
+    nodes = [helper.make_node("NonZero", ["x"], ["nz"], name="nonzero"),
+             helper.make_node("Cast", ["nz"], ["nzf"], to=F32, name="cast"),
+             helper.make_node("MatMul", ["nzf", "W"], ["y"], name="mm")]
+    m = model(nodes, [tensor("x", F32, [4, 4])], [tensor("y", F32, None)],
+              [init("W", rand(16, 8))])
+    g = load_graph(m)
+    assert "nz" in g.unresolved and "run time" in g.unresolved_why["nz"]
+    assert "'nz'" in g.unresolved_why["nzf"]
+    em = emulate(g, _npu_profile(), unit="npu")
+    row = next(r for r in em.breakdown() if r["node"] == "mm")
+    assert row["unit"] == "cpu" and "shape:" in row["fallback"] and "'nzf'" in row["fallback"]
+    # y = [2, N] @ [16, 8] is [2, 8] whatever N is: known.
+    assert set(row["unknown_shapes"]) == {"nzf"} and "'nz'" in row["unknown_shapes"]["nzf"]
+    assert any("could not be inferred" in n and "run time" in n for n in em.notes)
+
+
+def test_symbolic_inference_that_gives_up_leaves_no_files_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ORT dumps its partial model into the working directory when it gives up: never ours.
+    monkeypatch.chdir(tmp_path)
+    odd = helper.make_node("Mystery", ["x"], ["y"], name="odd", domain="custom")
+    m = model([odd, helper.make_node("Relu", ["y"], ["z"], name="relu")],
+              [tensor("x", F32, [4, 4])], [tensor("z", F32, None)])
+    m.opset_import.append(helper.make_opsetid("custom", 1))
+    g = load_graph(m)
+    assert list(tmp_path.iterdir()) == []
+    assert set(g.unresolved) == {"y", "z"}
+    assert "Mystery node odd" in g.unresolved_why["y"]
+    assert "'y'" in g.unresolved_why["z"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_onnx() -> onnx.ModelProto:
+    """transformers' BertModel, tiny config (2 layers, hidden 64, 2 heads), exported with fully
+    static inputs [1, 128] by the legacy exporter, as a user would."""
+    pytest.importorskip("transformers")
+    import io
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")   # built from a config, never fetched
+    import torch
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=128,
+                        max_position_embeddings=128)
+    torch.manual_seed(0)
+    bert = BertModel(config).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            return self.bert(input_ids, attention_mask=attention_mask).last_hidden_state
+
+    ids = torch.ones(1, 128, dtype=torch.long)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # tracer warnings about Python control flow
+        torch.onnx.export(Encoder().eval(), (ids, torch.ones_like(ids)), buf,
+                          input_names=["input_ids", "attention_mask"], dynamo=False,
+                          opset_version=17)
+    return onnx.load_from_string(buf.getvalue())
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_static_bert_encoder_runs_its_matmuls_on_the_npu(tiny_bert_onnx: onnx.ModelProto,
+                                                         precision: str) -> None:
+    from harness.profiles import load_profile
+
+    g = load_graph(tiny_bert_onnx)
+    assert g.fixed_dims == () and g.unresolved == (), g.unresolved_why
+    assert all(n.shape_known for n in g.nodes)
+    p = load_profile("snapdragon8gen3")
+    for unit_name in ("auto", "npu"):
+        lat = emulate(g, p, precision=precision, unit=unit_name).latency
+        assert not [f for f in lat.fallbacks if "shape:" in f]
+        matmuls = [n for n in lat.nodes if n.op_type == "MatMul"]
+        assert len(matmuls) == 2 * 8 and {n.unit for n in matmuls} == {"npu"}

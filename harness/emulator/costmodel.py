@@ -32,7 +32,7 @@ nodes ran at that precision, without quantizing it (int4 = 4-bit weights, 16-bit
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
@@ -85,6 +85,8 @@ class NodeCost:
     compute_energy_mj: float    # at full clock; scales with the clock squared
     memory_energy_mj: float
     fallback: str | None = None   # why it is not on the unit that would run it fastest
+    # its inputs/outputs whose shapes are not known -> why (see Graph.unresolved_why)
+    unknown_shapes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class LatencyPrediction:
     fallbacks: tuple[str, ...]       # "node (op): reason" for each node with a fallback
     unknown_ops: tuple[str, ...]     # op types costed at the unknown-op rate
     unresolved: tuple[str, ...]      # tensors whose shapes were guessed
+    unresolved_why: Mapping[str, str]   # tensor -> why its shape is not known
     fixed_dims: tuple[str, ...]      # dynamic input dimensions given values
     sparsity_credit: bool            # 2:4 work skipped on some node
     idle_w: float
@@ -205,13 +208,15 @@ class Emulation:
         }
 
     def breakdown(self) -> list[dict[str, Any]]:
-        """Per node: unit, precision, predicted time, its share of the total, fallback reason."""
+        """Per node: unit, precision, predicted time, its share of the total, fallback reason,
+        and (only where some are) the node's tensors whose shapes are not known, with why."""
         total = self.latency.latency_ms or 1.0
         return [{"node": n.name, "op": n.op_type, "op_class": n.op_class,
                  "precision": n.precision, "unit": n.unit, "run_precision": n.run_precision,
                  "time_ms": n.time_ms, "share": n.time_ms / total, "bound": n.bound,
                  "work_gops": n.work_gops, "bytes_mb": n.bytes_mb,
-                 "transfer_ms": n.transfer_ms, "fallback": n.fallback}
+                 "transfer_ms": n.transfer_ms, "fallback": n.fallback,
+                 **({"unknown_shapes": dict(n.unknown_shapes)} if n.unknown_shapes else {})}
                 for n in self.latency.nodes]
 
     @property
@@ -226,8 +231,10 @@ class Emulation:
             out.append("ops costed as 1 op per output element (not in the cost tables): "
                        + ", ".join(self.latency.unknown_ops))
         if self.latency.unresolved:
+            first = self.latency.unresolved[0]
+            why = self.latency.unresolved_why.get(first)
             out.append(f"{len(self.latency.unresolved)} tensor shapes could not be inferred "
-                       "(dims taken as 1)")
+                       "(dims taken as 1)" + (f"; first {first!r}: {why}" if why else ""))
         if self.latency.fallbacks:
             out.append(f"{len(self.latency.fallbacks)} nodes placed off their fastest unit")
         return tuple(out)
@@ -309,6 +316,7 @@ def _plan(g: Graph, nodes: list[NodeFacts], profile: DeviceProfile,
         fallbacks=tuple(f"{c.name} ({c.op_type}): {c.fallback}" for c in costs if c.fallback),
         unknown_ops=g.unknown_ops,
         unresolved=g.unresolved,
+        unresolved_why=g.unresolved_why,
         fixed_dims=g.fixed_dims,
         sparsity_credit=placer.sparsity_credit,
         idle_w=profile.power.idle_w.value,
@@ -438,7 +446,8 @@ class _Placer:
                 work_gops=work / 1e9, bytes_mb=0.0, compute_ms=0.0, memory_ms=0.0,
                 overhead_ms=0.0, transfer_ms=0.0, time_ms=0.0, bound="fused",
                 compute_energy_mj=work * u.energy_pj_per_op(precision).value * 1e-9,
-                memory_energy_mj=0.0, fallback=fallback)
+                memory_energy_mj=0.0, fallback=fallback,
+                unknown_shapes=self._unknown_shapes(node))
         nbytes = self._dram_bytes(node, u)
         compute_ms, memory_ms = _split_ms(work, nbytes, u, precision, self.bandwidth,
                                           node.op_class)
@@ -454,7 +463,7 @@ class _Placer:
             bound="compute" if compute_ms > memory_ms else "memory",
             compute_energy_mj=work * u.energy_pj_per_op(precision).value * 1e-9,
             memory_energy_mj=nbytes * self.pj_per_byte * 1e-9,
-            fallback=fallback)
+            fallback=fallback, unknown_shapes=self._unknown_shapes(node))
 
     def place(self, node: NodeFacts) -> NodeCost:
         if node.fused:
@@ -469,7 +478,8 @@ class _Placer:
             return NodeCost(node.name, node.op_type, node.op_class, node.precision, None,
                             node.precision, node.work_ops / 1e9,
                             (node.bytes_read + node.bytes_written) / BYTES_PER_MB,
-                            0.0, 0.0, 0.0, 0.0, 0.0, "fused", 0.0, 0.0)
+                            0.0, 0.0, 0.0, 0.0, 0.0, "fused", 0.0, 0.0,
+                            unknown_shapes=self._unknown_shapes(node))
         able = [u for u in self.allowed if self._can_take(u, node)]
         if able:
             options = [self._cost_on(node, u, node.precision) for u in able]
@@ -513,15 +523,26 @@ class _Placer:
         # The CPU offers only narrower precisions: use its widest (a profile oddity).
         return cpu, max(cpu.peak_gops, key=FALLBACK_LADDER.index)
 
-    @staticmethod
-    def _why_not(u: ComputeUnit, node: NodeFacts) -> str:
+    def _unknown_shapes(self, node: NodeFacts) -> Mapping[str, str]:
+        if not node.unresolved:
+            return MappingProxyType({})
+        why = self.g.unresolved_why
+        return MappingProxyType({t: why.get(t, "not inferred") for t in node.unresolved})
+
+    def _why_not(self, u: ComputeUnit, node: NodeFacts) -> str:
         problems = []
         if not u.supports_op(node.op_type):
             problems.append(f"op: does not list {node.op_type}")
         if not u.supports_precision(node.precision):
             problems.append(f"precision: has no {node.precision}")
         if u.static_shapes and not node.shape_known:
-            problems.append("shape: needs static shapes and this node's are not known")
+            problem = "shape: needs static shapes and this node's are not known"
+            if node.unresolved:
+                first = node.unresolved[0]
+                more = len(node.unresolved) - 1
+                problem += (f" ({first!r}: {self.g.unresolved_why.get(first, 'not inferred')}"
+                            + (f"; {more} more" if more else "") + ")")
+            problems.append(problem)
         return f"{u.name} " + " and ".join(problems)
 
     def _lost_faster(self, node: NodeFacts, chosen: NodeCost) -> str | None:

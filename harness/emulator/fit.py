@@ -32,6 +32,10 @@ PARAMETERS: tuple[tuple[str, float, float, float], ...] = (
     ("dispatch_us", 0.1, 2000.0, 20.0),
     ("fp16_share_of_int8", 0.05, 1.0, 0.5),
     ("bandwidth_efficiency", 0.05, 1.0, 0.6),
+    # Handing a tensor between the CPU and the NPU (inputs in, outputs back, around CPU
+    # fallbacks): a fixed cost per crossing, the same at every precision, so small models'
+    # int8/fp16 ratio pins it down.
+    ("handoff_us", 0.1, 2000.0, 100.0),
 )
 
 
@@ -52,7 +56,8 @@ class _Arrays:
     work: np.ndarray        # ops per NPU node
     nbytes: np.ndarray
     cls: np.ndarray         # op class index
-    fixed_ms: float         # CPU fallbacks, transfers, hand-offs: not fitted
+    fixed_ms: float         # CPU fallbacks and transfer bytes: not fitted
+    handoffs: float         # CPU<->NPU crossings, each costing the fitted handoff_us
     peak_int8_gops: float
     bandwidth_gb_s: float
     precision: str
@@ -70,6 +75,13 @@ def _with_onchip(profile: DeviceProfile, onchip_mb: float) -> DeviceProfile:
     return replace(profile, units=units)
 
 
+def _with_handoff(profile: DeviceProfile, handoff_us: float) -> DeviceProfile:
+    units = tuple(replace(u, handoff_us=Figure(value=handoff_us, basis="fitted",
+                                               source="fitted (in memory)"))
+                  if u.name == FIT_UNIT else u for u in profile.units)
+    return replace(profile, units=units)
+
+
 def _arrays(obs: Observation, onchip_mb: float = 0.0) -> _Arrays:
     profile = _with_onchip(obs.profile, onchip_mb)
     npu = profile.unit(FIT_UNIT)
@@ -77,13 +89,23 @@ def _arrays(obs: Observation, onchip_mb: float = 0.0) -> _Arrays:
     on_npu = [n for n in lat.nodes if n.unit == FIT_UNIT and n.bound != "fused"]
     fixed = sum(n.time_ms for n in lat.nodes if n.unit not in (None, FIT_UNIT))
     fixed += sum(n.transfer_ms for n in on_npu) + lat.output_transfer_ms
+    # With the NPU forced, placement does not depend on the hand-off cost, so the fixed time
+    # is linear in it: cost it once more without hand-offs and count the crossings.
+    handoff_ms = npu.handoff_us.value / 1e3
+    if handoff_ms > 0:
+        free = predict_latency(obs.graph, _with_handoff(profile, 0.0), unit=FIT_UNIT,
+                               precision=obs.precision)
+        crossings = (lat.latency_ms - free.latency_ms) / handoff_ms
+        fixed -= lat.latency_ms - free.latency_ms
+    else:
+        crossings = 0.0
     int8 = npu.peak_gops.get("int8") or npu.peak_gops.get("fp16")
     assert int8 is not None
     return _Arrays(
         work=np.array([n.work_gops * 1e9 for n in on_npu]),
         nbytes=np.array([n.bytes_mb * 2**20 for n in on_npu]),
         cls=np.array([OP_CLASSES.index(n.op_class) for n in on_npu], dtype=int),
-        fixed_ms=fixed, peak_int8_gops=int8.value,
+        fixed_ms=fixed, handoffs=crossings, peak_int8_gops=int8.value,
         bandwidth_gb_s=obs.profile.memory.bandwidth_gb_s.value,
         precision=max((n.run_precision for n in on_npu), key=["int4", "int8", "fp16",
                                                                 "fp32"].index,
@@ -94,10 +116,12 @@ def _predict(a: _Arrays, theta: np.ndarray) -> float:
     n = len(OP_CLASSES)
     eff = theta[:n][a.cls]
     dispatch_ms, fp16_share, bw_eff = theta[n] / 1e3, theta[n + 1], theta[n + 2]
+    handoff_ms = theta[n + 3] / 1e3
     peak = a.peak_int8_gops * (fp16_share if a.precision in ("fp16", "fp32") else 1.0)
     compute = a.work / (peak * eff * 1e6)
     memory = a.nbytes / (a.bandwidth_gb_s * bw_eff * 1e6)
-    return float(np.maximum(compute, memory).sum() + dispatch_ms * len(a.work) + a.fixed_ms)
+    return float(np.maximum(compute, memory).sum() + dispatch_ms * len(a.work) + a.fixed_ms
+                 + handoff_ms * a.handoffs)
 
 
 @dataclass(frozen=True)
@@ -159,6 +183,8 @@ def fitted_figures(params: dict[str, float], *, source: str) -> dict[str, Any]:
         "units.npu.efficiency": figure(params["efficiency.conv"],
                                        "NPU share of peak on dense convolutions"),
         "units.npu.dispatch_us": figure(params["dispatch_us"], "NPU cost per node (us)"),
+        "units.npu.handoff_us": figure(params["handoff_us"],
+                                       "cost of a tensor crossing between CPU and NPU (us)"),
         "memory.bandwidth_efficiency": figure(params["bandwidth_efficiency"],
                                               "share of peak DRAM bandwidth reached"),
         "units.npu.onchip_mb": figure(params["onchip_mb"],
@@ -185,6 +211,7 @@ def apply_parameters(profile: DeviceProfile, params: dict[str, float]) -> Device
             u = replace(u, efficiency=fig(params["efficiency.conv"]),
                         onchip_mb=fig(params.get("onchip_mb", 0.0)),
                         dispatch_us=fig(params["dispatch_us"]),
+                        handoff_us=fig(params.get("handoff_us", u.handoff_us.value)),
                         op_efficiency={c: fig(params[f"efficiency.{c}"]) for c in OP_CLASSES},
                         peak_gops=peaks)
         units.append(u)

@@ -22,8 +22,10 @@ no more than its node list.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,15 +137,25 @@ ELEMENTWISE_OPS = frozenset({
 })
 
 
-def op_class(op: str, attrs: Mapping[str, object]) -> str:
+def op_class(op: str, attrs: Mapping[str, object], *,
+             channels_per_group: int | None = None) -> str:
     """The efficiency class of an op: conv, depthwise, matmul, elementwise or other.
 
-    Grouped convolutions count as depthwise: little work per weight byte, so units reach a much
-    smaller share of peak on them than on dense convolutions.
+    Depthwise convolutions (one input channel per group: ``channels_per_group == 1``) do a
+    few MACs per value read, so units reach a much smaller share of peak on them than on dense
+    convolutions. Grouped convolutions with several channels per group (ResNeXt, RegNet) are
+    small dense convolutions side by side: class conv, their work already divided by the
+    groups (it is counted from the weight, [Cout, Cin/groups, *kernel]). No published
+    measurement in the calibration data has such convolutions, so they get no class of their
+    own. When the channels per group are not known, a grouped convolution is taken as
+    depthwise (the slower guess).
     """
     if op in CONV_WEIGHT_INPUT or op == "ConvTranspose":
         group = attrs.get("group", 1)
-        return "depthwise" if isinstance(group, int) and group > 1 else "conv"
+        if not (isinstance(group, int) and group > 1):
+            return "conv"
+        dense_groups = channels_per_group is not None and channels_per_group > 1
+        return "conv" if dense_groups else "depthwise"
     if op in MATMUL_OPS or op in RECURRENT_OPS or op == "Einsum":
         return "matmul"
     if op in ELEMENTWISE_OPS:
@@ -245,6 +257,7 @@ class NodeFacts:
     output_bytes: tuple[int, ...]  # each output at its own element type
     op_class: str = "other"      # see op_class(): which efficiency a unit reaches on it
     shape_known: bool = True     # False: some input/output shape had to be guessed
+    unresolved: tuple[str, ...] = ()   # its inputs/outputs whose shapes were guessed
 
 
 @dataclass(frozen=True)
@@ -260,6 +273,8 @@ class Graph:
     unknown_ops: tuple[str, ...]   # op types charged at the unknown-op rate, sorted
     unresolved: tuple[str, ...]    # tensors read or output whose shape/type was guessed
     metadata: Mapping[str, str] = field(default_factory=dict)   # the model's metadata_props
+    # tensor -> why its shape is not known, for every tensor in ``unresolved`` (and dead ones)
+    unresolved_why: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def sparsity_pattern(self) -> str | None:
@@ -472,6 +487,85 @@ def _fix_inputs(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]],
 # --------------------------------------------------------------------------- building facts
 
 _Type = tuple[int, tuple[int | None, ...] | None]   # (ONNX element type, dims or None = rank ?)
+_SymType = tuple[int, tuple[int | str, ...] | None]   # dims: a value or a symbol's name
+
+
+def _has_values(t: onnx.TensorProto) -> bool:
+    """Whether an initializer carries its values here (a :func:`_skeleton` stub does not)."""
+    if uses_external_data(t):
+        return False
+    if math.prod(t.dims) == 0:
+        return True
+    return bool(t.raw_data or t.float_data or t.int32_data or t.int64_data or t.double_data
+                or t.uint64_data or t.string_data)
+
+
+def symbolic_shapes(model: onnx.ModelProto) -> tuple[dict[str, _SymType], str | None]:
+    """Every tensor's type and shape by ONNX Runtime's symbolic shape inference, and why it
+    stopped early (None if it did not).
+
+    onnxruntime is imported here, when a graph needs it, not with the emulator. Weights
+    without values (the stubs of :func:`_skeleton`) are declared as graph inputs of their
+    shape: the inference reads an initializer's values when it finds one. It runs in a
+    temporary working directory because on failure it saves its partial model (with an
+    external data file) into the current one; that partial model is read back, so the shapes
+    it did infer are kept. The working directory is the process's, so this is not for
+    concurrent threads (emulation runs in worker processes).
+    """
+    import logging
+    import warnings
+
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    except ImportError as exc:   # onnxruntime (or sympy, which it needs here) missing
+        return {}, f"ONNX Runtime's symbolic shape inference is not available: {exc}"
+    sym = onnx.ModelProto()
+    sym.CopyFrom(model)
+    g = sym.graph
+    stubs = [t for t in g.initializer if not _has_values(t)]
+    keep = [t for t in g.initializer if _has_values(t)]
+    g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                   for t in stubs)
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    del g.value_info[:]
+    log = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")
+    level = log.level
+    problem: str | None = None
+    out: onnx.ModelProto | None = None
+    try:
+        log.setLevel(logging.CRITICAL)
+        with (tempfile.TemporaryDirectory(prefix="harness-symshape-") as tmp,
+              contextlib.chdir(tmp), warnings.catch_warnings()):
+            warnings.simplefilter("ignore")
+            try:
+                out = SymbolicShapeInference.infer_shapes(sym, auto_merge=False,
+                                                          guess_output_rank=True)
+                if out is None:
+                    problem = "ONNX Runtime's symbolic shape inference needs opset 7 or later"
+            except Exception as exc:  # it raises bare Exceptions and asserts
+                problem = (f"ONNX Runtime's symbolic shape inference stopped: "
+                           f"{type(exc).__name__}: {exc}".rstrip(": "))
+                partial = Path(tmp) / "sym_shape_infer_temp.onnx"
+                if partial.is_file():
+                    with contextlib.suppress(Exception):
+                        out = onnx.load(partial, load_external_data=False)
+    finally:
+        log.setLevel(level)
+    if out is None:
+        return {}, problem
+    found: dict[str, _SymType] = {}
+    for vi in [*out.graph.value_info, *out.graph.output]:
+        if not vi.type.HasField("tensor_type"):
+            continue
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            found[vi.name] = (tt.elem_type, None)
+            continue
+        found[vi.name] = (tt.elem_type, tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in tt.shape.dim))
+    return found, problem
 
 
 def _type_of(tp: onnx.TypeProto) -> _Type | None:
@@ -511,6 +605,9 @@ class _Builder:
         for name, w in self.weights.items():
             self.types[name] = sparse.get(name, (w.data_type, tuple(w.dims)))
         self.unresolved: set[str] = set()
+        # ORT's symbolic shapes (dims are ints or symbol names) and why it stopped, if it did
+        self.symbolic: dict[str, _SymType] = {}
+        self.symbolic_problem: str | None = None
         # Filled by build():
         self.typed: dict[str, tuple[str, int, tuple[int, ...]]] = {}   # dtype, bits, shape
         self.producer: dict[str, int] = {}
@@ -553,6 +650,58 @@ class _Builder:
             for name, v in folded.items():
                 if not self._known(name) and v.dtype.kind in "iub":
                     self.types[name] = (helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+
+    def _symbolic_types(self) -> None:
+        """Fill what onnx and :meth:`_complete_types` left unknown from ONNX Runtime's
+        symbolic shape inference (:func:`symbolic_shapes`), then complete again from there.
+
+        onnx's data propagation stops at ops it does not evaluate (ConstantOfShape, Expand,
+        Where, And on masks; Hugging Face encoders build their attention masks that way), and
+        everything downstream of one such tensor is unknown, MatMuls included. ORT's
+        inference follows that arithmetic symbolically. Only fully known shapes are taken;
+        what stays unknown is explained by :meth:`_unknown_reason`.
+        """
+        pending = [o for n in self.nodes for o in n.output if o and not self._known(o)]
+        if not pending:
+            return
+        self.symbolic, self.symbolic_problem = symbolic_shapes(self.model)
+        merged = False
+        for name in pending:
+            t = self.symbolic.get(name)
+            if t is None or t[0] == 0 or t[1] is None:
+                continue
+            dims = t[1]
+            if all(isinstance(d, int) and d >= 0 for d in dims):
+                self.types[name] = (t[0], tuple(int(d) for d in dims))
+                merged = True
+        if merged:
+            self._complete_types()   # folding and contrib rules may now get further
+
+    def _unknown_reason(self, name: str) -> str:
+        """Why ``name``'s shape or type stayed unknown, in words (for the node breakdown)."""
+        i = self.producer.get(name)
+        if i is None:
+            if name in self.inputs:
+                return "a graph input whose shape is not fully declared"
+            return "declared nowhere with a shape or type"
+        node = self.nodes[i]
+        label = f"{node.op_type} node {node.name or i}"
+        upstream = [t for t in node.input if t and t in self.unresolved]
+        if upstream:
+            return f"made by {label} from {upstream[0]!r}, whose shape is not known"
+        sym = self.symbolic.get(name)
+        if sym is not None and sym[1] is not None:
+            dynamic = [str(d) for d in sym[1] if not isinstance(d, int)]
+            if dynamic:
+                return (f"{label} makes dimension(s) {', '.join(dynamic)} that depend on "
+                        "values computed at run time")
+        if node.domain not in ("", "ai.onnx") and not self.symbolic:
+            cause = f"op {node.domain}.{node.op_type} has no shape rule"
+        else:
+            cause = "neither onnx nor ONNX Runtime's symbolic shape inference inferred it"
+        if self.symbolic_problem:
+            cause += f" ({self.symbolic_problem})"
+        return f"{label}: {cause}"
 
     def _known(self, name: str) -> bool:
         t = self.types.get(name)
@@ -633,6 +782,7 @@ class _Builder:
 
     def build(self) -> Graph:
         self._complete_types()
+        self._symbolic_types()
         names: dict[str, None] = {}   # every tensor name, in first-seen order
         for n in self.nodes:
             names.update((t, None) for t in [*n.input, *n.output] if t)
@@ -645,6 +795,7 @@ class _Builder:
             self.producer.update((t, i) for t in n.output if t)
         self.constants = {o for n in self.nodes if n.op_type == "Constant" for o in n.output}
         self.typed = {t: self._tensor_type(t) for t in names}
+        why = {t: self._unknown_reason(t) for t in names if t in self.unresolved}
         self._place_tensors()
         facts = [self._facts(i, n) for i, n in enumerate(self.nodes)]
         tensors = {
@@ -664,6 +815,7 @@ class _Builder:
             # A dead output nobody reads (an old Dropout's mask) is not worth a warning.
             unresolved=tuple(t for t in names if t in self.unresolved
                              and (self.consumers[t] or t in self.output_set)),
+            unresolved_why=MappingProxyType(why),
         )
 
     def _facts(self, index: int, node: onnx.NodeProto) -> NodeFacts:
@@ -697,9 +849,31 @@ class _Builder:
             work_ops=work, bytes_read=read, bytes_written=written, weight_bytes=weight,
             inputs=tuple(ins), outputs=tuple(outs),
             output_bytes=tuple(self._nbytes(t) for t in outs),
-            op_class=op_class(op, attrs),
+            op_class=op_class(op, attrs,
+                              channels_per_group=self._channels_per_group(node)),
             shape_known=not any(t in self.unresolved for t in [*ins, *outs]),
+            unresolved=tuple(dict.fromkeys(t for t in [*ins, *outs] if t in self.unresolved)),
         )
+
+    def _channels_per_group(self, node: onnx.NodeProto) -> int | None:
+        """Input channels each group of a convolution reads, from its weight; None if unknown.
+
+        Conv weights are [Cout, Cin/groups, *kernel]; ConvTranspose weights [Cin, Cout/groups,
+        *kernel], whose input channels per group are Cin / groups.
+        """
+        op = node.op_type
+        pos = 1 if op == "ConvTranspose" else CONV_WEIGHT_INPUT.get(op)
+        if pos is None or len(node.input) <= pos or not node.input[pos]:
+            return None
+        w = node.input[pos]
+        if w in self.unresolved or len(self.typed[w][2]) < 2:
+            return None
+        dims = self.typed[w][2]
+        if op != "ConvTranspose":
+            return dims[1]
+        group = next((helper.get_attribute_value(a) for a in node.attribute
+                      if a.name == "group"), 1)
+        return dims[0] // group if isinstance(group, int) and group > 0 else None
 
     def _precision(self, node: onnx.NodeProto, attrs: Mapping[str, object]) -> str:
         """The arithmetic a unit needs for ``node`` (rules in order, first match wins)."""
