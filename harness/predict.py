@@ -93,6 +93,12 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
                          max_points=300)
         summary = em.summary()
         from harness.emulator.pacing import PaceSpec
+        from harness.profiles import calibration_fidelity
+
+        # the error to expect, carried with the prediction it qualifies
+        fidelity = calibration_fidelity(profile)
+        if fidelity is not None:
+            summary["calibration"] = fidelity
 
         # what a paced host run (--pace) follows: latency and energy per clock, the thermals
         summary["pace_spec"] = PaceSpec.from_prediction(em.latency, profile).to_json()

@@ -281,6 +281,23 @@ def load_profile(name_or_path: str | Path, *, devices_dir: Path | None = None,
 FITTED_OVERLAY = Path("fitted") / "calibration.toml"
 
 
+def calibration_fidelity(profile: DeviceProfile) -> dict[str, Any] | None:
+    """The fitted overlay's error figures for ``profile``'s fitted unit (the NPU), or None
+    when no fit applies to it (no overlay beside it, no NPU, an overlay without them)."""
+    if profile.path is None:
+        return None
+    overlay = profile.path.parent / FITTED_OVERLAY
+    if not overlay.is_file():
+        return None
+    doc = read_toml(overlay, kind="fitted overlay")
+    fid = doc.get("fidelity")
+    if not isinstance(fid, dict) or profile.name not in (doc.get("profiles") or {}):
+        return None
+    if not any(u.name == fid.get("unit") for u in profile.units):
+        return None
+    return {k: v for k, v in fid.items() if isinstance(v, int | float | str | list)}
+
+
 def apply_overlay(data: dict[str, Any], overlay: Path) -> dict[str, Any]:
     """``data`` with the overlay's figures for this profile merged over it.
 

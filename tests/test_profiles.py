@@ -498,3 +498,14 @@ def test_a_profile_outside_devices_finds_the_shipped_op_sets(tmp_path) -> None:
     mine.write_text(text.replace('name = "snapdragon8gen3"', 'name = "myphone"', 1))
     prof = load_profile(mine)
     assert prof.name == "myphone" and prof.unit("npu").supports_op("MatMul")
+
+
+def test_fitted_profiles_carry_their_calibration_error() -> None:
+    """The error to expect travels with every prediction the fitted NPU figures make; boards
+    without the fitted unit get none (their CPU/GPU efficiencies are not fitted)."""
+    from harness.profiles import calibration_fidelity, load_profile
+
+    fid = calibration_fidelity(load_profile("snapdragon8gen3"))
+    assert fid is not None and fid["unit"] == "npu" and fid["targets"] > 50
+    assert 0 < fid["in_sample_median_pct"] <= fid["leave_one_model_out_median_pct"] < 100
+    assert calibration_fidelity(load_profile("raspberrypi5")) is None

@@ -318,6 +318,7 @@ def run_header(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTAB
         "git": m.get("git", {}),
         "status_counts": {str(k): int(v) for k, v in sorted(counts.items())},
         "unstable_rows": unstable,
+        "calibration": calibration_note(run),
         "unstable_threshold_pct": 100 * unstable_threshold,
     }
 
@@ -371,3 +372,31 @@ def time_shares(run: Run, *, top: int = 5) -> list[TimeShare]:
                                                              key=lambda kv: -kv[1])),
             fallbacks=sum(1 for n in nodes if n.get("fallback")), nodes=len(nodes)))
     return out
+
+
+def calibration_note(run: Run) -> str | None:
+    """One sentence on how far to trust the run's device predictions: the calibration error
+    the predictions were made with (recorded in each row), and how many cases ran mainly on
+    units the calibration does not cover."""
+    fid = None
+    predicted = [m for m in run.measurements if m.predicted.latency_ms is not None]
+    for m in predicted:
+        cal = m.predicted.detail.get("calibration")
+        if isinstance(cal, dict):
+            fid = cal
+            break
+    if not predicted:
+        return None
+    if fid is None:
+        return ("Device predictions: no calibration error was recorded with these predictions "
+                "(a run before 2026-11-30, or profiles without a fitted overlay).")
+    unit = fid.get("unit", "npu")
+    other = sum(1 for m in predicted if m.predicted.detail.get("unit") != unit)
+    text = (f"Device predictions: {str(unit).upper()} figures fitted on {fid.get('targets')} "
+            f"published latencies; median |error| {fid.get('leave_one_model_out_median_pct')}% "
+            f"on a model left out of the fit ({fid.get('in_sample_median_pct')}% in sample, "
+            f"{fid.get('leave_one_device_out_median_pct')}% on a device left out).")
+    if other:
+        text += (f" {other} of {len(predicted)} predicted cases run mainly on another unit, "
+                 "whose efficiencies are not fitted.")
+    return text

@@ -120,6 +120,7 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         f"{' (dirty)' if git.get('dirty') else ''}</li>",
         f"<li>cases: {esc(status)}; unstable rows: {h['unstable_rows']} (relative spread "
         f"(p90-p10)/p50 of the warm samples above {h['unstable_threshold_pct']:.0f}%)</li>",
+        *([f"<li>{esc(h['calibration'])}</li>"] if h.get("calibration") else []),
         "</ul>",
         "<p>Host latency is measured on the host (warm runs, batch 1); device latency, memory "
         "and power are the emulator's predictions for the device profile. Click a column "

@@ -54,7 +54,8 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
              f"- cases: {status_line}; unstable rows: {h['unstable_rows']} (spread (p90-p10)/p50"
              f" of the warm samples above {h['unstable_threshold_pct']:.0f}%)\n",
              "Host latency is measured on this machine (warm runs, batch 1); device latency, "
-             "footprint and power are the emulator's predictions for the device profile.\n",
+             "memory and power are the emulator's predictions for the device profile.\n",
+             *([md(h["calibration"]) + "\n"] if h.get("calibration") else []),
              "## Summary\n", markdown_table(df, present_columns(df, COLUMNS)), ""]
     for title, cols in SECTIONS.items():
         keep = section_columns(df, cols)
@@ -99,7 +100,8 @@ TERMINAL: dict[str, str] = {
 _GIVE_UP = ("unstable", "device_sustained_p50_ms", "quality_delta", "size_kb", "quality")
 
 
-def terminal_table(df: pd.DataFrame, *, width: int | None = None, wide: bool = False) -> str:
+def terminal_table(df: pd.DataFrame, *, width: int | None = None, wide: bool = False,
+                   note: str | None = None) -> str:
     """The summary for a terminal of ``width`` columns (default: this terminal's), then the
     rows that are not ok with their reasons. ``wide`` shows every summary column instead."""
     import shutil
@@ -113,7 +115,7 @@ def terminal_table(df: pd.DataFrame, *, width: int | None = None, wide: bool = F
                                    if k != "reason"})
         with pd.option_context("display.width", 250, "display.max_columns", None,
                                "display.max_colwidth", 60):
-            return shown.to_string(index=False) + _reasons(df)
+            return shown.to_string(index=False) + (f"\n{note}" if note else "") + _reasons(df)
     width = width or shutil.get_terminal_size(fallback=(120, 24)).columns
     cols = present_columns(df, TERMINAL)
     head = []
@@ -142,6 +144,10 @@ def terminal_table(df: pd.DataFrame, *, width: int | None = None, wide: bool = F
         out += "\n" + textwrap.fill(
             f"({len(hidden)} column(s) left out to fit {width} columns: {', '.join(hidden)}; "
             "--wide, report.md or report.csv have them all)", width)
+    if note:
+        import textwrap
+
+        out += "\n" + textwrap.fill(note, width)
     return out + _reasons(df, width=width)
 
 
@@ -167,7 +173,9 @@ def write_report(run_dir: Path, *, html: bool = True, plots: bool = True,
 
         write_html(run, df, figures, run_dir / "report.html",
                    unstable_threshold=unstable_threshold)
-    return terminal_table(df, wide=wide, width=width)
+    from harness.report.frame import calibration_note
+
+    return terminal_table(df, wide=wide, width=width, note=calibration_note(run))
 
 
 def _reasons(df: pd.DataFrame, *, width: int | None = None) -> str:
