@@ -439,7 +439,7 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
     index = {c.case_id: i for i, c in enumerate(plan.cases, 1)}
     jobs = []
     for c in pending:
-        case_log = run_dir / "logs" / f"{index[c.case_id]:04d}.log"
+        case_log = run_dir / "logs" / f"{_file_name(c.case_id)}.log"
         ref = refs.get(c.variant_key)
         if ref is None:
             jobs.append(CaseJob(case=c, index=index[c.case_id], log=case_log,
@@ -479,6 +479,16 @@ def _described(out: dict[str, Any] | None, ref: ArtifactRef, case: Case
     p = result["predictions"][case.device]
     return (facts, Prediction.from_row(p["prediction"]), p.get("trace"),
             Provenance.from_row(p.get("provenance") or {}))
+
+
+def _file_name(case_id: str) -> str:
+    """A case id as a file name: readable, and distinct for distinct ids (a short hash of the
+    id is appended, since '/' and ':' must go)."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9_.@+-]+", "_", case_id).strip("_")[:80]
+    return f"{slug}-{hashlib.sha256(case_id.encode()).hexdigest()[:8]}"
 
 
 # --------------------------------------------------------------------------- manifest

@@ -135,6 +135,9 @@ def test_mixed_backends_in_one_run_with_provenance(tmp_path: Path, suite: Path,
     assert breakdown.is_file() and json.loads(breakdown.read_text())
     df = summary_frame(run)
     assert sorted(df["backend"]) == ["emulated", "fakephone"]
+    # per-case files are named by the case, not by its position in this command
+    assert [p.name.rsplit("-", 1)[0] for p in (run_dir / "logs").glob("tiny_fp32*.log")] == [
+        "tiny_fp32_prune-0_snapdragon8gen3"]
 
 
 def test_host_backend_needs_no_device(tmp_path: Path, suite: Path) -> None:
