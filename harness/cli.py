@@ -517,6 +517,8 @@ def _add_gate(sub: Any) -> None:
     p.add_argument("--no-confirm", action="store_true",
                    help="count a suspected regression without re-running it")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
+                   help="also write the comparison to FILE (before the exit status is set)")
     p.add_argument("--self-test", action="store_true",
                    help="measure the false-alarm rate (A/A) and the detection of 5%% and "
                         "10%% more work on this machine, with these settings")
@@ -554,7 +556,10 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             raise InputError(f"the {what} run does not exist", file=path)
     result = gate_runs(args.baseline, args.candidate, opts, cache_dir=args.cache_dir,
                        progress=_print_note)
-    print(to_markdown(result) if args.format == "markdown" else to_json(result), end="")
+    text = to_markdown(result) if args.format == "markdown" else to_json(result)
+    if args.output is not None:
+        _write_output(args.output, text)
+    print(text, end="")
     if result.regressions:
         print(f"harness: {len(result.regressions)} case(s) regressed: "
               + ", ".join(c.case_id for c in result.regressions), file=sys.stderr)
