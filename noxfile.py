@@ -61,3 +61,52 @@ def report(session: nox.Session) -> None:
         session.error("usage: nox -s report -- RUN_DIR [harness report options]")
     session.install(*CONSTRAINTS, "-e", ".")  # reports need no torch: skip the build extra
     session.run("harness", "report", *session.posargs)
+
+
+@nox.session
+def nightly(session: nox.Session) -> None:
+    """Nightly regression run: bench suites/nightly.toml, gate it against
+    results/baselines/$NIGHTLY_BASELINE (default `nightly`) with `harness gate` when that
+    baseline exists, write the Markdown summary (also to $GITHUB_STEP_SUMMARY when set), and
+    fail on a confirmed regression. `nox -s nightly -- --promote` makes the run the baseline
+    when it passed (or when there was none)."""
+    import os
+    from pathlib import Path
+
+    from nox.command import CommandFailed
+
+    _install(session, "build")
+    promote = "--promote" in session.posargs
+    name = os.environ.get("NIGHTLY_BASELINE", "nightly")
+    device = os.environ.get("NIGHTLY_DEVICE", "snapdragon8gen3")
+    results = Path("results")
+    results.mkdir(exist_ok=True)
+    before = {p.name for p in results.iterdir()}
+    session.run("harness", "bench", "--suite", "nightly", "--device", device,
+                "--results-dir", str(results), "--quiet")
+    new = sorted((p for p in results.iterdir() if p.is_dir() and p.name not in before),
+                 key=lambda p: p.stat().st_mtime)
+    if not new:
+        session.error("harness bench wrote no run directory under results/")
+    run = new[-1]
+    baseline = results / "baselines" / name
+    summary = run / "gate.md"
+    failed = False
+    if (baseline / "manifest.json").is_file():
+        try:
+            session.run("harness", "gate", str(baseline), str(run), "-o", str(summary))
+        except CommandFailed:
+            failed = True
+    else:
+        summary.write_text(f"## Nightly gate\n\nNo baseline at `{baseline}`: nothing to "
+                           f"compare `{run.name}` against (run `nox -s nightly -- --promote` "
+                           "to make one).\n")
+        session.log(f"no baseline at {baseline}: the run is not gated")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary and summary.is_file():
+        with open(step_summary, "a") as fh:
+            fh.write(summary.read_text())
+    if failed:
+        session.error(f"the gate failed (a confirmed regression, or bad input): see {summary}")
+    if promote:
+        session.run("harness", "baseline", "promote", str(run), "--name", name)

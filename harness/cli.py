@@ -55,6 +55,7 @@ EPILOG = """examples:
   harness devices                                        list device profiles
   harness report results/<run>                           rebuild the tables of a run
   harness compare results/<base> results/<new> --fail-on regression
+  harness gate results/baselines/nightly results/<new>   re-time both here, gate CI
   harness recommend results/<run> --device snapdragon8gen3 --max-latency-ms 5
   harness export results/<run> --format gab-smaller -o bench.json
 """
@@ -472,6 +473,131 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- gate
+
+
+def _add_gate(sub: Any) -> None:
+    from harness.gate import DEFAULT_ALPHA, DEFAULT_BLOCK, DEFAULT_ROUNDS, DEFAULT_THRESHOLD
+
+    p = sub.add_parser(
+        "gate", help="re-time two runs' artifacts here, interleaved, and gate on a confirmed "
+                     "slowdown (nightly CI)",
+        description="For every case ok in both runs, load the baseline's and the candidate's "
+                    "artifacts in one worker and time them in interleaved ABBA rounds; the "
+                    "median per-round ratio B/A must clear a noise band with Holm's "
+                    "correction over the cases, and a suspected regression must be "
+                    "confirmed by a re-run. Deterministic figures (prediction, memory, fit, "
+                    "size, quality, status) are compared exactly; a changed emulator or "
+                    "profile is reported as such. Exit status: 0 no confirmed regression, "
+                    "1 at least one, 2 bad input (run not found, no common case, artifacts "
+                    "gone). `--self-test` measures false alarms and detection on this "
+                    "machine instead.",
+        epilog="example: harness gate results/baselines/nightly results/<run> "
+               ">> \"$GITHUB_STEP_SUMMARY\"")
+    p.add_argument("baseline", type=Path, nargs="?", metavar="BASELINE_RUN")
+    p.add_argument("candidate", type=Path, nargs="?", metavar="CANDIDATE_RUN")
+    p.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                   help="artifact cache (default: $HARNESS_CACHE_DIR or "
+                        "~/.cache/edge-harness); artifacts beside the baseline come first")
+    p.add_argument("--rounds", type=_number(int, at_least=4), default=DEFAULT_ROUNDS,
+                   metavar="N", help=f"interleaved ABBA rounds per case (default: "
+                                     f"{DEFAULT_ROUNDS}, measured: docs/comparing-runs.md)")
+    p.add_argument("--block", type=_POSITIVE_INT, default=DEFAULT_BLOCK, metavar="N",
+                   help=f"samples per block (default: {DEFAULT_BLOCK})")
+    p.add_argument("--threshold", type=_number(float, at_least=0, below=1),
+                   default=DEFAULT_THRESHOLD, metavar="FRACTION",
+                   help=f"noise band: smaller changes are `same` (default: "
+                        f"{DEFAULT_THRESHOLD}, measured: docs/comparing-runs.md)")
+    p.add_argument("--alpha", type=_number(float, above=0, below=0.5), default=DEFAULT_ALPHA,
+                   metavar="P", help=f"family-wise error rate over the cases, Holm "
+                                     f"(default: {DEFAULT_ALPHA})")
+    p.add_argument("--quality-tolerance", type=_number(float, at_least=0), default=0.0,
+                   metavar="DELTA", help="quality drops up to this are listed, not "
+                                         "regressions (default: 0, exact)")
+    p.add_argument("--no-confirm", action="store_true",
+                   help="count a suspected regression without re-running it")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
+                   help="also write the comparison to FILE (before the exit status is set)")
+    p.add_argument("--self-test", action="store_true",
+                   help="measure the false-alarm rate (A/A) and the detection of 5%% and "
+                        "10%% more work on this machine, with these settings")
+    p.add_argument("--comparisons", type=_POSITIVE_INT, default=100, metavar="N",
+                   help="self-test: comparisons of each kind (default: 100, ~2 min)")
+    p.set_defaults(func=_cmd_gate)
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from harness.gate import GateOptions, gate_runs, to_json, to_markdown
+
+    opts = GateOptions(rounds=args.rounds, block=args.block, threshold=args.threshold,
+                       alpha=args.alpha, confirm=not args.no_confirm,
+                       quality_tolerance=args.quality_tolerance)
+    if args.self_test:
+        import tempfile
+
+        from harness.gate import self_test, selftest_markdown
+
+        with tempfile.TemporaryDirectory(prefix="harness-gate-selftest-") as tmp:
+            st = self_test(opts, comparisons=args.comparisons, workdir=Path(tmp),
+                           progress=_print_note)
+        if args.format == "json":
+            print(json.dumps({**dataclasses.asdict(st), "meets_targets": st.meets_targets()},
+                             indent=1))
+        else:
+            print(selftest_markdown(st), end="")
+        return 0 if st.meets_targets() else 1
+    if args.baseline is None or args.candidate is None:
+        raise InputError("expected BASELINE_RUN and CANDIDATE_RUN (or --self-test)")
+    for what, path in (("baseline", args.baseline), ("candidate", args.candidate)):
+        if not path.is_dir():
+            raise InputError(f"the {what} run does not exist", file=path)
+    result = gate_runs(args.baseline, args.candidate, opts, cache_dir=args.cache_dir,
+                       progress=_print_note)
+    text = to_markdown(result) if args.format == "markdown" else to_json(result)
+    if args.output is not None:
+        _write_output(args.output, text)
+    print(text, end="")
+    if result.regressions:
+        print(f"harness: {len(result.regressions)} case(s) regressed: "
+              + ", ".join(c.case_id for c in result.regressions), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_baseline(sub: Any) -> None:
+    from harness.baseline import BASELINES, DEFAULT_NAME
+
+    p = sub.add_parser("baseline", help="keep a run as a baseline for `harness gate`")
+    bsub = p.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
+    pp = bsub.add_parser(
+        "promote", help="copy a run and its artifacts to results/baselines/NAME",
+        description="Copy the run's manifest and rows and the artifacts its rows name "
+                    "(content-addressed) to BASELINES_DIR/NAME, replacing an older baseline "
+                    "of that name once the copy is complete, so a later gate can re-time the "
+                    "baseline's artifacts on a fresh machine.")
+    pp.add_argument("run", type=Path, metavar="RUN")
+    pp.add_argument("--name", default=DEFAULT_NAME, help=f"default: {DEFAULT_NAME}")
+    pp.add_argument("--baselines-dir", type=Path, default=BASELINES, metavar="DIR",
+                    help=f"default: {BASELINES}")
+    pp.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                    help="artifact cache (default: $HARNESS_CACHE_DIR or ~/.cache/edge-harness)")
+    pp.set_defaults(func=_cmd_baseline_promote)
+
+
+def _cmd_baseline_promote(args: argparse.Namespace) -> int:
+    from harness.baseline import promote
+
+    if not args.run.is_dir():
+        raise InputError("the run does not exist", file=args.run)
+    out = promote(args.run, name=args.name, baselines_dir=args.baselines_dir,
+                  cache_dir=args.cache_dir)
+    print(f"baseline {args.name}: {out}")
+    return 0
+
+
 def _add_recommend(sub: Any) -> None:
     p = sub.add_parser(
         "recommend", help="which variant to ship on a device, given budgets",
@@ -782,7 +908,8 @@ def _cmd_suites(args: argparse.Namespace) -> int:
 
 COMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_emulate, _add_calibrate,
                                          _add_devices, _add_report, _add_compare,
-                                         _add_recommend, _add_export, _add_suites]
+                                         _add_gate, _add_baseline, _add_recommend,
+                                         _add_export, _add_suites]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -205,3 +205,58 @@ def measure_artifact(
             "pace": paced,
         },
     }
+
+
+def synthetic_feeds(artifact: Path, *, shapes: dict[str, list[int]] | None = None,
+                    seed: int = 0) -> Feeds:
+    """Seeded inputs for an ONNX artifact, from its graph inputs: standard normal floats,
+    zeros for integers and booleans. A dynamic dimension takes its size from ``shapes`` (the
+    shapes the run timed, ``prediction.input_shapes``), else 1. For re-timing (``harness
+    gate``): both sides of a comparison get inputs made the same way."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(artifact), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    rng = np.random.default_rng(seed)
+    feeds: Feeds = {}
+    for inp in model.graph.input:
+        if inp.name in initializers:
+            continue
+        t = inp.type.tensor_type
+        given = (shapes or {}).get(inp.name)
+        dims = list(given) if given else [d.dim_value if d.HasField("dim_value") and
+                                          d.dim_value > 0 else 1 for d in t.shape.dim]
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
+        if np.issubdtype(dtype, np.floating):
+            feeds[inp.name] = rng.standard_normal(dims).astype(dtype)
+        else:
+            feeds[inp.name] = np.zeros(dims, dtype=dtype)
+    return feeds
+
+
+def interleaved_rounds(run_a: Callable[[Any, Feeds], Any], feeds_a: Feeds,
+                       run_b: Callable[[Any, Feeds], Any], feeds_b: Feeds, *, rounds: int,
+                       block: int, loops: int) -> dict[str, Any]:
+    """Time A and B in alternating blocks of ``block`` samples (``loops`` calls each), in
+    rounds ordered ABBA, BAAB, ABBA, ...: within a round each side's blocks sit symmetrically
+    around its middle, so a drift linear over the round (a neighbour's load rising, the CPU's
+    clock moving) weighs on both sides alike and cancels in the ratio.
+
+    Returns per round the log of median(B samples) / median(A samples), and every sample (ns
+    per sample of ``loops`` calls) of each side.
+    """
+    log_ratios: list[float] = []
+    all_a: list[int] = []
+    all_b: list[int] = []
+    for r in range(rounds):
+        got: dict[str, list[int]] = {"A": [], "B": []}
+        for side in ("ABBA" if r % 2 == 0 else "BAAB"):
+            if side == "A":
+                got["A"] += time_runs(run_a, feeds_a, block, loops=loops)
+            else:
+                got["B"] += time_runs(run_b, feeds_b, block, loops=loops)
+        log_ratios.append(float(np.log(np.median(got["B"]) / np.median(got["A"]))))
+        all_a += got["A"]
+        all_b += got["B"]
+    return {"log_ratios": log_ratios, "samples_a": all_a, "samples_b": all_b}

@@ -183,8 +183,23 @@ def _describe(task: dict[str, Any]) -> dict[str, Any]:
     return {"facts": facts.to_row(), "predictions": predictions, "input_shapes": shapes}
 
 
+def _gate(task: dict[str, Any]) -> dict[str, Any]:
+    """Time two artifacts against each other in interleaved rounds (``harness gate``)."""
+    from harness.gate import run_gate_task
+
+    return run_gate_task(task)
+
+
+def _gate_selftest(task: dict[str, Any]) -> dict[str, Any]:
+    """A/A and injected-slowdown comparisons (``harness gate --self-test``)."""
+    from harness.gate import run_selftest_task
+
+    return run_selftest_task(task)
+
+
 TASKS: dict[str, Task] = {"build": _build, "build_many": _build_many, "inputs": _inputs,
-                          "measure": _measure, "describe": _describe}
+                          "measure": _measure, "describe": _describe, "gate": _gate,
+                          "gate_selftest": _gate_selftest}
 
 
 def _is_oom(exc: BaseException) -> bool:

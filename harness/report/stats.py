@@ -1,7 +1,9 @@
 """Statistics over raw samples, computed when reading (never stored in the rows).
 
-Only numpy: percentiles, a robust spread for the unstable-row flag, and a seeded bootstrap
-confidence interval of the ratio of two medians for ``harness compare``.
+Only numpy: percentiles, a robust spread for the unstable-row flag, a seeded bootstrap
+confidence interval of the ratio of two medians for ``harness compare``, and for ``harness
+gate`` a bootstrap test of paired (interleaved) log ratios against a noise band with Holm's
+correction over the cases.
 """
 
 from __future__ import annotations
@@ -96,6 +98,80 @@ def median_ratio_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return RatioCI(ratio=float(np.median(xb) / np.median(xa)), low=float(low), high=float(high),
                    confidence=confidence)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """The median of paired log ratios log(B/A) (one per interleaved round), its bootstrap
+    confidence interval, and one-sided bootstrap p-values against a noise band of
+    ±log(1 + threshold): ``p_slower`` for "median > log(1 + threshold)", ``p_faster`` for
+    "median < -log(1 + threshold)"."""
+
+    n: int
+    ratio: float          # exp(median log ratio)
+    low: float            # exp of the interval's bounds
+    high: float
+    p_slower: float
+    p_faster: float
+    confidence: float
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided: twice the smaller one-sided p-value (capped at 1)."""
+        return min(1.0, 2 * min(self.p_slower, self.p_faster))
+
+    @property
+    def direction(self) -> str:
+        return "slower" if self.p_slower <= self.p_faster else "faster"
+
+
+def paired_median_test(log_ratios: Sequence[float] | np.ndarray, *, threshold: float,
+                       confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> PairedTest:
+    """Percentile bootstrap of the median of paired log ratios (seeded: the same rounds always
+    give the same answer). The p-value of "slower beyond the threshold" is the share of
+    bootstrap medians at or below log(1 + threshold), with the usual +1 correction, so it is
+    never 0; likewise for "faster"."""
+    x = np.asarray(log_ratios, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("no rounds")
+    if not 0 <= threshold < 1:
+        raise ValueError("threshold must be in [0, 1)")
+    rng = np.random.default_rng(seed)
+    meds = np.median(x[rng.integers(0, x.size, (resamples, x.size))], axis=1)
+    band = float(np.log1p(threshold))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(meds, [tail, 100 - tail])
+    p_slower = (1 + int(np.sum(meds <= band))) / (resamples + 1)
+    p_faster = (1 + int(np.sum(meds >= -band))) / (resamples + 1)
+    return PairedTest(n=int(x.size), ratio=float(np.exp(np.median(x))), low=float(np.exp(low)),
+                      high=float(np.exp(high)), p_slower=p_slower, p_faster=p_faster,
+                      confidence=confidence)
+
+
+def holm(p_values: Sequence[float], *, alpha: float) -> list[bool]:
+    """Holm's step-down procedure: which hypotheses are rejected with the family-wise error
+    rate held at ``alpha`` (any dependence between the tests)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    m = len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (m - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values: hypothesis i is rejected at level alpha iff adjusted[i] <= alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        out[i] = running
+    return out
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:

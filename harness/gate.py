@@ -1,0 +1,645 @@
+"""``harness gate``: is the candidate run's model slower than the baseline's, on this machine, now?
+
+``harness compare`` judges latency from the samples two runs stored, so it must allow for the
+drift between two runs of a shared machine (up to 9.8% here: docs/comparing-runs.md) and can
+only see a 10% change. The gate re-measures instead: for each case ok in both runs, both
+artifacts are loaded in one worker process and timed in interleaved blocks (rounds ordered
+ABBA, BAAB, ... so a drift over the round cancels), each round giving one paired log ratio
+log(B/A). The median of those, with a bootstrap confidence interval and one-sided p-values
+against a noise band of ±threshold (:func:`harness.report.stats.paired_median_test`), decides:
+``regression`` / ``improvement`` when Holm's procedure over the cases rejects "within the band"
+at ``alpha``, ``same`` otherwise. A suspected regression is re-measured in a fresh worker and
+counts only when that re-run also finds it (``confirmed``).
+
+Everything else in the rows is deterministic for an artifact and a device profile (predicted
+latency, sustained latency, energy, memory, fit, size, quality, status): it is compared
+exactly (relative tolerance :data:`DETERMINISTIC_RTOL` for float rounding) and every change
+is listed; a worsening counts as a regression unless the emulator's yardstick moved between
+the runs (provenance), which is reported as such.
+
+Artifacts are found beside the baseline first (``harness baseline promote`` copies them to
+``<baseline>/artifacts/<key>/``), then in the artifact cache, then at the row's own path; a
+file whose content hash differs from the row's is not used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+from harness.report.stats import PairedTest, holm_adjusted, paired_median_test
+
+VERDICTS = ("regression", "improvement", "same", "n/a")
+
+# Measured on the 2-core CI VM with `harness gate --self-test` (docs/comparing-runs.md).
+DEFAULT_THRESHOLD = 0.02
+DEFAULT_ROUNDS = 20
+DEFAULT_BLOCK = 5          # samples per block; a sample lasts >= 0.2 ms (measure.choose_loops)
+DEFAULT_ALPHA = 0.05       # family-wise error over the cases (Holm), before confirmation
+DEFAULT_WARMUP = 20
+DETERMINISTIC_RTOL = 1e-6  # float rounding between writers; anything beyond is a change
+DEFAULT_QUALITY_TOLERANCE = 0.0
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    rounds: int = DEFAULT_ROUNDS
+    block: int = DEFAULT_BLOCK
+    threshold: float = DEFAULT_THRESHOLD
+    alpha: float = DEFAULT_ALPHA
+    confidence: float = 0.95
+    warmup: int = DEFAULT_WARMUP
+    confirm: bool = True
+    quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE
+    timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.rounds < 4:
+            raise InputError(f"expected at least 4 rounds, got {self.rounds}", field="--rounds")
+        if self.block < 1:
+            raise InputError("expected a block of at least 1 sample", field="--block")
+        if not 0 <= self.threshold < 1:
+            raise InputError(f"expected 0 <= threshold < 1, got {self.threshold}",
+                             field="--threshold")
+        if not 0 < self.alpha < 0.5:
+            raise InputError(f"expected 0 < alpha < 0.5, got {self.alpha}", field="--alpha")
+        if self.quality_tolerance < 0:
+            raise InputError("expected a non-negative quality tolerance",
+                             field="--quality-tolerance")
+
+
+@dataclass(frozen=True)
+class GateCase:
+    """One case: the re-measured host latency verdict and the deterministic changes."""
+
+    case_id: str
+    verdict: str = "n/a"
+    ratio: float | None = None            # exp(median of per-round log(B/A))
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None          # Holm-adjusted, two-sided against the noise band
+    rounds: int | None = None
+    host_a_ms: float | None = None        # median per call, this machine, this job
+    host_b_ms: float | None = None
+    suspected: bool = False               # first pass said regression
+    confirmed: bool | None = None         # the re-run agreed (None: no re-run)
+    rerun_ratio: float | None = None
+    rerun_ci_low: float | None = None
+    rerun_ci_high: float | None = None
+    identical: bool = False               # same artifact content: nothing to time
+    yardstick: str | None = None
+    reason: str = ""                      # why no verdict, or what the re-run said
+    regressions: tuple[str, ...] = field(default=())
+    changes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}")
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.regressions)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    baseline: str
+    candidate: str
+    options: GateOptions
+    cases: tuple[GateCase, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def regressions(self) -> list[GateCase]:
+        return [c for c in self.cases if c.regressed]
+
+
+# --------------------------------------------------------------------------- deterministic
+
+
+def _differs(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    return not math.isclose(a, b, rel_tol=DETERMINISTIC_RTOL, abs_tol=1e-12)
+
+
+def deterministic_changes(a: Any, b: Any, *, quality_tolerance: float = 0.0
+                          ) -> tuple[list[str], list[str], str | None]:
+    """(regressions, changes, yardstick) between two rows (Measurements) of one case.
+
+    Every figure that differs is listed; one that got worse is a regression, except a
+    prediction under a changed yardstick (emulator version or profile figures), which is a
+    change with the reason.
+    """
+    from harness.report.compare import _yardstick
+
+    regressions: list[str] = []
+    changes: list[str] = []
+    yardstick = _yardstick(a, b)
+    pa, pb = a.predicted, b.predicted
+    worse_up = (("predicted device latency", pa.latency_ms, pb.latency_ms, "ms"),
+                ("predicted sustained latency", pa.sustained_latency_ms,
+                 pb.sustained_latency_ms, "ms"),
+                ("predicted energy", pa.energy_mj, pb.energy_mj, "mJ"),
+                ("predicted device memory", pa.peak_memory_mb, pb.peak_memory_mb, "MB"))
+    for what, va, vb, unit in worse_up:
+        if not _differs(va, vb):
+            continue
+        if va is None or vb is None:
+            changes.append(f"{what} {va} -> {vb}")
+            continue
+        text = f"{what} {va:.4g} -> {vb:.4g} {unit} ({100 * (vb - va) / va:+.2f}%)" \
+            if va else f"{what} {va:.4g} -> {vb:.4g} {unit}"
+        if yardstick:
+            changes.append(f"{text} (yardstick changed: {yardstick})")
+        else:
+            (regressions if vb > va else changes).append(text)
+    if pa.fits is not None and pb.fits is not None and pa.fits != pb.fits:
+        text = "no longer fits the app memory cap" if pa.fits else "now fits the app memory cap"
+        if pa.fits and not yardstick:
+            regressions.append(text)
+        else:
+            changes.append(text + (f" (yardstick changed: {yardstick})" if yardstick else ""))
+    sa = a.artifact.size_bytes if a.artifact else None
+    sb = b.artifact.size_bytes if b.artifact else None
+    if sa != sb:
+        text = f"artifact size {sa} -> {sb} bytes"
+        (regressions if sa is not None and sb is not None and sb > sa else changes).append(text)
+    qa, qb = a.quality_value, b.quality_value
+    if _differs(qa, qb):
+        qm = (b.quality if b.quality else None) or a.quality
+        metric = qm.metric if qm else "quality"
+        if qa is None or qb is None:
+            changes.append(f"{metric} {qa} -> {qb}")
+        else:
+            higher = qm is None or qm.higher_is_better is not False
+            gain = (qb - qa) if higher else (qa - qb)
+            text = f"{metric} {qa:.4f} -> {qb:.4f} ({qb - qa:+.4f})"
+            (regressions if gain < -quality_tolerance else changes).append(text)
+    if a.status != b.status:
+        text = f"status {a.status} -> {b.status}"
+        (regressions if a.status == "ok" else changes).append(text)
+    return regressions, changes, yardstick
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def find_artifact(m: Any, *, run_dir: Path, cache_dir: Path) -> tuple[Path | None, list[str]]:
+    """Where a row's artifact is now: beside the run (a promoted baseline), in the cache, at
+    the row's own path; a file whose content hash differs from the row's is skipped.
+    Returns the path (or None) and every place looked at."""
+    from harness.cache import artifact_sha256
+
+    facts = m.artifact
+    if facts is None or not facts.key:
+        return None, ["the row names no artifact"]
+    filename = Path(facts.path).name if facts.path else "model.onnx"
+    candidates = [run_dir / "artifacts" / facts.key / filename,
+                  cache_dir / "artifacts" / facts.key / filename]
+    if facts.path:
+        candidates.append(Path(facts.path))
+    looked = []
+    for p in candidates:
+        if not p.is_file():
+            looked.append(f"{p} (absent)")
+            continue
+        if facts.sha256 and artifact_sha256(p) != facts.sha256:
+            looked.append(f"{p} (content differs from the row's sha256)")
+            continue
+        return p, looked
+    return None, looked
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def gate_task(a: Path, b: Path, opts: GateOptions, *, threads: int,
+              shapes_a: dict[str, list[int]] | None = None,
+              shapes_b: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    """The worker task (kind ``gate``) that times ``a`` against ``b`` in one process."""
+    return {"kind": "gate", "a": str(a), "b": str(b), "threads": threads,
+            "rounds": opts.rounds, "block": opts.block, "warmup": opts.warmup,
+            "shapes_a": shapes_a, "shapes_b": shapes_b}
+
+
+def run_gate_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker side of the ``gate`` task: load both artifacts, warm them up, choose the calls
+    per sample from A (so both sides take the same number of calls per sample), time
+    interleaved rounds."""
+    from harness.measure import choose_loops, interleaved_rounds, synthetic_feeds
+    from harness.runtimes import load
+
+    a, b = Path(task["a"]), Path(task["b"])
+    for p in (a, b):
+        if p.suffix != ".onnx":
+            from harness.errors import Unsupported
+
+            raise Unsupported(f"the gate re-times ONNX artifacts only, not {p.name}")
+    la = load(a, threads=task["threads"])
+    lb = load(b, threads=task["threads"])
+    fa = synthetic_feeds(a, shapes=task.get("shapes_a"))
+    fb = synthetic_feeds(b, shapes=task.get("shapes_b"))
+    for _ in range(task["warmup"]):
+        la.timing_call(None, fa)
+        lb.timing_call(None, fb)
+    loops = choose_loops(la.timing_call, fa)
+    out = interleaved_rounds(la.timing_call, fa, lb.timing_call, fb, rounds=task["rounds"],
+                             block=task["block"], loops=loops)
+    out["loops"] = loops
+    out["runtime_version"] = la.version
+    return out
+
+
+def _remeasure(a: Path, b: Path, opts: GateOptions, *, threads: int, log: Path,
+               shapes: tuple[Any, Any]) -> tuple[PairedTest | None, dict[str, Any], str]:
+    """One worker: returns the test (None on failure), the raw result and a reason."""
+    import numpy as np
+
+    from harness.launcher import run_in_worker
+
+    out = run_in_worker(gate_task(a, b, opts, threads=threads, shapes_a=shapes[0],
+                                  shapes_b=shapes[1]), timeout_s=opts.timeout_s, log=log)
+    if out.get("status") != "ok":
+        return None, {}, f"re-measuring failed: {out.get('status')}: {out.get('reason')}"
+    res = out["result"]
+    test = paired_median_test(res["log_ratios"], threshold=opts.threshold,
+                              confidence=opts.confidence)
+    res["host_a_ms"] = float(np.median(res["samples_a"])) / res["loops"] / 1e6
+    res["host_b_ms"] = float(np.median(res["samples_b"])) / res["loops"] / 1e6
+    return test, res, ""
+
+
+def _shapes(m: Any) -> dict[str, list[int]] | None:
+    shapes = m.predicted.detail.get("input_shapes")
+    return dict(shapes) if isinstance(shapes, dict) and shapes else None
+
+
+def gate_runs(baseline_dir: Path, candidate_dir: Path, options: GateOptions | None = None, *,
+              cache_dir: Path | None = None,
+              progress: Callable[[str], None] | None = None) -> GateResult:
+    """Gate the candidate run against the baseline run (see the module's docstring).
+
+    Raises InputError (exit status 2) for a run that cannot be read, runs with no case in
+    common, and artifacts of cases ok in both runs that can no longer be found (each named).
+    """
+    from harness.cache import default_cache_dir
+    from harness.results import load_run
+
+    opts = options or GateOptions()
+    cache = cache_dir or default_cache_dir()
+    base, cand = load_run(baseline_dir), load_run(candidate_dir)
+    rows_a = {m.case_id: m for m in base.measurements}
+    rows_b = {m.case_id: m for m in cand.measurements}
+    common = [i for i in rows_a if i in rows_b]
+    if not common:
+        raise InputError("the runs have no case in common "
+                         f"({len(rows_a)} cases in the baseline, {len(rows_b)} in the "
+                         "candidate)", file=candidate_dir)
+    notes: list[str] = []
+    only_a = [i for i in rows_a if i not in rows_b]
+    only_b = [i for i in rows_b if i not in rows_a]
+    if only_b:
+        notes.append(f"{len(only_b)} case(s) only in the candidate, not gated: "
+                     + ", ".join(only_b))
+    threads = int((cand.manifest.get("measure") or {}).get("threads") or 1)
+    # find every artifact first: a missing one is bad input, before anything is timed
+    paths: dict[str, tuple[Path, Path]] = {}
+    missing: list[str] = []
+    for i in common:
+        a, b = rows_a[i], rows_b[i]
+        if a.status != "ok" or b.status != "ok":
+            continue
+        pa, looked_a = find_artifact(a, run_dir=base.path, cache_dir=cache)
+        pb, looked_b = find_artifact(b, run_dir=cand.path, cache_dir=cache)
+        for side, p, looked, m in (("baseline", pa, looked_a, a), ("candidate", pb, looked_b, b)):
+            if p is None:
+                key = m.artifact.key if m.artifact else None
+                missing.append(f"{i} ({side}, artifact {key}): looked at "
+                               + "; ".join(looked))
+        if pa is not None and pb is not None:
+            paths[i] = (pa, pb)
+    if missing:
+        raise InputError("artifacts can no longer be found (promote the baseline with "
+                         "`harness baseline promote`, or rebuild into the cache):\n  "
+                         + "\n  ".join(missing), file=candidate_dir)
+
+    log_dir = cand.path / "logs"
+    tests: dict[str, PairedTest] = {}
+    raw: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    identical: set[str] = set()
+    for n, i in enumerate(common):
+        if i not in paths:
+            continue
+        a, b = rows_a[i], rows_b[i]
+        if a.artifact and b.artifact and a.artifact.sha256 and \
+                a.artifact.sha256 == b.artifact.sha256:
+            identical.add(i)
+            continue
+        if progress:
+            progress(f"[{n + 1}/{len(common)}] {i}: timing both artifacts, "
+                     f"{opts.rounds} interleaved rounds")
+        test, res, why = _remeasure(*paths[i], opts, threads=threads,
+                                    log=log_dir / f"gate-{n:04d}.log",
+                                    shapes=(_shapes(a), _shapes(b)))
+        if test is None:
+            failed[i] = why
+        else:
+            tests[i], raw[i] = test, res
+    timed = list(tests)
+    adjusted = dict(zip(timed, holm_adjusted([tests[i].p_value for i in timed]), strict=True))
+
+    cases = []
+    for n, i in enumerate(common):
+        a, b = rows_a[i], rows_b[i]
+        regressions, changes, yardstick = deterministic_changes(
+            a, b, quality_tolerance=opts.quality_tolerance)
+        out: dict[str, Any] = {"case_id": i, "yardstick": yardstick}
+        if i in identical:
+            out.update(verdict="same", identical=True, ratio=1.0,
+                       reason="identical artifact (same content hash): nothing to time")
+        elif i in failed:
+            out["reason"] = failed[i]
+            regressions.append(failed[i])
+        elif i in tests:
+            t, res = tests[i], raw[i]
+            out.update(ratio=t.ratio, ci_low=t.low, ci_high=t.high, p_value=adjusted[i],
+                       rounds=t.n, host_a_ms=res["host_a_ms"], host_b_ms=res["host_b_ms"],
+                       verdict="same")
+            if adjusted[i] <= opts.alpha and t.direction == "faster":
+                out["verdict"] = "improvement"
+                changes.append(f"host latency x{t.ratio:.3f}")
+            elif adjusted[i] <= opts.alpha:
+                out["suspected"] = True
+                if not opts.confirm:
+                    out["verdict"] = "regression"
+                    regressions.append(f"host latency x{t.ratio:.3f} (not re-run)")
+                else:
+                    if progress:
+                        progress(f"{i}: suspected regression x{t.ratio:.3f}, re-running "
+                                 "to confirm")
+                    rt, _, why = _remeasure(*paths[i], opts, threads=threads,
+                                            log=log_dir / f"gate-{n:04d}-rerun.log",
+                                            shapes=(_shapes(a), _shapes(b)))
+                    if rt is None:
+                        out["reason"] = why
+                        out["verdict"] = "regression"
+                        regressions.append(f"host latency x{t.ratio:.3f}; {why}")
+                    else:
+                        ok = rt.p_value <= opts.alpha and rt.direction == "slower"
+                        out.update(confirmed=ok, rerun_ratio=rt.ratio, rerun_ci_low=rt.low,
+                                   rerun_ci_high=rt.high)
+                        if ok:
+                            out["verdict"] = "regression"
+                            regressions.append(f"host latency x{t.ratio:.3f} (confirmed by a "
+                                               f"re-run: x{rt.ratio:.3f})")
+                        else:
+                            out["reason"] = (f"suspected x{t.ratio:.3f}, not confirmed by "
+                                             f"the re-run (x{rt.ratio:.3f})")
+        elif a.status == "ok" and b.status != "ok":
+            out["reason"] = f"candidate status {b.status}: {b.reason}"
+        else:
+            out["reason"] = "not ok in both runs: not timed"
+        cases.append(GateCase(**out, regressions=tuple(regressions), changes=tuple(changes)))
+    for i in only_a:
+        cases.append(GateCase(case_id=i, reason="missing from the candidate",
+                              regressions=("case missing from the candidate",)))
+    moved = sorted({c.yardstick for c in cases if c.yardstick})
+    if moved:
+        notes.append("the emulator's yardstick changed between the runs ("
+                     + "; ".join(moved) + "): prediction changes are listed as changes, "
+                     "not regressions")
+    if identical:
+        notes.append(f"{len(identical)} case(s) have byte-identical artifacts in both runs: "
+                     "same by construction, not timed")
+    return GateResult(baseline=str(base.manifest.get("run_id", base.path.name)),
+                      candidate=str(cand.manifest.get("run_id", cand.path.name)),
+                      options=opts, cases=tuple(cases), notes=tuple(notes))
+
+
+# --------------------------------------------------------------------------- output
+
+
+def to_json(result: GateResult) -> str:
+    """A list with one object per case."""
+    return json.dumps([asdict(c) for c in result.cases], indent=1) + "\n"
+
+
+def to_markdown(result: GateResult) -> str:
+    from tabulate import tabulate
+
+    from harness.report.markup import md
+
+    o = result.options
+    counts = {v: sum(c.verdict == v for c in result.cases) for v in VERDICTS}
+    lines = [f"## Gate: `{result.candidate}` vs baseline `{result.baseline}`", "",
+             f"{len(result.cases)} cases: **{counts['regression']} slower (confirmed)**, "
+             f"{counts['improvement']} faster, {counts['same']} same; **"
+             f"{len(result.regressions)} with a regression**.", "",
+             f"Both artifacts of each case re-timed in one worker on this machine, "
+             f"{o.rounds} interleaved ABBA rounds of {o.block} samples per block; a verdict "
+             f"needs the median ratio beyond ±{100 * o.threshold:g}% (noise band) at a "
+             f"family-wise error of {o.alpha:g} (Holm over the cases), and a regression a "
+             f"confirming re-run. The interval shown is {100 * o.confidence:g}%. "
+             "Deterministic figures are compared exactly.", ""]
+    lines += [f"> note: {md(n)}" for n in result.notes]
+    if result.notes:
+        lines.append("")
+    rows = []
+    for c in result.cases:
+        verdict = f"**{c.verdict}**" if c.verdict in ("regression", "improvement") else c.verdict
+        rerun = "" if c.confirmed is None else (
+            f"{'confirmed' if c.confirmed else 'not confirmed'} x{c.rerun_ratio:.3f}")
+        rows.append([md(c.case_id),
+                     "" if c.host_a_ms is None else f"{c.host_a_ms:.4f}",
+                     "" if c.host_b_ms is None else f"{c.host_b_ms:.4f}",
+                     "" if c.ratio is None else f"{c.ratio:.3f}",
+                     "" if c.ci_low is None else f"[{c.ci_low:.3f}, {c.ci_high:.3f}]",
+                     verdict, rerun,
+                     md("; ".join(c.regressions)),
+                     md("; ".join([*c.changes, *([c.reason] if c.reason else [])]))])
+    lines.append(tabulate(rows, headers=["case", "host A (ms)", "host B (ms)", "B/A",
+                                         f"{100 * o.confidence:g}% CI", "verdict", "re-run",
+                                         "regression", "changes"],
+                          tablefmt="github", disable_numparse=True))
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- self-test
+
+
+def matmul_chain_onnx(path: Path, *, layers: int, width: int = 128, batch: int = 64,
+                      seed: int = 0) -> Path:
+    """An ONNX model of ``layers`` x (MatMul width x width, Add, Relu) on a [batch, width]
+    input: the work grows linearly with ``layers``, so 21 layers do 5% more than 20."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    x = "x"
+    for k in range(layers):
+        w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+        bias = np.zeros(width, dtype=np.float32)
+        inits += [numpy_helper.from_array(w, f"w{k}"), numpy_helper.from_array(bias, f"b{k}")]
+        nodes += [helper.make_node("MatMul", [x, f"w{k}"], [f"m{k}"]),
+                  helper.make_node("Add", [f"m{k}", f"b{k}"], [f"a{k}"]),
+                  helper.make_node("Relu", [f"a{k}"], [f"r{k}"])]
+        x = f"r{k}"
+    nodes.append(helper.make_node("Identity", [x], ["y"]))
+    graph = helper.make_graph(
+        nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, width])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+SELF_TEST_KINDS = {"A/A": 0.0, "+5%": 0.05, "+10%": 0.10}
+
+
+def run_selftest_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker side of ``gate_selftest``: ``comparisons`` rounds of A vs each of A' (a copy of
+    A), B5 and B10, each with fresh sessions and, when flagged, a confirming re-run with fresh
+    sessions again, judged as the gate judges one case."""
+    from harness.measure import choose_loops, interleaved_rounds, synthetic_feeds
+    from harness.runtimes import load
+
+    models = {k: Path(v) for k, v in task["models"].items()}
+    feeds = synthetic_feeds(models["A"])
+    threads = task["threads"]
+    thr, alpha = task["threshold"], task["alpha"]
+
+    def compare(other: str) -> PairedTest:
+        la, lb = load(models["A"], threads=threads), load(models[other], threads=threads)
+        for _ in range(task["warmup"]):
+            la.timing_call(None, feeds)
+            lb.timing_call(None, feeds)
+        loops = choose_loops(la.timing_call, feeds)
+        out = interleaved_rounds(la.timing_call, feeds, lb.timing_call, feeds,
+                                 rounds=task["rounds"], block=task["block"], loops=loops)
+        return paired_median_test(out["log_ratios"], threshold=thr)
+
+    results: dict[str, list[dict[str, Any]]] = {k: [] for k in SELF_TEST_KINDS}
+    for _ in range(task["comparisons"]):
+        for kind in SELF_TEST_KINDS:
+            t = compare(kind)
+            flagged = t.p_value <= alpha and t.direction == "slower"
+            confirmed = False
+            if flagged:
+                r = compare(kind)
+                confirmed = r.p_value <= alpha and r.direction == "slower"
+            results[kind].append({"ratio": t.ratio, "low": t.low, "high": t.high,
+                                  "flagged": flagged, "confirmed": confirmed})
+    one_ms = None
+    la = load(models["A"], threads=threads)
+    one_ms = sorted(time_call_ns(la.timing_call, feeds, 21))[10] / 1e6
+    return {"results": results, "call_ms": one_ms}
+
+
+def time_call_ns(run: Callable[[Any, Any], Any], feeds: Any, n: int) -> list[int]:
+    from harness.measure import time_runs
+
+    return time_runs(run, feeds, n)
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """False alarms and detection measured on this machine."""
+
+    options: GateOptions
+    comparisons: int                       # per kind
+    workers: int
+    call_ms: float
+    rates: dict[str, dict[str, float]]     # kind -> flagged, confirmed (fractions), n
+    median_ratio: dict[str, float]
+    range_ratio: dict[str, tuple[float, float]]   # smallest and largest B/A of each kind
+    seconds: float
+
+    def meets_targets(self) -> bool:
+        return (self.rates["A/A"]["confirmed"] <= 0.01
+                and self.rates["+5%"]["confirmed"] >= 0.90)
+
+
+def self_test(options: GateOptions | None = None, *, comparisons: int = 100, workers: int = 4,
+              threads: int = 1, workdir: Path,
+              progress: Callable[[str], None] | None = None) -> SelfTest:
+    """Measure the gate's false-alarm rate (A vs a byte-identical copy of A) and its detection
+    of 5% and 10% more work (a MatMul chain of 20 layers vs 21 and 22), ``comparisons`` of
+    each, spread over ``workers`` worker processes run one after the other."""
+    import numpy as np
+
+    from harness.launcher import run_in_worker
+
+    opts = options or GateOptions()
+    models = {"A": matmul_chain_onnx(workdir / "a" / "model.onnx", layers=20),
+              "A/A": matmul_chain_onnx(workdir / "a2" / "model.onnx", layers=20),
+              "+5%": matmul_chain_onnx(workdir / "b5" / "model.onnx", layers=21),
+              "+10%": matmul_chain_onnx(workdir / "b10" / "model.onnx", layers=22)}
+    per = [comparisons // workers + (1 if k < comparisons % workers else 0)
+           for k in range(workers)]
+    merged: dict[str, list[dict[str, Any]]] = {k: [] for k in SELF_TEST_KINDS}
+    call_ms: list[float] = []
+    t0 = time.monotonic()
+    for k, n in enumerate(per):
+        if not n:
+            continue
+        if progress:
+            progress(f"self-test worker {k + 1}/{workers}: {n} comparisons of each kind")
+        out = run_in_worker({"kind": "gate_selftest", "models": {a: str(p) for a, p in
+                                                                   models.items()},
+                             "comparisons": n, "rounds": opts.rounds, "block": opts.block,
+                             "warmup": opts.warmup, "threshold": opts.threshold,
+                             "alpha": opts.alpha, "threads": threads},
+                            timeout_s=opts.timeout_s * 4, log=workdir / "selftest.log")
+        if out.get("status") != "ok":
+            raise InputError(f"self-test worker failed: {out.get('status')}: "
+                             f"{out.get('reason')}", file=workdir / "selftest.log")
+        for kind, rows in out["result"]["results"].items():
+            merged[kind] += rows
+        call_ms.append(out["result"]["call_ms"])
+    rates = {kind: {"n": float(len(rows)),
+                    "flagged": sum(r["flagged"] for r in rows) / max(1, len(rows)),
+                    "confirmed": (sum(r["confirmed"] for r in rows) / max(1, len(rows))
+                                  if opts.confirm else
+                                  sum(r["flagged"] for r in rows) / max(1, len(rows)))}
+             for kind, rows in merged.items()}
+    med = {kind: float(np.median([r["ratio"] for r in rows])) for kind, rows in merged.items()}
+    return SelfTest(options=opts, comparisons=comparisons, workers=workers,
+                    call_ms=float(np.median(call_ms)), rates=rates, median_ratio=med,
+                    range_ratio={kind: (min(r["ratio"] for r in rows),
+                                        max(r["ratio"] for r in rows))
+                                 for kind, rows in merged.items() if rows},
+                    seconds=time.monotonic() - t0)
+
+
+def selftest_markdown(st: SelfTest) -> str:
+    o = st.options
+    lines = ["## Gate self-test on this machine", "",
+             f"{st.comparisons} comparisons of each kind in {st.workers} worker(s), "
+             f"{o.rounds} rounds x ABBA x {o.block} samples, noise band ±{100 * o.threshold:g}%,"
+             f" alpha {o.alpha:g}, {'with' if o.confirm else 'without'} a confirming re-run; "
+             f"model A: 20 x (MatMul 64x128 @ 128x128 + Add + Relu), {st.call_ms:.3f} ms per call; "
+             f"{st.seconds:.0f} s in all.", "",
+             "| comparison | median B/A | range of B/A | flagged (first pass) | counted "
+             "(confirmed) |",
+             "|---|---|---|---|---|"]
+    for kind in SELF_TEST_KINDS:
+        r = st.rates[kind]
+        what = "false alarms" if kind == "A/A" else "detected"
+        lo, hi = st.range_ratio.get(kind, (math.nan, math.nan))
+        lines.append(f"| {kind} ({what}) | {st.median_ratio[kind]:.4f} | {lo:.4f} - {hi:.4f} | "
+                     f"{100 * r['flagged']:.1f}% | {100 * r['confirmed']:.1f}% |")
+    lines += ["", "targets: false alarms <= 1%, detection of +5% >= 90%: "
+              + ("**met**" if st.meets_targets() else "**NOT met**")]
+    return "\n".join(lines) + "\n"
