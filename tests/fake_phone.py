@@ -19,6 +19,7 @@ those; [] none: the "unauthorized" phone), ``runner_mode`` (ok, crash, hang, gar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -82,12 +83,12 @@ class FakeAndroid:
     dirs: set[str] = field(default_factory=lambda: {"/", "/data", "/data/local",
                                                     "/data/local/tmp"})
     commands: list[str] = field(default_factory=list)    # every shell command received
+    executed: list[str] = field(default_factory=list)    # the name of every command run
     runs: list[list[str]] = field(default_factory=list)  # argv of each runner run
     pushes: list[str] = field(default_factory=list)      # device paths pushed
     auth_attempts: int = 0
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._conns: list[socket.socket] = []
         self._heat_mc = 0.0
@@ -126,10 +127,8 @@ class FakeAndroid:
         """Stop listening and drop every connection (also how the phone 'vanishes')."""
         self._stop.set()
         for s in [self._sock, *self._conns]:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
         self._thread.join(timeout=5)
 
@@ -205,6 +204,7 @@ class FakeAndroid:
 
     def _run(self, argv: list[str], last_rc: int) -> tuple[bytes, int]:
         name, args = argv[0], argv[1:]
+        self.executed.append(name)
         if name == "echo":
             return (" ".join(a.replace("$?", str(last_rc)) for a in args) + "\n").encode(), 0
         if name == "true":
@@ -274,13 +274,13 @@ class FakeAndroid:
 
     # ------------------------------------------------------------------ the runner
     def _perf_test(self, argv: list[str]) -> tuple[bytes, int]:
-        """``onnxruntime_perf_test [options] model_path``, as ONNX Runtime 1.17 prints it."""
+        """``onnxruntime_perf_test [options] model_path``, as ONNX Runtime 1.17 prints it;
+        with ``vanish_after_runs`` N, run N+1 finds the cable pulled."""
+        if self.vanish_after_runs is not None and len(self.runs) >= self.vanish_after_runs:
+            self.close()
+            raise PhoneGone("cable pulled")
         self.runs.append(argv)
-        try:
-            return self._perf_test_output(argv)
-        finally:
-            if self.vanish_after_runs is not None and len(self.runs) >= self.vanish_after_runs:
-                threading.Timer(0.05, self.close).start()
+        return self._perf_test_output(argv)
 
     def _perf_test_output(self, argv: list[str]) -> tuple[bytes, int]:
         opts: dict[str, str] = {}
@@ -314,7 +314,7 @@ class FakeAndroid:
         srt = sorted(lat)
 
         def pct(p: float) -> float:
-            return srt[min(n - 1, int(math.ceil(p / 100.0 * n)) - 1)] / 1e3
+            return srt[min(n - 1, math.ceil(p / 100.0 * n) - 1)] / 1e3
 
         total = sum(lat) / 1e3
         lines = [
@@ -413,8 +413,7 @@ class _Connection:
         dev_id = self.next_id
         if service.startswith("shell:"):
             self.send(OKAY, dev_id, host_id)
-            with self.phone._lock:
-                out, _ = self.phone.shell(service[len("shell:"):])
+            out, _ = self.phone.shell(service[len("shell:"):])
             for i in range(0, len(out), CHUNK):
                 self._write(dev_id, host_id, out[i:i + CHUNK])
             self.send(CLSE, dev_id, host_id)
@@ -493,9 +492,8 @@ class _Sync:
                         msg = b"secure_mkdirs failed: No such file or directory"
                         self._reply(b"FAIL" + struct.pack("<I", len(msg)) + msg)
                         continue
-                    with phone._lock:
-                        phone.files[path] = _File(data, int(mode), n)
-                        phone.pushes.append(path)
+                    phone.files[path] = _File(data, int(mode), n)
+                    phone.pushes.append(path)
                     self._reply(b"OKAY" + struct.pack("<I", 0))
                 elif rid == b"RECV":
                     found = phone._read(self._need(n).decode())
