@@ -83,8 +83,17 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--backend", action="append", metavar="NAME",
                    help="where each case runs (repeatable; default: emulated): emulated = "
                         "measured on this machine under the device's memory cap, with the "
-                        "emulator's device prediction; host = measured on this machine only. "
+                        "emulator's device prediction; host = measured on this machine only; adb = "
+                        "measured on a real phone (--adb or --serial, --runner). "
                         "Several backends give each cell one row per backend in one run")
+    p.add_argument("--adb", default=None, metavar="HOST:PORT",
+                   help="adb backend: the phone over TCP (after `adb tcpip 5555`); see "
+                        "docs/adb.md")
+    p.add_argument("--serial", default=None, metavar="SERIAL",
+                   help="adb backend: the phone over USB (needs adb-shell[usb])")
+    p.add_argument("--runner", default=None, type=Path, metavar="PATH",
+                   help="adb backend: onnxruntime_perf_test built for Android, pushed to the "
+                        "phone")
     p.add_argument("--suite", default=None, metavar="NAME|PATH",
                    help="suite name from suites/ or a path to a suite file (default: default, "
                         "or the resumed run's)")
@@ -259,7 +268,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         prune=_opt_tuple(args.prune), results_dir=args.results_dir, resume=args.resume,
         cache_dir=args.cache_dir, eval_size=args.eval_size, command_line=tuple(sys.argv),
         shapes=tuple((k, tuple(v)) for k, v in _parse_shapes(args.shape).items()),
-        retry=tuple(args.retry),
+        retry=tuple(args.retry), adb=args.adb, serial=args.serial, runner=args.runner,
         overrides=MeasureOverrides(
             iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,
             threads=args.threads, sustained_s=args.sustained_s, period_ms=args.period_ms,

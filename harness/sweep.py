@@ -21,6 +21,7 @@ from harness.backends.base import (
     BACKENDS,
     Backend,
     BackendContext,
+    BackendOptions,
     CaseJob,
     capabilities_of,
     make_backend,
@@ -96,6 +97,11 @@ class BenchOptions:
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     # --retry STATUS: with --resume, run the cases that ended with these statuses again
     retry: tuple[str, ...] = ()
+    # the adb backend: --adb HOST:PORT or --serial SERIAL, and --runner PATH
+    adb: str | None = None
+    serial: str | None = None
+    runner: Path | None = None
+    adb_connect_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("devices", "backends", "workloads", "quant", "prune", "command_line",
@@ -120,11 +126,42 @@ class BenchOptions:
         if self.retry and self.resume is None:
             raise InputError("--retry re-runs cases of a run: give --resume RUN too",
                              field="--retry")
+        self._check_adb()
         from harness.workloads.base import EVAL_SIZES
 
         if self.eval_size is not None and self.eval_size not in EVAL_SIZES:
             raise InputError(f"expected --eval-size to be one of {', '.join(EVAL_SIZES)}, "
                              f"got {self.eval_size!r}", field="--eval-size")
+
+
+    def _check_adb(self) -> None:
+        """--adb / --serial / --runner: given exactly when the adb backend is used."""
+        given = [f for f in ("adb", "serial", "runner") if getattr(self, f) is not None]
+        if "adb" not in self.backends:
+            if given and self.backends:  # (a resumed run names its backends itself)
+                raise InputError(f"--{given[0]} is for the adb backend: add --backend adb",
+                                 field=f"--{given[0]}")
+            return
+        if (self.adb is None) == (self.serial is None):
+            raise InputError("the adb backend needs the phone: --adb HOST:PORT (after `adb "
+                             "tcpip 5555`) or --serial SERIAL (USB), one of them",
+                             field="--adb")
+        if self.adb is not None:
+            host, _, port = self.adb.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise InputError(f"expected --adb HOST:PORT, e.g. 192.168.1.20:5555, got "
+                                 f"{self.adb!r}", field="--adb")
+        if self.runner is None:
+            raise InputError("the adb backend needs --runner PATH: an onnxruntime_perf_test "
+                             "built for Android (see docs/adb.md)", field="--runner")
+        if not Path(self.runner).is_file():
+            raise InputError(f"--runner {self.runner}: no such file", field="--runner")
+
+    @property
+    def backend_options(self) -> BackendOptions:
+        return BackendOptions(adb=self.adb, serial=self.serial,
+                              runner=None if self.runner is None else Path(self.runner),
+                              connect_timeout_s=self.adb_connect_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -153,6 +190,7 @@ class Plan:
     cases: tuple[Case, ...]
     eval_size: str
     cache_dir: Path
+    backend_options: BackendOptions = field(default_factory=BackendOptions)
 
 
 def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = None) -> Plan:
@@ -195,7 +233,8 @@ def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = No
                              file=suite.path) from None
     plan = Plan(suite=suite, measure=measure, profiles=profiles, backends=tuple(backends),
                 cases=tuple(cases), eval_size=eval_size,
-                cache_dir=options.cache_dir or default_cache_dir())
+                cache_dir=options.cache_dir or default_cache_dir(),
+                backend_options=options.backend_options)
     if manifest is not None:
         _check_resumable(plan, options, manifest)
     return plan
@@ -269,7 +308,8 @@ def _sweep(plan: Plan, *, run_dir: Path, done: set[str], executor: Executor,
            progress: ProgressFn | None, note: NoteFn | None) -> None:
     """Prepare and measure the cases of ``plan`` not in ``done``, appending each row."""
     backends: dict[tuple[str, str | None], Backend] = {}
-    context = BackendContext()  # host runs shared by backends: host work once per artifact
+    # host runs shared by backends (host work once per artifact), and their settings
+    context = BackendContext(options=plan.backend_options)
     try:
         pending = [c for c in plan.cases if c.case_id not in done]
         jobs = _prepare(plan, pending, executor=executor, run_dir=run_dir, note=note)

@@ -97,11 +97,23 @@ class HostRuns:
         self.runs.setdefault(key, []).append((cap, outcome, origin))
 
 
+@dataclass(frozen=True)
+class BackendOptions:
+    """Command-line settings for backends that need more than a profile (validated in
+    ``sweep.BenchOptions``): where the phone is and what runs on it (adb)."""
+
+    adb: str | None = None          # --adb HOST:PORT: a phone over TCP (`adb tcpip 5555`)
+    serial: str | None = None       # --serial SERIAL: a phone over USB
+    runner: Path | None = None      # --runner PATH: the on-device benchmark binary
+    connect_timeout_s: float = 10.0
+
+
 @dataclass
 class BackendContext:
     """What the sweep shares with every backend it opens."""
 
     host_runs: HostRuns = field(default_factory=HostRuns)
+    options: BackendOptions = field(default_factory=BackendOptions)
 
 
 class Backend(Protocol):
@@ -153,6 +165,7 @@ def measure_guarded(backend: Backend, job: CaseJob) -> Measurement:
 BACKENDS: Registry[Any] = Registry("backend")
 BACKENDS.register("emulated", "harness.backends.emulated:EmulatedBackend")
 BACKENDS.register("host", "harness.backends.host:HostBackend")
+BACKENDS.register("adb", "harness.backends.adb:AdbBackend")
 
 
 def capabilities_of(name: str) -> Capabilities:

@@ -10,9 +10,9 @@ Row layout, schema version 2 (see docs/results-format.md)::
     status, reason, started_at, duration_s,
     artifact    {key, sha256, format, path, runtime, size_bytes, params, zero_params, sparsity, ...}
     measured    {where, runtime, runtime_version, providers, threads, warmup_runs, pace,
-                 phases: [{name, unit, samples, tokens_per_sample}],
+                 phases: [{name, unit, samples, tokens_per_sample, summary}],
                  cold_start: {load_ns, first_inference_ns}, peak_memory_mb,
-                 memory_before_load_mb}
+                 memory_before_load_mb, extra}
     quality     {metric, value, n_examples, higher_is_better, extra}
     fidelity    {cosine, top1_agreement, sqnr_db, identical, reference_sha256} | {error}
     prediction  {latency_ms, sustained_latency_ms, peak_memory_mb, app_cap_mb, fits,
@@ -59,6 +59,10 @@ class Phase:
     # back-to-back calls one sample timed (a model of a few µs is timed in loops, as pyperf
     # does); readers divide: :attr:`samples_ns` is per call
     calls_per_sample: int = 1
+    # what a runner printed when it gives no raw samples (adb: onnxruntime_perf_test prints
+    # only percentiles): {"count", "mean_ns", "min_ns", "max_ns", "p50_ns", "p90_ns",
+    # "p95_ns", "p99_ns", "p999_ns"}, any subset; samples then stay empty (never invented)
+    summary: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -86,13 +90,16 @@ class Phase:
             out["tokens_per_sample"] = self.tokens_per_sample
         if self.calls_per_sample != 1:
             out["calls_per_sample"] = self.calls_per_sample
+        if self.summary is not None:
+            out["summary"] = dict(self.summary)
         return out
 
     @classmethod
     def from_row(cls, d: Mapping[str, Any]) -> Phase:
         return cls(name=d["name"], samples=tuple(d.get("samples") or ()),
                    unit=d.get("unit", "ns"), tokens_per_sample=d.get("tokens_per_sample"),
-                   calls_per_sample=int(d.get("calls_per_sample", 1)))
+                   calls_per_sample=int(d.get("calls_per_sample", 1)),
+                   summary=d.get("summary"))
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,9 @@ class Measured:
     # (host work depends on the artifact, not the device: it is measured once per artifact)
     origin: str | None = None
     memory_cap_mb: float | None = None           # the memory cap the worker ran under
+    # facts only one backend has (adb: the SoC, thermal zones before and after the run,
+    # the runner, notes such as "quality not measured on the device"); see docs/adb.md
+    extra: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
@@ -156,6 +166,7 @@ class Measured:
             "pace": None if self.pace is None else dict(self.pace),
             "origin": self.origin,
             "memory_cap_mb": self.memory_cap_mb,
+            **({"extra": dict(self.extra)} if self.extra is not None else {}),
         }
 
     @classmethod
@@ -171,7 +182,7 @@ class Measured:
             runtime=d.get("runtime"), runtime_version=d.get("runtime_version"),
             providers=tuple(d.get("providers") or ()), threads=d.get("threads"),
             warmup_runs=d.get("warmup_runs"), pace=d.get("pace"), origin=d.get("origin"),
-            memory_cap_mb=d.get("memory_cap_mb"))
+            memory_cap_mb=d.get("memory_cap_mb"), extra=d.get("extra"))
 
 
 def _num(v: Any) -> float | None:

@@ -1,0 +1,206 @@
+"""The ``adb`` backend: each case measured on a real phone by ``onnxruntime_perf_test``.
+
+Per case: connect (once; again after the phone was lost), push the artifact once to
+``/data/local/tmp/edge-harness/<key>/`` (skipped when the same bytes are there) and the runner
+once, read the thermal zones, run the runner with every argument quoted, read them again,
+parse the output into a ``forward`` phase whose ``summary`` holds the runner's statistics.
+Quality and fidelity are the host's business (the runner times generated inputs): the row
+says so in ``measured.extra.notes``. Any failure is this case's ``error`` or ``timeout`` row.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.backends.adb.device import REMOTE_ROOT, AdbError, Phone, sha256_file
+from harness.backends.adb.perf_test import (
+    PerfTestOutputError,
+    parse_perf_test,
+    perf_test_args,
+)
+from harness.backends.base import (
+    BackendContext,
+    BackendOptions,
+    Capabilities,
+    CaseJob,
+    measurement_for,
+    now_iso,
+)
+from harness.core.measurement import FORWARD, ColdStart, Measured, Measurement, Phase
+
+if TYPE_CHECKING:
+    from harness.profiles import DeviceProfile
+
+QUALITY_NOTE = ("quality and fidelity are not measured on the phone (the runner times "
+                "generated inputs): see the host or emulated row of this cell")
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class AdbBackend:
+    """A real phone over adb, one case at a time."""
+
+    name = "adb"
+    capabilities = Capabilities(needs_device=True, predicts=False, concurrency=1,
+                                measures_on="device")
+
+    def __init__(self) -> None:
+        self.profile: DeviceProfile | None = None
+        self.options = BackendOptions()
+        self.phone: Phone | None = None
+        self.facts: dict[str, Any] = {}
+        self.runner_remote: str | None = None
+        self._sha: dict[Path, str] = {}
+
+    def open(self, profile: DeviceProfile | None, context: BackendContext) -> None:
+        # connecting waits for the first case: a phone that is not there gives error rows
+        self.profile = profile
+        self.options = context.options
+
+    def close(self) -> None:
+        self._drop()
+
+    def _drop(self) -> None:
+        if self.phone is not None:
+            self.phone.close()
+        self.phone, self.runner_remote = None, None
+
+    # ------------------------------------------------------------------ the phone
+    def _connect(self) -> Phone:
+        if self.phone is not None:
+            return self.phone
+        o = self.options
+        if (o.adb is None and o.serial is None) or o.runner is None:
+            raise AdbError("failed", "the adb backend needs --adb HOST:PORT or --serial "
+                                     "SERIAL, and --runner PATH")
+        phone = Phone.connect(adb=o.adb, serial=o.serial, timeout_s=o.connect_timeout_s)
+        try:
+            soc = phone.getprop("ro.soc.model")
+            p = self.profile
+            if soc and p is not None and soc.upper() != p.adb_soc_model.upper():
+                raise AdbError("failed", f"the phone at {phone.where} has SoC {soc}, but "
+                               f"profile {p.name!r} is {p.adb_soc_model}: give the "
+                               f"--device whose adb_soc_model is {soc}")
+            self.facts = {"soc_model": soc or None,
+                          "product_model": phone.getprop("ro.product.model") or None,
+                          "serialno": phone.getprop("ro.serialno") or None}
+            phone.list_zones()
+            runner = Path(o.runner)
+            self._sha.setdefault(runner, sha256_file(runner))
+            remote = f"{REMOTE_ROOT}/bin/{runner.name}"
+            phone.push_if_changed(runner, remote, mode=0o755, sha256=self._sha[runner])
+            phone.check(f"chmod 755 {shlex.quote(remote)}")
+        except BaseException:
+            phone.close()
+            raise
+        self.phone, self.runner_remote = phone, remote
+        self.facts["runner"] = runner.name
+        self.facts["runner_sha256"] = self._sha[runner]
+        return phone
+
+    def _answers(self) -> bool:
+        """Whether the phone answers a new connection now (briefly)."""
+        o = self.options
+        try:
+            probe = Phone.connect(adb=o.adb, serial=o.serial,
+                                  timeout_s=min(o.connect_timeout_s, 5.0))
+        except AdbError:
+            return False
+        try:
+            probe.sh("true", timeout_s=5.0)
+            return True
+        except AdbError:
+            return False
+        finally:
+            probe.close()
+
+    # ------------------------------------------------------------------ one case
+    def measure(self, job: CaseJob) -> Measurement:
+        started, started_at = time.monotonic(), now_iso()
+        job = replace(job, provenance=replace(job.provenance,
+                                              backend_version=_adb_shell_version()))
+
+        def finish(status: str, reason: str = "", **figures: Any) -> Measurement:
+            return measurement_for(job, backend=self.name, status=status, reason=reason,
+                                   started=started, started_at=started_at, **figures)
+
+        try:
+            if job.failure is not None:
+                return finish(*job.failure)
+            if job.measure is None:
+                return finish("error", "no measurement task (the artifact was not built)")
+            if job.measure.artifact.format != "onnx":
+                return finish("unsupported", f"the adb backend runs ONNX artifacts with "
+                                             f"onnxruntime_perf_test, not "
+                                             f"{job.measure.artifact.format!r}")
+            return self._measure(job, finish)
+        except AdbError as exc:
+            if exc.kind in ("gone", "timeout"):
+                self._drop()  # the next case connects again
+            if exc.kind == "timeout" and not self._answers():
+                # over TCP a vanished phone looks like silence: tell the two apart
+                exc = AdbError("gone", f"{exc}; the phone no longer answers (unplugged, "
+                                       f"asleep or rebooted?)")
+            return finish("timeout" if exc.kind == "timeout" else "error", str(exc))
+        except Exception as exc:  # last line of defence: one bad case never stops the sweep
+            self._drop()
+            return finish("error", f"{type(exc).__name__}: {exc}")
+
+    def _measure(self, job: CaseJob, finish: Any) -> Measurement:
+        task = job.measure
+        assert task is not None
+        phone = self._connect()
+        assert self.runner_remote is not None
+        local = task.artifact.path(task.cache_dir)
+        if local not in self._sha:
+            self._sha[local] = sha256_file(local)
+        remote = f"{REMOTE_ROOT}/{task.artifact.key}/{task.artifact.filename}"
+        pushed = phone.push_if_changed(local, remote, sha256=self._sha[local])
+        argv = [self.runner_remote, *perf_test_args(remote, iterations=task.iterations,
+                                                    threads=task.threads)]
+        command = " ".join(shlex.quote(a) for a in argv)
+        timeout = task.timeout_s if task.timeout_s > 0 else DEFAULT_TIMEOUT_S
+        before, battery = phone.thermal(), phone.battery()
+        t0 = time.monotonic()
+        out, rc = phone.sh(command, timeout_s=timeout)
+        wall = time.monotonic() - t0
+        after = phone.thermal()
+        extra = {**self.facts, "command": command, "artifact_pushed": pushed,
+                 "run_s": round(wall, 3), "thermal_before_c": before,
+                 "thermal_after_c": after, "battery_before": battery,
+                 "notes": [QUALITY_NOTE]}
+        if rc != 0:
+            tail = " | ".join(out.strip().splitlines()[-3:])
+            signal = f" (killed by signal {rc - 128})" if rc > 128 else ""
+            return finish("error", f"the runner exited with status {rc}{signal}: "
+                                   f"{tail[-300:]}",
+                          measured=Measured(where=phone.where, extra=extra))
+        try:
+            parsed = parse_perf_test(out)
+        except PerfTestOutputError as exc:
+            return finish("error", f"{exc}: {out.strip()[-300:]!r}",
+                          measured=Measured(where=phone.where, extra=extra))
+        cold = None
+        if parsed.load_ns is not None and parsed.first_inference_ns is not None:
+            cold = ColdStart(parsed.load_ns, parsed.first_inference_ns)
+        measured = Measured(
+            where=phone.where, phases=(Phase(FORWARD, (), summary=parsed.summary),),
+            cold_start=cold,
+            peak_memory_mb=None if parsed.peak_memory_bytes is None
+            else round(parsed.peak_memory_bytes / 2**20, 3),
+            runtime="onnxruntime", providers=("CPUExecutionProvider",),
+            threads=task.threads or None, warmup_runs=1, extra=extra)
+        result: Measurement = finish("ok", measured=measured)
+        return result
+
+
+def _adb_shell_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"adb-shell {version('adb-shell')}"
+    except PackageNotFoundError:
+        return "adb-shell (not installed)"

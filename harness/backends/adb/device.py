@@ -1,0 +1,207 @@
+"""A phone over adb (adb-shell): connecting with this computer's key, shell commands with
+their exit status, pushing files only when they changed, reading thermal zones.
+
+adb-shell is an optional dependency (``pip install edge-harness[adb]``) imported here only.
+Every failure is an :class:`AdbError` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+REMOTE_ROOT = "/data/local/tmp/edge-harness"
+_RC = re.compile(r"__rc=(\d+)\s*$")
+
+
+class AdbError(Exception):
+    """The phone could not be reached or used; ``kind`` is unauthorized, no-device, gone,
+    timeout or failed."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def adb_key_path() -> Path:
+    """This computer's adb key, ``~/.android/adbkey`` ($HOME respected), created (mode 0600)
+    when absent, with its ``.pub`` beside it, as the adb tool does."""
+    from adb_shell.auth.keygen import keygen
+
+    path = Path.home() / ".android" / "adbkey"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # created 0600 before the key is written into it: never readable by others
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        keygen(str(path))
+        os.chmod(path, 0o600)
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Phone:
+    """A connected phone. ``where`` names it in rows: HOST:PORT or the USB serial."""
+
+    def __init__(self, device: Any, where: str) -> None:
+        self.device = device
+        self.where = where
+        self.zones: list[str] = []
+
+    @classmethod
+    def connect(cls, *, adb: str | None, serial: str | None, timeout_s: float) -> Phone:
+        """Connect to ``adb`` (HOST:PORT) or the USB phone ``serial``; an AdbError says why
+        not (no device, unauthorized key) within about ``timeout_s``."""
+        try:
+            from adb_shell.adb_device import AdbDeviceTcp
+            from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+        except ImportError as exc:
+            raise AdbError("failed", f"the adb backend needs adb-shell: pip install "
+                                     f"'edge-harness[adb]' ({exc})") from None
+        where = adb or serial or "?"
+        if adb is not None:
+            host, _, port = adb.rpartition(":")
+            device: Any = AdbDeviceTcp(host, int(port), default_transport_timeout_s=timeout_s)
+        else:
+            try:
+                from adb_shell.adb_device import AdbDeviceUsb
+                device = AdbDeviceUsb(serial=serial, default_transport_timeout_s=timeout_s)
+            except Exception as exc:  # usb1 missing, or no such serial
+                raise AdbError("no-device", f"no USB phone {serial!r}: {exc} (USB needs "
+                                            f"pip install 'adb-shell[usb]', and `adb "
+                                            f"kill-server` if an adb server holds the "
+                                            f"phone)") from None
+        signer = PythonRSASigner.FromRSAKeyPath(str(adb_key_path()))
+        refused: list[bool] = []
+        try:
+            device.connect(rsa_keys=[signer], auth_timeout_s=timeout_s,
+                           transport_timeout_s=timeout_s, read_timeout_s=timeout_s,
+                           auth_callback=lambda _: refused.append(True))
+        except Exception as exc:
+            _close(device)
+            if refused:
+                raise AdbError("unauthorized", f"the phone at {where} did not accept this "
+                               f"computer's key ({adb_key_path()}): unlock it, tap Allow on "
+                               f"'Allow USB debugging?' and run again") from None
+            raise AdbError("no-device", f"no phone answered at {where} within {timeout_s:g} "
+                           f"s ({type(exc).__name__}: {exc}); is USB debugging on and, for "
+                           f"--adb, `adb tcpip 5555` done and the phone on this network?"
+                           ) from None
+        return cls(device, where)
+
+    def close(self) -> None:
+        _close(self.device)
+
+    # ------------------------------------------------------------------ commands
+    def sh(self, command: str, *, timeout_s: float = 30.0) -> tuple[str, int]:
+        """Output (stdout and stderr mixed, as adb's ``shell:`` gives them) and exit
+        status of ``command``: ``shell:`` has none, so it is echoed and parsed."""
+        try:
+            out = self.device.shell(f"{command}; echo __rc=$?", transport_timeout_s=timeout_s,
+                                    read_timeout_s=timeout_s, timeout_s=timeout_s,
+                                    decode=False)
+        except Exception as exc:
+            raise _classify(exc, self.where, f"running {command[:80]!r}") from None
+        text = out.decode("utf-8", errors="replace") if isinstance(out, bytes) else str(out)
+        m = _RC.search(text)
+        if m is None:
+            raise AdbError("gone", f"the phone at {self.where} ended the command without an "
+                                   f"exit status (output: {text[-200:]!r})")
+        return text[:m.start()], int(m.group(1))
+
+    def check(self, command: str, *, timeout_s: float = 30.0) -> str:
+        out, rc = self.sh(command, timeout_s=timeout_s)
+        if rc != 0:
+            raise AdbError("failed", f"{command[:120]!r} failed on the phone (exit {rc}): "
+                                     f"{out.strip()[-300:]}")
+        return out
+
+    def getprop(self, name: str) -> str:
+        return self.check(f"getprop {shlex.quote(name)}").strip()
+
+    def push_if_changed(self, local: Path, remote: str, *, mode: int = 0o644,
+                        sha256: str | None = None, timeout_s: float = 600.0) -> bool:
+        """Push ``local`` to ``remote`` unless a file of the same size and sha256 is there;
+        True when pushed."""
+        size = local.stat().st_size
+        digest = sha256 or sha256_file(local)
+        try:
+            _, remote_size, _ = self.device.stat(remote, transport_timeout_s=timeout_s,
+                                                 read_timeout_s=timeout_s)
+        except Exception as exc:
+            raise _classify(exc, self.where, f"stat {remote}") from None
+        if remote_size == size:
+            out, rc = self.sh(f"sha256sum {shlex.quote(remote)}")
+            if rc == 0 and out.split()[:1] == [digest]:
+                return False
+        self.check(f"mkdir -p {shlex.quote(remote.rsplit('/', 1)[0])}")
+        try:
+            self.device.push(str(local), remote, st_mode=0o100000 | mode,
+                             transport_timeout_s=timeout_s, read_timeout_s=timeout_s)
+        except Exception as exc:
+            raise _classify(exc, self.where, f"pushing {local.name}") from None
+        return True
+
+    # ------------------------------------------------------------------ telemetry
+    def list_zones(self) -> None:
+        out, _rc = self.sh("ls /sys/class/thermal")
+        self.zones = sorted((z for z in out.split() if z.startswith("thermal_zone")),
+                            key=lambda z: int(z[12:]) if z[12:].isdigit() else 0)[:64]
+
+    def thermal(self) -> dict[str, float]:
+        """Temperature (°C) of each readable thermal zone, by its type (``cpu-0-0-0``...);
+        zones SELinux hides are left out."""
+        if not self.zones:
+            return {}
+        base = "/sys/class/thermal"
+        cmd = "; ".join(f"echo __zone; cat {base}/{z}/type {base}/{z}/temp"
+                        for z in self.zones)
+        out, _ = self.sh(cmd)
+        temps: dict[str, float] = {}
+        for block in out.split("__zone")[1:]:
+            lines = [ln.strip() for ln in block.strip().splitlines()]
+            if len(lines) == 2 and re.fullmatch(r"-?\d+", lines[1]) and lines[0]:
+                name, value = lines[0], int(lines[1])
+                while name in temps:
+                    name += "'"
+                # millidegrees on most phones; a few report whole degrees
+                temps[name] = value / 1000 if abs(value) > 500 else float(value)
+        return temps
+
+    def battery(self) -> dict[str, str]:
+        """Battery status, capacity (%), temperature (0.1 °C) and current (µA) as read."""
+        names = ("status", "capacity", "temp", "current_now")
+        base = "/sys/class/power_supply/battery"
+        out, _ = self.sh("; ".join(f"echo __{n}; cat {base}/{n}" for n in names))
+        found = {}
+        for block in out.split("__")[1:]:
+            key, _, value = block.strip().partition("\n")
+            if key in names and value and "No such file" not in value \
+                    and "denied" not in value:
+                found[key] = value.strip()
+        return found
+
+
+def _close(device: Any) -> None:
+    with contextlib.suppress(Exception):
+        device.close()
+
+
+def _classify(exc: Exception, where: str, doing: str) -> AdbError:
+    """An adb-shell or socket failure as an AdbError: a timeout, or the phone gone."""
+    name = type(exc).__name__
+    if "Timeout" in name or isinstance(exc, TimeoutError):
+        return AdbError("timeout", f"{doing}: no answer from the phone at {where} in time "
+                                   f"({name}: {exc})")
+    return AdbError("gone", f"{doing}: lost the phone at {where} ({name}: {exc})")

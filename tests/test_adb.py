@@ -1,0 +1,225 @@
+"""The adb backend end to end through a loopback fake phone (tests/fake_phone.py) that
+speaks the real ADB wire protocol: adb-shell connects to it over TCP as to a phone after
+`adb tcpip 5555`. Worker tasks run in this process (InlineExecutor) to stay fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_phone import FakeAndroid
+from sweep_fakes import InlineExecutor
+
+from harness.backends.adb.perf_test import PerfTestOutputError, parse_perf_test
+from harness.core.measurement import Measurement
+from harness.errors import InputError
+from harness.sweep import BenchOptions, MeasureOverrides, run_bench
+
+pytest.importorskip("adb_shell")
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh $HOME: the backend creates ~/.android/adbkey in it."""
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("HOME", str(h))
+    return h
+
+
+@pytest.fixture
+def phone() -> Iterator[FakeAndroid]:
+    with FakeAndroid() as p:
+        yield p
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Path:
+    path = tmp_path / "onnxruntime_perf_test"
+    path.write_bytes(b"\x7fELF fake runner")
+    return path
+
+
+def _suite(tmp_path: Path, model: Path, *, name: str = "tiny") -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'schema_version = 1\ndescription = "adb test"\n'
+        f'workloads = [{{ name = "{name}", onnx = "{model}", '
+        'shapes = { input = [1, 4, 8, 8] } }]\n'
+        'quant = ["fp32", "int8-dynamic"]\nprune = [0]\n'
+        '[measure]\nwarmup = 1\niterations = 20\ntimeout_s = 20\nthreads = 1\n'
+        'min_time_s = 0\nsustained_s = 10\n')
+    return path
+
+
+def _run(tmp_path: Path, suite: Path, phone: FakeAndroid, runner: Path,
+         **kw: Any) -> list[Measurement]:
+    options = BenchOptions(devices=("snapdragon8gen3",), backends=("adb",), suite=suite,
+                           results_dir=tmp_path / "results", cache_dir=tmp_path / "cache",
+                           command_line=("test",), adb=phone.address, runner=runner, **kw)
+    run_dir = run_bench(options, executor=InlineExecutor())
+    rows = [json.loads(line) for line in (run_dir / "cases.jsonl").read_text().splitlines()]
+    return [Measurement.from_row(r) for r in rows]
+
+
+def test_a_sweep_on_the_phone_gives_its_latency(tmp_path: Path, tiny_model: Path,
+                                                phone: FakeAndroid, runner: Path,
+                                                home: Path) -> None:
+    ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner)
+    assert [m.case_id for m in ms] == ["tiny/fp32/prune-0/snapdragon8gen3@adb",
+                                       "tiny/int8-dynamic/prune-0/snapdragon8gen3@adb"]
+    assert all(m.status == "ok" and m.reason == "" for m in ms), [m.reason for m in ms]
+    for m in ms:
+        assert m.measured is not None
+        assert m.measured.where == phone.address
+        forward = m.measured.phase("forward")
+        assert forward is not None and forward.samples == ()   # none invented
+        s = forward.summary or {}
+        assert s["count"] == 20
+        assert 1e6 < s["mean_ns"] < 1e7 and s["p50_ns"] <= s["p90_ns"] <= s["p99_ns"]
+        assert m.measured.peak_memory_mb is not None and m.measured.peak_memory_mb > 29
+        assert m.measured.cold_start is not None
+        extra = m.measured.extra or {}
+        assert extra["soc_model"] == "SM8650"
+        assert any("not measured on the phone" in n for n in extra["notes"])
+        assert extra["thermal_after_c"]["cpu-0-0-0"] > extra["thermal_before_c"]["cpu-0-0-0"]
+        assert m.quality is None and m.prediction is None
+        assert (m.provenance.backend_version or "").startswith("adb-shell")
+    # the runner was pushed once and made executable; each artifact pushed once, by key
+    assert phone.pushes.count("/data/local/tmp/edge-harness/bin/onnxruntime_perf_test") == 1
+    models = [p for p in phone.pushes if p.endswith(".onnx")]
+    assert len(models) == 2 and all(p.startswith("/data/local/tmp/edge-harness/")
+                                    for p in models)
+    assert [r[0] for r in phone.runs] == ["/data/local/tmp/edge-harness/bin/"
+                                          "onnxruntime_perf_test"] * 2
+    key = home / ".android" / "adbkey"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.with_suffix(".pub").exists()
+
+
+def test_a_second_run_pushes_nothing_again(tmp_path: Path, tiny_model: Path,
+                                           phone: FakeAndroid, runner: Path) -> None:
+    suite = _suite(tmp_path, tiny_model)
+    _run(tmp_path, suite, phone, runner)
+    pushed = len(phone.pushes)
+    ms = _run(tmp_path, suite, phone, runner)
+    assert all(m.status == "ok" for m in ms)
+    assert len(phone.pushes) == pushed   # same size and sha256 on the phone: skipped
+    assert all(m.measured and m.measured.extra and not m.measured.extra["artifact_pushed"]
+               for m in ms)
+
+
+def test_an_unauthorized_computer_gets_a_clear_error_row(tmp_path: Path, tiny_model: Path,
+                                                         runner: Path) -> None:
+    with FakeAndroid(accepted_keys=[]) as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner,
+                  adb_connect_timeout_s=1.0)
+    assert [m.status for m in ms] == ["error", "error"]
+    assert all("did not accept this computer's key" in m.reason and "Allow" in m.reason
+               for m in ms)
+    assert phone.runs == []
+
+
+def test_the_phone_vanishing_after_the_first_case(tmp_path: Path, tiny_model: Path,
+                                                  runner: Path) -> None:
+    with FakeAndroid(vanish_after_runs=1) as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner,
+                  adb_connect_timeout_s=1.0, overrides=MeasureOverrides(timeout_s=2.0))
+    assert len(ms) == 2                      # every case recorded
+    assert ms[0].status == "ok"
+    assert ms[1].status == "error"
+    assert "no longer answers" in ms[1].reason, ms[1].reason
+
+
+def test_a_crashing_runner_is_an_error_row(tmp_path: Path, tiny_model: Path,
+                                           runner: Path) -> None:
+    with FakeAndroid(runner_mode="crash") as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner)
+    assert [m.status for m in ms] == ["error", "error"]
+    assert "status 139 (killed by signal 11)" in ms[0].reason
+    assert "Segmentation fault" in ms[0].reason
+
+
+def test_a_hung_runner_times_out(tmp_path: Path, tiny_model: Path, runner: Path) -> None:
+    with FakeAndroid(runner_mode="hang", hang_s=30) as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner,
+                  overrides=MeasureOverrides(timeout_s=1.0))
+    assert [m.status for m in ms] == ["timeout", "timeout"]
+    assert "no answer from the phone" in ms[0].reason
+
+
+def test_a_hostile_file_name_is_quoted(tmp_path: Path, phone: FakeAndroid,
+                                       tiny_model: Path) -> None:
+    runner = tmp_path / "perf test; rm -rf $HOME 'x'"
+    runner.write_bytes(b"\x7fELF")
+    ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner)
+    assert all(m.status == "ok" for m in ms), [m.reason for m in ms]
+    # the phone saw one runner invocation with the whole name as one word, and nothing else
+    assert phone.runs[0][0] == "/data/local/tmp/edge-harness/bin/perf test; rm -rf $HOME 'x'"
+    assert "rm" not in phone.executed and "x" not in phone.executed
+
+
+def test_a_phone_with_another_soc_is_refused(tmp_path: Path, tiny_model: Path,
+                                             runner: Path) -> None:
+    with FakeAndroid() as phone:
+        phone.props["ro.soc.model"] = "SM8550"
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner)
+    assert all(m.status == "error" and "has SoC SM8550" in m.reason and "--device" in m.reason
+               for m in ms)
+
+
+def test_no_phone_is_a_clear_error_row(tmp_path: Path, tiny_model: Path,
+                                       runner: Path) -> None:
+    with FakeAndroid() as phone:
+        pass   # closed: nothing listens on its port any more
+    ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, adb_connect_timeout_s=1.0)
+    assert all(m.status == "error" and "no phone answered" in m.reason for m in ms)
+
+
+def test_adb_options_are_checked(tmp_path: Path, runner: Path) -> None:
+    def opts(**kw: Any) -> BenchOptions:
+        return BenchOptions(devices=("snapdragon8gen3",), **kw)
+
+    with pytest.raises(InputError, match="needs the phone"):
+        opts(backends=("adb",), runner=runner)
+    with pytest.raises(InputError, match="expected --adb HOST:PORT"):
+        opts(backends=("adb",), adb="phone", runner=runner)
+    with pytest.raises(InputError, match="needs --runner"):
+        opts(backends=("adb",), adb="10.0.0.2:5555")
+    with pytest.raises(InputError, match="no such file"):
+        opts(backends=("adb",), adb="10.0.0.2:5555", runner=tmp_path / "nope")
+    with pytest.raises(InputError, match="add --backend adb"):
+        opts(backends=("host",), adb="10.0.0.2:5555")
+    assert opts(backends=("adb",), serial="R5CT", runner=runner).backend_options.serial == \
+        "R5CT"
+
+
+def test_perf_test_output_is_parsed() -> None:
+    text = ("Session creation time cost: 0.2179 s\nFirst inference time cost: 196 ms\n"
+            "Total inference requests: 50\n"
+            "Average inference time cost total: 98.96 ms\n"
+            "Peak working set size: 271122432 bytes\nMin Latency: 0.0958 s\n"
+            "P50 Latency: 0.0987 s\nP99 Latency: 0.11 s\n")
+    r = parse_perf_test(text)
+    assert r.summary == {"mean_ns": pytest.approx(98.96e6), "count": 50,
+                         "min_ns": pytest.approx(95.8e6), "p50_ns": pytest.approx(98.7e6),
+                         "p99_ns": pytest.approx(110e6)}
+    assert r.load_ns == 217_900_000 and r.first_inference_ns == 196_000_000
+    assert r.peak_memory_bytes == 271122432
+    assert parse_perf_test("Average inference time cost: 1.857 ms\nP50 Latency is 0.0587sec\n"
+                           ).summary["p50_ns"] == pytest.approx(58.7e6)
+    with pytest.raises(PerfTestOutputError):
+        parse_perf_test("Segmentation fault\n")
+
+
+def test_the_key_is_private(home: Path) -> None:
+    from harness.backends.adb.device import adb_key_path
+
+    path = adb_key_path()
+    assert path == home / ".android" / "adbkey"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert adb_key_path() == path    # kept, not regenerated
