@@ -99,6 +99,12 @@ def test_a_sweep_on_the_phone_gives_its_latency(tmp_path: Path, tiny_model: Path
                                           "onnxruntime_perf_test"] * 2
     key = home / ".android" / "adbkey"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.with_suffix(".pub").exists()
+    # the report reads the runner's printed statistics (there are no raw samples)
+    from harness.report.frame import row_stats
+
+    row = row_stats(ms[0])
+    s0 = ms[0].measured.phase("forward").summary if ms[0].measured else None
+    assert s0 and row["host_p50_ms"] == s0["p50_ns"] / 1e6 and row["host_mean_ms"] > 0
 
 
 def test_a_second_run_pushes_nothing_again(tmp_path: Path, tiny_model: Path,

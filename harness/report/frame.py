@@ -143,10 +143,29 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+def _printed_stats(m: Measurement) -> dict[str, float]:
+    """p50/p90/p99/mean in ms from a phase's printed summary (no raw samples)."""
+    phase = m.measured.phase() if m.measured else None
+    summary = phase.summary if phase is not None else None
+    if not summary:
+        return {}
+    out = {}
+    for key in ("p50", "p90", "p99", "mean"):
+        v = summary.get(f"{key}_ns")
+        if isinstance(v, int | float):
+            out[key] = float(v) / 1e6 / (phase.calls_per_sample if phase else 1)
+    return out
+
+
 def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
               ) -> dict[str, Any]:
-    """One table row (machine-readable names, units in the names) from one measurement."""
+    """One table row (machine-readable names, units in the names) from one measurement.
+
+    The measured latency columns come from the raw samples; a runner that prints only its own
+    statistics (adb: onnxruntime_perf_test) fills p50/p90/p99/mean from them instead.
+    """
     st = sample_stats(m.samples_ns())
+    printed = _printed_stats(m) if st is None else {}
     measured = m.measured
     cold = measured.cold_start if measured else None
     pred = m.predicted
@@ -170,10 +189,10 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         "device": m.device_label,
         "backend": m.backend,
         "status": m.status,
-        "host_p50_ms": st.p50_ms if st else None,
-        "host_p90_ms": st.p90_ms if st else None,
-        "host_p99_ms": st.p99_ms if st else None,
-        "host_mean_ms": st.mean_ms if st else None,
+        "host_p50_ms": st.p50_ms if st else printed.get("p50"),
+        "host_p90_ms": st.p90_ms if st else printed.get("p90"),
+        "host_p99_ms": st.p99_ms if st else printed.get("p99"),
+        "host_mean_ms": st.mean_ms if st else printed.get("mean"),
         "host_stdev_ms": st.stdev_ms if st else None,
         "host_spread_pct": 100 * st.spread if st else None,
         "unstable": st.unstable(threshold=unstable_threshold) if st else None,
