@@ -220,6 +220,35 @@ def unit_checks(*, cache_dir: Path, parameters: dict[str, float] | None = None,
     return rows
 
 
+def _ratio_quantiles(rows: list[dict[str, Any]]) -> tuple[float, float] | None:
+    ratios = sorted(1.0 + r["error_pct"] / 100.0 for r in rows)
+    if len(ratios) < 5:
+        return None
+    import numpy as np
+
+    lo, hi = np.percentile(ratios, [10, 90])
+    return float(lo), float(hi)
+
+
+def _ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The [fidelity] lines giving the spread of predicted/published ratios, overall and per
+    precision (the interval a prediction carries: how wrong it was on models left out)."""
+    out = []
+    overall = _ratio_quantiles(rows)
+    if overall:
+        out += [f"ratio_p10 = {overall[0]:.4f}", f"ratio_p90 = {overall[1]:.4f}"]
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(str(r.get("emulated_precision") or r["precision"]), []).append(r)
+    for prec, group in sorted(by.items()):
+        q = _ratio_quantiles(group)
+        if q:
+            out.append(f"[fidelity.by_precision.{prec}]")
+            out += [f"ratio_p10 = {q[0]:.4f}", f"ratio_p90 = {q[1]:.4f}",
+                    f"rows = {len(group)}"]
+    return out
+
+
 def write_overlay(report: CalibrationReport, *, devices_dir: Path | None = None) -> Path:
     """Write the fitted figures for every profile with an NPU into the generated overlay."""
     d = devices_dir or default_devices_dir()
@@ -244,7 +273,10 @@ def write_overlay(report: CalibrationReport, *, devices_dir: Path | None = None)
              f"in_sample_median_pct = {err_in:.1f}",
              f"leave_one_device_out_median_pct = {err_cv:.1f}",
              f"leave_one_model_out_median_pct = {err_mo:.1f}",
-             f"devices = {json.dumps(fitted_on)}", ""]
+             f"devices = {json.dumps(fitted_on)}",
+             "# predicted / published over the leave-one-model-out rows: a prediction's 80%",
+             "# range is [latency / ratio_p90, latency / ratio_p10]",
+             *_ratio_lines(report.leave_one_model_out), ""]
     for name in list_profiles(d):
         prof = load_profile(d / f"{name}.toml")
         npu = next((u for u in prof.units if u.name == FIT_UNIT), None)

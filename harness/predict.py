@@ -99,6 +99,9 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
         fidelity = calibration_fidelity(profile)
         if fidelity is not None:
             summary["calibration"] = fidelity
+            band = _range(fidelity, summary)
+            if band is not None:
+                summary["latency_range_ms"] = [band[0] * em.latency_ms, band[1] * em.latency_ms]
 
         # what a paced host run (--pace) follows: latency and energy per clock, the thermals
         summary["pace_spec"] = PaceSpec.from_prediction(em.latency, profile).to_json()
@@ -158,3 +161,19 @@ def _known_inputs(graph: Path, shapes: Mapping[str, Sequence[int]]) -> dict[str,
     model = onnx.load(str(graph), load_external_data=False)
     names = {i.name for i in model.graph.input}
     return {k: list(v) for k, v in shapes.items() if k in names}
+
+
+def _range(fidelity: Mapping[str, Any], summary: Mapping[str, Any]) -> tuple[float, float] | None:
+    """Multipliers giving the prediction's 80% range from the calibration's leave-one-model-out
+    ratios (by precision where the fit had rows of it), for predictions made mainly on the
+    fitted unit; None elsewhere (the CPU and GPU figures are not fitted: no honest range)."""
+    if summary.get("unit") != fidelity.get("unit"):
+        return None
+    by = fidelity.get("by_precision") or {}
+    q = by.get(str(summary.get("precision"))) if isinstance(by, Mapping) else None
+    q = q if isinstance(q, Mapping) and "ratio_p10" in q else fidelity
+    lo, hi = q.get("ratio_p10"), q.get("ratio_p90")
+    if not isinstance(lo, int | float) or not isinstance(hi, int | float) or lo <= 0 or hi <= 0:
+        return None
+    # predicted/published ratios r: the device's latency is about predicted / r
+    return 1.0 / float(hi), 1.0 / float(lo)

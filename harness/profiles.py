@@ -295,7 +295,7 @@ def calibration_fidelity(profile: DeviceProfile) -> dict[str, Any] | None:
         return None
     if not any(u.name == fid.get("unit") for u in profile.units):
         return None
-    return {k: v for k, v in fid.items() if isinstance(v, int | float | str | list)}
+    return {k: v for k, v in fid.items() if isinstance(v, int | float | str | list | dict)}
 
 
 def apply_overlay(data: dict[str, Any], overlay: Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from report_fixtures import make_run, rich_rows
+from report_fixtures import make_run, rich_rows, row
 
 from harness.cli import main
 from harness.errors import InputError
@@ -73,3 +73,25 @@ def test_cli(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
     assert doc["accepted"][0]["rank"] == 1
     assert main(["recommend", str(run_dir), "--device", "tablet"]) == 2
     assert "unknown device in this run 'tablet'" in capsys.readouterr().err
+
+
+def test_an_advantage_inside_the_prediction_range_decides_nothing(tmp_path: Path) -> None:
+    """Two variants of equal quality, one predicted 10% faster: without ranges the slower is
+    dominated; with overlapping 80% ranges (the emulator cannot tell them apart) both stay on
+    the front; with ranges that do not overlap, the slower is dominated again."""
+    def rec(ranges: tuple | None) -> dict:
+        rows = []
+        for quant, ms, band in (("fast", 2.0, ranges[0] if ranges else None),
+                                ("slow", 2.2, ranges[1] if ranges else None)):
+            extra = {"latency_range_ms": list(band)} if band else {}
+            rows.append(row("w", quant, "0", "phone", device_ms=ms, quality=0.95,
+                            device_prediction=extra))
+        run = load_run(make_run(tmp_path / str(ranges), rows))
+        return {c.quant: c for c in recommend(run, "phone", Budgets()).accepted}
+
+    plain = rec(None)
+    assert plain["fast"].pareto and not plain["slow"].pareto
+    overlapping = rec(((1.6, 2.6), (1.8, 2.9)))
+    assert overlapping["fast"].pareto and overlapping["slow"].pareto
+    apart = rec(((1.6, 2.1), (2.15, 2.9)))
+    assert apart["fast"].pareto and not apart["slow"].pareto

@@ -67,6 +67,7 @@ SECTIONS: dict[str, dict[str, str]] = {
                 "host_p99_ms": "host p99 (ms)", "host_spread_pct": "spread (p90-p10)/p50 %",
                 "unstable": "unstable", "cold_start_ms": "cold start (ms)",
                 "device_latency_ms": "device pred. (ms)",
+                "device_latency_range": "device 80% range (ms)",
                 "device_burst_p50_ms": "device burst p50 (ms)",
                 "device_burst_p90_ms": "device burst p90 (ms)",
                 "device_sustained_p50_ms": "device sustained p50 (ms)",
@@ -95,7 +96,7 @@ DIGITS: dict[str, int] = {
     "fidelity_cosine": 5, "fidelity_top1_agreement": 4, "fidelity_sqnr_db": 1,
 }
 TEXT_COLUMNS = {"workload", "quant", "prune", "device", "backend", "status", "fits", "metric",
-                "reason", "unstable"}
+                "reason", "unstable", "device_latency_range"}
 
 # Share of a sustained trace's points that count as "burst" (the start, before heat builds up)
 # and as "sustained" (the end, closest to the thermal steady state: the same last tenth the
@@ -141,6 +142,14 @@ def trace_split(trace: Mapping[str, Any]) -> dict[str, float | None]:
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _range_text(band: Any) -> str | None:
+    """A prediction's 80% range as text ("1.9-3.1"), from the calibration's residuals."""
+    if not (isinstance(band, list) and len(band) == 2
+            and all(isinstance(v, int | float) for v in band)):
+        return None
+    return f"{band[0]:.3g}-{band[1]:.3g}"
 
 
 def _printed_stats(m: Measurement) -> dict[str, float]:
@@ -199,6 +208,7 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         "host_n": st.n if st else 0,
         "cold_start_ms": cold.total_ms if cold else None,
         "device_latency_ms": pred.latency_ms,
+        "device_latency_range": _range_text(pred.detail.get("latency_range_ms")),
         "device_burst_p50_ms": split.get("device_burst_p50_ms"),
         "device_burst_p90_ms": split.get("device_burst_p90_ms"),
         "device_sustained_p50_ms": sustained_p50,

@@ -47,6 +47,9 @@ class Candidate:
     status: str
     latency_ms: float | None
     latency_kind: str                   # "burst" or "sustained"
+    # the prediction's 80% range from the calibration (None: no range recorded): a variant is
+    # preferred for speed only when its range lies wholly below the other's
+    latency_range_ms: tuple[float, float] | None
     peak_memory_mb: float | None
     fits: bool | None
     metric: str | None
@@ -85,9 +88,14 @@ def _latency(m: Measurement, sustained: bool) -> tuple[float | None, str]:
 def _candidate(m: Measurement, sustained: bool) -> Candidate:
     pred = m.predicted
     lat, kind = _latency(m, sustained)
+    band = pred.detail.get("latency_range_ms")
+    scale = (lat / pred.latency_ms) if lat and pred.latency_ms else 1.0  # sustained: same band
+    latency_range = (band[0] * scale, band[1] * scale) if isinstance(band, list) \
+        and len(band) == 2 else None
     return Candidate(
         case_id=m.case_id, workload=m.workload, quant=m.quant, prune=m.prune, status=m.status,
-        latency_ms=lat, latency_kind=kind, peak_memory_mb=pred.peak_memory_mb, fits=pred.fits,
+        latency_ms=lat, latency_kind=kind, latency_range_ms=latency_range,
+        peak_memory_mb=pred.peak_memory_mb, fits=pred.fits,
         metric=m.quality.metric if m.quality else None, quality=m.quality_value,
         size_kb=m.artifact.size_bytes / 1024
         if m.artifact and m.artifact.size_bytes is not None else None)
@@ -159,7 +167,8 @@ def recommend(run: Run, device: str, budgets: Budgets, *, workload: str | None =
         # no quality metric: every variant counts as equal quality, so latency decides
         pts = [(c.latency_ms or 0.0, s * c.quality if c.quality is not None else 0.0)
                for (c, _, _), s in zip(items, sign, strict=True)]
-        front = pareto_front(pts)
+        cands = [c for c, _, _ in items]
+        front = _front(cands, pts)
         order = sorted(range(len(items)), key=lambda i: (not front[i], pts[i][0], -pts[i][1],
                                                          items[i][0].size_kb or 0.0))
         for i in order:
@@ -176,6 +185,39 @@ def recommend(run: Run, device: str, budgets: Budgets, *, workload: str | None =
     return Recommendation(device=device, budgets=budgets, accepted=tuple(out),
                           rejected=tuple(_with(c, note=why) for c, why, _ in rejected),
                           notes=tuple(notes))
+
+
+def _front(cands: list[Candidate], pts: list[tuple[float, float]]) -> list[bool]:
+    """Pareto front on (latency, quality). Where predictions carry a range, a latency
+    difference inside the ranges is no difference: one variant beats another on speed only
+    when its range lies wholly below the other's, so an advantage the emulator cannot resolve
+    never decides the ranking."""
+    if not any(c.latency_range_ms for c in cands):
+        return pareto_front(pts)
+
+    def faster(a: int, b: int) -> bool | None:   # True: a clearly faster; None: a tie
+        ra, rb = cands[a].latency_range_ms, cands[b].latency_range_ms
+        if ra and rb:
+            if ra[1] < rb[0]:
+                return True
+            if rb[1] < ra[0]:
+                return False
+            return None
+        return pts[a][0] < pts[b][0] if pts[a][0] != pts[b][0] else None
+
+    out = []
+    for i in range(len(cands)):
+        dominated = False
+        for j in range(len(cands)):
+            if j == i:
+                continue
+            f = faster(j, i)
+            better_q = pts[j][1] > pts[i][1]
+            if f is not False and pts[j][1] >= pts[i][1] and (f is True or better_q):
+                dominated = True
+                break
+        out.append(not dominated)
+    return out
 
 
 def _with(c: Candidate, **changes: Any) -> Candidate:
