@@ -17,11 +17,13 @@ from harness.suites import default_suites_dir, parse_suite
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 ROW = json.loads((SCHEMAS / "result-row.v2.schema.json").read_text())
 SUITE = json.loads((SCHEMAS / "suite.v1.schema.json").read_text())
+PROFILE = json.loads((SCHEMAS / "device-profile.v2.schema.json").read_text())
 
 
 def test_the_schemas_are_valid_schemas() -> None:
     jsonschema.Draft202012Validator.check_schema(ROW)
     jsonschema.Draft202012Validator.check_schema(SUITE)
+    jsonschema.Draft202012Validator.check_schema(PROFILE)
 
 
 def test_rows_of_a_real_sweep_and_of_an_old_run_match(tmp_path: Path, tiny_model: Path) -> None:
@@ -65,3 +67,17 @@ def test_what_the_schema_refuses_the_parser_refuses_too() -> None:
             jsonschema.validate(doc, SUITE)
         with pytest.raises(InputError):
             parse_suite(doc)
+
+
+def test_shipped_profiles_match() -> None:
+    from harness.profiles import default_devices_dir, list_profiles
+
+    names = list_profiles()
+    assert len(names) >= 10
+    for name in names:
+        doc = tomllib.loads((default_devices_dir() / f"{name}.toml").read_text())
+        jsonschema.validate(doc, PROFILE)
+    bad = tomllib.loads((default_devices_dir() / "snapdragon8gen3.toml").read_text())
+    bad["memory"]["ram_mb"]["basis"] = "guessed"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, PROFILE)
