@@ -145,20 +145,23 @@ def heatmap_figure(df: pd.DataFrame, workload: str, column: str, label: str
     axes = fig.subplots(1, len(devices), squeeze=False)[0]
     import numpy as np
 
+    # one colour scale for the workload across devices: the same colour is the same value
+    shared_lo = float(d[d["device"].isin(devices)][column].min())
+    shared_hi = float(d[d["device"].isin(devices)][column].max())
+    im = None
     for ax, dev in zip(axes, devices, strict=True):
         grid = np.full((len(quants), len(prunes)), np.nan)
         for _, r in d[d["device"] == dev].iterrows():
             grid[quants.index(r["quant"]), prunes.index(r["prune"])] = float(r[column])
         ax.set_facecolor("#eeeeee")  # cells without a value
         im = ax.imshow(grid, cmap="viridis_r" if column != "quality" else "viridis",
-                       aspect="auto")
-        fig.colorbar(im, ax=ax, shrink=0.9, label=label)
+                       aspect="auto", vmin=shared_lo, vmax=shared_hi)
         long = len(prunes) > 6 or max(len(str(p)) for p in prunes) > 8
         ax.set_xticks(range(len(prunes)), [str(p) for p in prunes],
                       rotation=35 if long else 0, ha="right" if long else "center")
         ax.set_xlabel("pruning level")
         ax.set_yticks(range(len(quants)), quants)
-        lo, hi = np.nanmin(grid), np.nanmax(grid)
+        lo, hi = shared_lo, shared_hi
         for (i, j), v in np.ndenumerate(grid):
             if v == v:
                 dark = (v - lo) / (hi - lo) < 0.5 if hi > lo else True
@@ -171,6 +174,8 @@ def heatmap_figure(df: pd.DataFrame, workload: str, column: str, label: str
             ax.text(prunes.index(r["prune"]), quants.index(r["quant"]), r["status"],
                     ha="center", va="center", fontsize=8, color="#b00000")
         ax.set_title(f"{workload}: {label}" + ("" if column == "quality" else f" on {dev}"))
+    if im is not None:
+        fig.colorbar(im, ax=list(axes), shrink=0.9, label=label)
     return fig
 
 
