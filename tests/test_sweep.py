@@ -131,6 +131,11 @@ def test_mixed_backends_in_one_run_with_provenance(tmp_path: Path, suite: Path,
     assert emu.provenance.profile_sha256 == prov["profile_sha256"]
     assert emu.provenance.artifact_key == emu.artifact.key if emu.artifact else False
     assert emu.samples_ns() and emu.measured and emu.measured.where == "host"
+    # the error to expect travels with the prediction; a range only where the fit applies
+    cal = emu.predicted.detail["calibration"]
+    assert cal["unit"] == "npu" and cal["ratio_p10"] < 1 < cal["ratio_p90"]
+    band = emu.predicted.detail.get("latency_range_ms")
+    assert (band is not None) == (emu.predicted.detail["unit"] == "npu")
     breakdown = run_dir / str(emu.predicted.breakdown_file)
     assert breakdown.is_file() and json.loads(breakdown.read_text())
     df = summary_frame(run)
