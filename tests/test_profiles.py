@@ -509,3 +509,14 @@ def test_fitted_profiles_carry_their_calibration_error() -> None:
     assert fid is not None and fid["unit"] == "npu" and fid["targets"] > 50
     assert 0 < fid["in_sample_median_pct"] <= fid["leave_one_model_out_median_pct"] < 100
     assert calibration_fidelity(load_profile("raspberrypi5")) is None
+
+
+def test_a_prediction_range_comes_from_the_calibration_spread() -> None:
+    from harness.predict import _range
+
+    fid = {"unit": "npu", "ratio_p10": 0.7, "ratio_p90": 1.6,
+           "by_precision": {"int8": {"ratio_p10": 0.8, "ratio_p90": 1.25, "rows": 30}}}
+    assert _range(fid, {"unit": "npu", "precision": "int8"}) == (0.8, 1.25)
+    lo, hi = _range(fid, {"unit": "npu", "precision": "fp16"}) or (0, 0)
+    assert (lo, hi) == (1 / 1.6, 1 / 0.7)       # no rows of that precision: the overall spread
+    assert _range(fid, {"unit": "cpu", "precision": "int8"}) is None   # not a fitted unit
