@@ -23,6 +23,7 @@ def test_reports_from_real_runs(tmp_path: Path, cache_dir: Path) -> None:
     bench = ["bench", "--workload", "digits_cnn", "--device", "snapdragon8gen3", "--device",
              "raspberrypi5", "--quant",
              "fp32", "--quant", "int8-static", "--prune", "0", "--iterations", "40",
+             "--min-time-s", "0",
              "--warmup", "5", "--sustained-s", "60", "--results-dir", str(results_dir),
              "--cache-dir", str(cache_dir), "--quiet"]
     for _ in range(2):
