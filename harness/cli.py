@@ -701,14 +701,17 @@ def _add_emulate(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: harness emulate model.onnx --device snapdragon8gen3 "
                "--device raspberrypi5 --precision fp32 --precision int8 --format json")
-    p.add_argument("models", nargs="+", type=Path, metavar="MODEL.onnx")
+    p.add_argument("models", nargs="+", type=Path, metavar="MODEL.onnx",
+                   help="ONNX models, or Hugging Face config.json files of decoders (text "
+                        "generation from the architecture: docs/llm.md)")
     p.add_argument("--device", action="append", required=True, metavar="NAME",
                    help="device profile (repeatable); see `harness devices`")
     p.add_argument("--precision", action="append", metavar="P",
-                   choices=("fp32", "fp16", "int8", "int4", "w8a16"),
+                   choices=_GRAPH_PRECISIONS + _LLM_ONLY_PRECISIONS,
                    help="what-if precision for float nodes (repeatable; default: as stored): "
                         "int4 = 4-bit weights and 16-bit activations, w8a16 = 8-bit weights "
-                        "and 16-bit activations at the fp16 rate")
+                        "and 16-bit activations at the fp16 rate. For a config.json also "
+                        + ", ".join(_LLM_ONLY_PRECISIONS) + " (default q4_k_m)")
     p.add_argument("--unit", default="auto", choices=("auto", "cpu", "gpu", "npu"),
                    help="auto (default) places each node on the best unit; cpu/gpu/npu forces "
                         "one (nodes it cannot run fall back to the CPU; a device without that "
@@ -725,7 +728,70 @@ def _add_emulate(sub: Any) -> None:
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
                    help="full shape of a model input with dynamic dimensions (repeatable; "
                         "other dynamic dimensions are 1)")
+    _add_generation_args(p)
     p.set_defaults(func=_cmd_emulate)
+
+
+_GRAPH_PRECISIONS = ("fp32", "fp16", "int8", "int4", "w8a16")
+_LLM_ONLY_PRECISIONS = ("bf16", "w4a16", "w4a8", "q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m",
+                        "q5_k_m", "q6_k", "q8_0", "f16")
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "text generation (when MODEL is a Hugging Face config.json of a decoder: "
+        "docs/llm.md)")
+    g.add_argument("--prompt-tokens", type=_POSITIVE_INT, default=128, metavar="N",
+                   help="prompt length: prefill and time to first token (default 128)")
+    g.add_argument("--gen-tokens", type=_POSITIVE_INT, default=128, metavar="M",
+                   help="generated tokens: decode (default 128)")
+    g.add_argument("--context", type=_POSITIVE_INT, metavar="C",
+                   help="KV cache length for memory (default prompt + generated tokens)")
+
+
+def _cmd_emulate_generation(args: argparse.Namespace, configs: list[Path]) -> int:
+    """`harness emulate CONFIG.json ...`: prefill, TTFT, decode, KV cache, memory, energy."""
+    from harness.errors import InputError
+    from harness.whatif import emulate_generation
+
+    if len(configs) != len(args.models):
+        raise InputError("give either ONNX models or decoder config.json files, not both",
+                         field="models")
+    if args.detail or args.iterations is not None or args.period_ms is not None or args.shape:
+        raise InputError("--detail, --iterations, --period-ms and --shape apply to ONNX "
+                         "models, not to a config.json", field="models")
+    results = emulate_generation(
+        configs, devices=args.device, precisions=args.precision or [None], unit=args.unit,
+        prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, context=args.context,
+        duration_s=args.duration)
+    status = 1 if all("error" in r for r in results) else 0
+    if status:
+        print("harness: error: no (model, device, precision) could be emulated", file=sys.stderr)
+    if args.format == "json":
+        print(json.dumps(results, indent=2))
+        return status
+    from tabulate import tabulate
+
+    after = int(args.duration or 600)
+    headers = ["model", "device", "precision", "unit", "prefill (tok/s)", "TTFT (ms)",
+               "decode (tok/s)", f"after {after} s", "KV cache (MB)", "memory (MB)", "fits",
+               "energy (mJ/tok)"]
+    rows = []
+    for r in results:
+        head = [Path(r["model"]).name, r["device"], r["precision"], r["unit"]]
+        if "error" in r:
+            rows.append(head + ["error: " + r["error"]] + [""] * (len(headers) - 5))
+            continue
+        rows.append([*head, f"{r['prefill_tokens_per_s']:.1f}", f"{r['ttft_ms']:.0f}",
+                            f"{r['decode_tokens_per_s']:.2f}",
+                            f"{r['sustained_decode_tokens_per_s']:.2f}",
+                            f"{r['kv_cache_mb']:.1f}", f"{r['peak_memory_mb']:.0f}",
+                            "yes" if r["fits"] else "NO", f"{r['energy_mj_per_token']:.1f}"])
+    print(tabulate(rows, headers=headers, disable_numparse=True))
+    print(f"prompt {args.prompt_tokens} tokens, {args.gen_tokens} generated; efficiencies fitted "
+          "on 13 published rows (devices/fitted/llm.toml): decode within ~13% (median, "
+          "leave-one-out), prefill within ~57% (docs/llm.md)")
+    return status
 
 
 def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
@@ -747,9 +813,16 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
+    from harness.emulator.generation import read_json_config
     from harness.errors import InputError
     from harness.whatif import emulate_models
 
+    configs = [m for m in args.models if m.suffix != ".onnx" and read_json_config(m)]
+    if configs:
+        return _cmd_emulate_generation(args, configs)
+    if set(args.precision or ()) & set(_LLM_ONLY_PRECISIONS):
+        raise InputError(f"precisions {', '.join(_LLM_ONLY_PRECISIONS)} apply to a decoder "
+                         "config.json, not to ONNX models", field="--precision")
     if args.period_ms is not None and args.duration is None and args.iterations is None:
         raise InputError("--period-ms paces the sustained run: give --duration or --iterations "
                          "too", field="--period-ms")

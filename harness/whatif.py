@@ -67,3 +67,37 @@ def _dominant_precision(graph: Any) -> str:
         if not n.fused:
             work[n.precision] = work.get(n.precision, 0) + n.work_ops
     return max(work, key=lambda p: work[p]) if work else "fp32"
+
+
+def emulate_generation(configs: list[Path], *, devices: list[str], precisions: list[str | None],
+                       unit: str = "auto", prompt_tokens: int = 128, gen_tokens: int = 128,
+                       context: int | None = None,
+                       duration_s: float | None = None) -> list[dict[str, Any]]:
+    """One result per (config.json, device, precision): text generation from the architecture
+    (:mod:`harness.emulator.generation`). ``unit`` auto is the CPU (every profile has one;
+    llama.cpp's default); a unit the device lacks gives that combination an ``error`` entry.
+    Precision None is q4_k_m. Sustained decode is after ``duration_s`` (default 600 s)."""
+    from harness.emulator.generation import load_config, load_fit, predict
+    from harness.errors import HarnessError
+    from harness.profiles import load_profile
+
+    profiles = [load_profile(d) for d in devices]
+    models = [load_config(c) for c in configs]
+    fit = load_fit()
+    out: list[dict[str, Any]] = []
+    for path, cfg in zip(configs, models, strict=True):
+        for prof in profiles:
+            for prec in precisions:
+                name = prec or "q4_k_m"
+                u = "cpu" if unit == "auto" else unit
+                entry: dict[str, Any] = {"model": str(path), "device": prof.name,
+                                         "precision": name, "unit": u}
+                try:
+                    r = predict(cfg, prof, unit=u, precision_name=name,
+                                prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
+                                context=context, duration_s=duration_s or 600.0, fit=fit)
+                except HarnessError as exc:
+                    out.append({**entry, "error": str(exc)})
+                    continue
+                out.append({**r.to_dict(), "model": str(path)})
+    return out
