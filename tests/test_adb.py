@@ -58,8 +58,8 @@ def _suite(tmp_path: Path, model: Path, *, name: str = "tiny") -> Path:
 
 
 def _run(tmp_path: Path, suite: Path, phone: FakeAndroid, runner: Path,
-         **kw: Any) -> list[Measurement]:
-    options = BenchOptions(devices=("snapdragon8gen3",), backends=("adb",), suite=suite,
+         devices: tuple[str, ...] = ("snapdragon8gen3",), **kw: Any) -> list[Measurement]:
+    options = BenchOptions(devices=devices, backends=("adb",), suite=suite,
                            results_dir=tmp_path / "results", cache_dir=tmp_path / "cache",
                            command_line=("test",), adb=phone.address, runner=runner, **kw)
     run_dir = run_bench(options, executor=InlineExecutor())
@@ -229,3 +229,42 @@ def test_the_key_is_private(home: Path) -> None:
     assert path == home / ".android" / "adbkey"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert adb_key_path() == path    # kept, not regenerated
+
+
+def test_without_device_the_profile_comes_from_the_phone(tmp_path: Path, tiny_model: Path,
+                                                         runner: Path) -> None:
+    with FakeAndroid() as phone:
+        phone.props["ro.soc.model"] = "SM8550"
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, devices=())
+    assert [m.case_id for m in ms] == ["tiny/fp32/prune-0/snapdragon8gen2@adb",
+                                       "tiny/int8-dynamic/prune-0/snapdragon8gen2@adb"]
+    assert all(m.status == "ok" for m in ms), [m.reason for m in ms]
+
+
+def test_an_unknown_soc_without_device_says_how_to_choose(tmp_path: Path, tiny_model: Path,
+                                                          runner: Path) -> None:
+    with FakeAndroid() as phone:
+        phone.props["ro.soc.model"] = "SM9999"
+        with pytest.raises(InputError, match=r"SoC 'SM9999'.*give --device NAME"):
+            _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, devices=())
+        assert phone.runs == []
+    assert not (tmp_path / "results").exists()    # refused before any run was created
+
+
+def test_no_phone_without_device_is_an_input_error(tmp_path: Path, tiny_model: Path,
+                                                   runner: Path) -> None:
+    with FakeAndroid() as phone:
+        pass
+    with pytest.raises(InputError, match=r"could not read the phone's SoC.*--device NAME"):
+        _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, devices=(),
+             adb_connect_timeout_s=1.0)
+
+
+def test_every_profile_soc_maps_back_to_its_profile() -> None:
+    from harness.backends.adb.profile import profile_for_soc
+    from harness.profiles import list_profiles, load_profile
+
+    profiles = [load_profile(n) for n in list_profiles()]
+    for p in profiles:
+        assert profile_for_soc(p.adb_soc_model.lower(), profiles) == p.name
+    assert profile_for_soc("SM0000", profiles) is None
