@@ -268,3 +268,51 @@ def test_every_profile_soc_maps_back_to_its_profile() -> None:
     for p in profiles:
         assert profile_for_soc(p.adb_soc_model.lower(), profiles) == p.name
     assert profile_for_soc("SM0000", profiles) is None
+
+
+def test_emulator_vs_device_in_the_report(tmp_path: Path, tiny_model: Path, phone: FakeAndroid,
+                                          runner: Path) -> None:
+    from harness.report.frame import cell_id, device_pairs, pair_errors
+    from harness.report.tables import write_report
+    from harness.results import load_run
+
+    options = BenchOptions(devices=("snapdragon8gen3",), backends=("emulated", "adb"),
+                           suite=_suite(tmp_path, tiny_model), results_dir=tmp_path / "results",
+                           cache_dir=tmp_path / "cache", command_line=("test",),
+                           adb=phone.address, runner=runner)
+    run_dir = run_bench(options, executor=InlineExecutor())
+    run = load_run(run_dir)
+    assert {m.backend for m in run.measurements} == {"emulated", "adb"}
+    pairs = device_pairs(run)
+    assert [p.cell_id for p in pairs] == ["tiny/fp32/prune-0/snapdragon8gen3",
+                                          "tiny/int8-dynamic/prune-0/snapdragon8gen3"]
+    by_case = {m.case_id: m for m in run.measurements}
+    for p in pairs:
+        adb, emu = by_case[p.cell_id + "@adb"], by_case[p.cell_id]
+        assert cell_id(adb) == cell_id(emu) == p.cell_id
+        assert p.predicted_ms == emu.predicted.latency_ms
+        phase = adb.measured.phase("forward") if adb.measured else None
+        assert phase is not None and phase.summary
+        assert p.measured_ms == pytest.approx(phase.summary["p50_ns"] / 1e6)
+        assert p.error_pct == pytest.approx(100 * (p.predicted_ms / p.measured_ms - 1))
+    median = pair_errors(pairs)["median_pct"]
+    table = write_report(run_dir, width=200)
+    assert "Emulator vs device on snapdragon8gen3: median error" in table
+    assert f"{median:+.1f}%" in table
+    md = (run_dir / "report.md").read_text()
+    assert "## Emulator vs device" in md and "measured p50 (ms)" in md
+    assert f"Median error {median:+.1f}%" in md
+    html = (run_dir / "report.html").read_text()
+    assert 'id="emulator-vs-device"' in html and "measured p50 (ms)" in html
+    assert 'id="plot-emulator-vs-device-snapdragon8gen3"' in html
+    assert (run_dir / "plots" / "emulator-vs-device-snapdragon8gen3.svg").is_file()
+
+
+def test_no_pairs_no_section(tmp_path: Path, tiny_model: Path, phone: FakeAndroid,
+                             runner: Path) -> None:
+    from harness.report.tables import write_report
+
+    _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner)
+    run_dir = next((tmp_path / "results").iterdir())
+    assert "Emulator vs device" not in write_report(run_dir, html=False, plots=False)
+    assert "Emulator vs device" not in (run_dir / "report.md").read_text()
