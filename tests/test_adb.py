@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fake_phone import FakeAndroid
 from sweep_fakes import InlineExecutor
@@ -307,6 +308,23 @@ def test_emulator_vs_device_in_the_report(tmp_path: Path, tiny_model: Path, phon
     assert 'id="plot-emulator-vs-device-snapdragon8gen3"' in html
     assert (run_dir / "plots" / "emulator-vs-device-snapdragon8gen3.svg").is_file()
 
+    # harness calibrate --from-run: the same pairs, one scale that removes the median error
+    from harness.calibrate import fit_from_run
+    from harness.cli import main
+
+    (fit,) = fit_from_run(run_dir)
+    assert fit.device == "snapdragon8gen3" and fit.unit == "cpu"
+    assert [r["case"] for r in fit.rows] == [p.cell_id for p in pairs]
+    fitted = [r for r in fit.rows if r["fitted"]]
+    if fitted:   # the emulator predicted these on the CPU, the unit the phone ran
+        import math
+
+        ratios = [r["predicted_ms"] / r["measured_ms"] for r in fitted]
+        assert fit.scale == pytest.approx(math.exp(float(np.median(np.log(ratios)))))
+        assert abs(fit.errors(after=True)["median_pct"]) < abs(
+            fit.errors(after=False)["median_pct"])
+    assert main(["calibrate", "--from-run", str(run_dir)]) == 0
+    assert main(["calibrate", "--from-run", str(run_dir), "--write"]) != 0
 
 def test_no_pairs_no_section(tmp_path: Path, tiny_model: Path, phone: FakeAndroid,
                              runner: Path) -> None:
