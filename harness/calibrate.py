@@ -302,3 +302,84 @@ def write_overlay(report: CalibrationReport, *, devices_dir: Path | None = None)
     # atomic: profiles are read from this file by every later run
     atomic_write_text(out, "\n".join(lines))
     return out
+
+
+# --------------------------------------------------------------------------- from a run
+
+# the unit a phone row ran on, from the ONNX Runtime provider the adb runner used
+_PROVIDER_UNIT = {"CPUExecutionProvider": "cpu", "NnapiExecutionProvider": "npu",
+                  "QNNExecutionProvider": "npu"}
+
+
+@dataclass
+class RunFit:
+    """``harness calibrate --from-run``: one device's predictions against its phone rows.
+
+    ``scale`` multiplies ``unit``'s efficiency so that the median ratio of predicted to
+    measured latency becomes 1. The after-errors assume latency inversely proportional to
+    that efficiency (compute-bound cases; dispatch and memory time do not scale), so they
+    are the fit's own estimate, not a re-emulation.
+    """
+
+    device: str
+    unit: str
+    efficiency: float | None
+    rows: list[dict[str, Any]] = field(default_factory=list)   # every pair, fitted or not
+    scale: float | None = None
+
+    def errors(self, *, after: bool) -> dict[str, float]:
+        fitted = [r for r in self.rows if r["fitted"]]
+        if not fitted:
+            return {}
+        errs = [r["after_pct" if after else "error_pct"] for r in fitted]
+        return {"median_pct": median(errs), "median_abs_pct": median(abs(e) for e in errs)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"device": self.device, "unit": self.unit, "efficiency": self.efficiency,
+                "scale": self.scale, "fitted_efficiency": None
+                if self.scale is None or self.efficiency is None
+                else self.efficiency * self.scale,
+                "before": self.errors(after=False), "after": self.errors(after=True),
+                "rows": self.rows}
+
+
+def fit_from_run(run_dir: Path) -> list[RunFit]:
+    """One single-scale fit per device of the run's phone (``adb``) rows against the
+    emulated rows of the same cells; InputError when the run has no such pairs."""
+    import math
+
+    from harness.report.frame import cell_id, device_pairs
+    from harness.results import load_run
+
+    run = load_run(run_dir)
+    pairs = device_pairs(run)
+    if not pairs:
+        raise InputError("no cell of this run has both an ok adb row and an emulated row with "
+                         "a prediction: run `harness bench --backend emulated --backend adb "
+                         "...` first", file=run_dir, field="--from-run")
+    ran_on = {}
+    for m in run.measurements:
+        if m.backend == "adb" and m.measured is not None:
+            units = {_PROVIDER_UNIT.get(p) for p in m.measured.providers}
+            ran_on[cell_id(m)] = units.pop() if len(units) == 1 else None
+    fits: dict[str, RunFit] = {}
+    for p in pairs:
+        unit = ran_on.get(p.cell_id) or "cpu"
+        fit_ = fits.get(p.device)
+        if fit_ is None:
+            prof = load_profile(p.device)
+            u = next((x for x in prof.units if x.name == unit), None)
+            eff = getattr(getattr(u, "efficiency", None), "value", None)
+            fit_ = fits[p.device] = RunFit(device=p.device, unit=unit,
+                                           efficiency=float(eff) if eff is not None else None)
+        fit_.rows.append({"case": p.cell_id, "predicted_on": p.unit, "ran_on": unit,
+                          "predicted_ms": p.predicted_ms, "measured_ms": p.measured_ms,
+                          "error_pct": p.error_pct, "fitted": p.unit == fit_.unit})
+    for f in fits.values():
+        ratios = [r["predicted_ms"] / r["measured_ms"] for r in f.rows if r["fitted"]]
+        if ratios:
+            f.scale = math.exp(median(math.log(x) for x in ratios))
+        for r in f.rows:
+            r["after_pct"] = (100.0 * (r["predicted_ms"] / f.scale - r["measured_ms"])
+                              / r["measured_ms"] if f.scale and r["fitted"] else None)
+    return list(fits.values())

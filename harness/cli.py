@@ -898,6 +898,10 @@ def _add_calibrate(sub: Any) -> None:
                     "provenance, in devices/fitted/calibration.toml, which profiles load.")
     p.add_argument("--write", action="store_true",
                    help="write the fitted figures into devices/fitted/calibration.toml")
+    p.add_argument("--from-run", type=Path, default=None, metavar="RUN",
+                   help="instead: the error of a run's emulated rows against its adb (phone) "
+                        "rows per case, and one scale on the efficiency of the unit the phone "
+                        "ran on that removes the median error (see docs/adb.md)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="where reference models are cached (default: the artifact cache)")
@@ -911,6 +915,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.cache import default_cache_dir
     from harness.calibrate import run_calibration, write_overlay
 
+    if args.from_run is not None:
+        return _calibrate_from_run(args)
     report = run_calibration(cache_dir=args.cache_dir or default_cache_dir(),
                              progress=_print_note)
     if args.format == "json":
@@ -957,6 +963,42 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.write:
         path = write_overlay(report)
         print(f"\nfitted figures written to {path}", file=sys.stderr)
+    return 0
+
+
+def _calibrate_from_run(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from harness.calibrate import fit_from_run
+    from harness.errors import InputError
+
+    if args.write:
+        raise InputError("--write with --from-run is not implemented yet: the fit is "
+                         "reported, not stored", field="--write")
+    fits = fit_from_run(args.from_run)
+    if args.format == "json":
+        print(json.dumps([f.to_json() for f in fits], indent=2))
+        return 0
+    for f in fits:
+        print(f"{f.device}: emulated vs phone rows of {args.from_run}")
+        print(tabulate([[r["case"], r["predicted_on"] or "", r["ran_on"],
+                         f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}",
+                         f"{r['error_pct']:+.1f}",
+                         "" if r["after_pct"] is None else f"{r['after_pct']:+.1f}"]
+                        for r in f.rows],
+                       headers=["case", "predicted on", "ran on", "predicted (ms)",
+                                "measured p50 (ms)", "error %", "after %"]))
+        before, after = f.errors(after=False), f.errors(after=True)
+        if f.scale is None:
+            print(f"no case was predicted on the unit the phone ran ({f.unit}): nothing to "
+                  "fit\n")
+            continue
+        eff = "" if f.efficiency is None else (
+            f": efficiency {f.efficiency:.3g} -> {f.efficiency * f.scale:.3g}")
+        print(f"\n{f.unit} efficiency x {f.scale:.3g}{eff}; median error "
+              f"{before['median_pct']:+.1f}% -> {after['median_pct']:+.1f}% (median |error| "
+              f"{before['median_abs_pct']:.1f}% -> {after['median_abs_pct']:.1f}%), assuming "
+              "latency inversely proportional to the efficiency (not re-emulated)\n")
     return 0
 
 

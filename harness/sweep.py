@@ -208,6 +208,8 @@ def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = No
     filters = {k: getattr(options, k) if getattr(options, k) is not None else (
         tuple(resumed["filters"][k]) if resumed.get("filters", {}).get(k) else None)
         for k in ("workloads", "quant", "prune")}
+    if not devices and "adb" in backends:
+        devices = (_phone_profile(options),)
     caps = {b: capabilities_of(b) for b in backends}
     if any(c.needs_device for c in caps.values()) and not devices:
         raise InputError("expected at least one --device for backend(s) "
@@ -238,6 +240,13 @@ def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = No
     if manifest is not None:
         _check_resumable(plan, options, manifest)
     return plan
+
+
+def _phone_profile(options: BenchOptions) -> str:
+    """The adb backend without --device: the profile of the phone, from its SoC."""
+    from harness.backends.adb.profile import phone_profile
+
+    return phone_profile(options.backend_options)
 
 
 def _with_shapes(suite: Suite, shapes: Sequence[tuple[str, tuple[int, ...]]]) -> Suite:

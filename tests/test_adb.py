@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fake_phone import FakeAndroid
 from sweep_fakes import InlineExecutor
@@ -58,8 +59,8 @@ def _suite(tmp_path: Path, model: Path, *, name: str = "tiny") -> Path:
 
 
 def _run(tmp_path: Path, suite: Path, phone: FakeAndroid, runner: Path,
-         **kw: Any) -> list[Measurement]:
-    options = BenchOptions(devices=("snapdragon8gen3",), backends=("adb",), suite=suite,
+         devices: tuple[str, ...] = ("snapdragon8gen3",), **kw: Any) -> list[Measurement]:
+    options = BenchOptions(devices=devices, backends=("adb",), suite=suite,
                            results_dir=tmp_path / "results", cache_dir=tmp_path / "cache",
                            command_line=("test",), adb=phone.address, runner=runner, **kw)
     run_dir = run_bench(options, executor=InlineExecutor())
@@ -229,3 +230,107 @@ def test_the_key_is_private(home: Path) -> None:
     assert path == home / ".android" / "adbkey"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert adb_key_path() == path    # kept, not regenerated
+
+
+def test_without_device_the_profile_comes_from_the_phone(tmp_path: Path, tiny_model: Path,
+                                                         runner: Path) -> None:
+    with FakeAndroid() as phone:
+        phone.props["ro.soc.model"] = "SM8550"
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, devices=())
+    assert [m.case_id for m in ms] == ["tiny/fp32/prune-0/snapdragon8gen2@adb",
+                                       "tiny/int8-dynamic/prune-0/snapdragon8gen2@adb"]
+    assert all(m.status == "ok" for m in ms), [m.reason for m in ms]
+
+
+def test_an_unknown_soc_without_device_says_how_to_choose(tmp_path: Path, tiny_model: Path,
+                                                          runner: Path) -> None:
+    with FakeAndroid() as phone:
+        phone.props["ro.soc.model"] = "SM9999"
+        with pytest.raises(InputError, match=r"SoC 'SM9999'.*give --device NAME"):
+            _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, devices=())
+        assert phone.runs == []
+    assert not (tmp_path / "results").exists()    # refused before any run was created
+
+
+def test_no_phone_without_device_is_an_input_error(tmp_path: Path, tiny_model: Path,
+                                                   runner: Path) -> None:
+    with FakeAndroid() as phone:
+        pass
+    with pytest.raises(InputError, match=r"could not read the phone's SoC.*--device NAME"):
+        _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, devices=(),
+             adb_connect_timeout_s=1.0)
+
+
+def test_every_profile_soc_maps_back_to_its_profile() -> None:
+    from harness.backends.adb.profile import profile_for_soc
+    from harness.profiles import list_profiles, load_profile
+
+    profiles = [load_profile(n) for n in list_profiles()]
+    for p in profiles:
+        assert profile_for_soc(p.adb_soc_model.lower(), profiles) == p.name
+    assert profile_for_soc("SM0000", profiles) is None
+
+
+def test_emulator_vs_device_in_the_report(tmp_path: Path, tiny_model: Path, phone: FakeAndroid,
+                                          runner: Path) -> None:
+    from harness.report.frame import cell_id, device_pairs, pair_errors
+    from harness.report.tables import write_report
+    from harness.results import load_run
+
+    options = BenchOptions(devices=("snapdragon8gen3",), backends=("emulated", "adb"),
+                           suite=_suite(tmp_path, tiny_model), results_dir=tmp_path / "results",
+                           cache_dir=tmp_path / "cache", command_line=("test",),
+                           adb=phone.address, runner=runner)
+    run_dir = run_bench(options, executor=InlineExecutor())
+    run = load_run(run_dir)
+    assert {m.backend for m in run.measurements} == {"emulated", "adb"}
+    pairs = device_pairs(run)
+    assert [p.cell_id for p in pairs] == ["tiny/fp32/prune-0/snapdragon8gen3",
+                                          "tiny/int8-dynamic/prune-0/snapdragon8gen3"]
+    by_case = {m.case_id: m for m in run.measurements}
+    for p in pairs:
+        adb, emu = by_case[p.cell_id + "@adb"], by_case[p.cell_id]
+        assert cell_id(adb) == cell_id(emu) == p.cell_id
+        assert p.predicted_ms == emu.predicted.latency_ms
+        phase = adb.measured.phase("forward") if adb.measured else None
+        assert phase is not None and phase.summary
+        assert p.measured_ms == pytest.approx(phase.summary["p50_ns"] / 1e6)
+        assert p.error_pct == pytest.approx(100 * (p.predicted_ms / p.measured_ms - 1))
+    median = pair_errors(pairs)["median_pct"]
+    table = write_report(run_dir, width=200)
+    assert "Emulator vs device on snapdragon8gen3: median error" in table
+    assert f"{median:+.1f}%" in table
+    md = (run_dir / "report.md").read_text()
+    assert "## Emulator vs device" in md and "measured p50 (ms)" in md
+    assert f"Median error {median:+.1f}%" in md
+    html = (run_dir / "report.html").read_text()
+    assert 'id="emulator-vs-device"' in html and "measured p50 (ms)" in html
+    assert 'id="plot-emulator-vs-device-snapdragon8gen3"' in html
+    assert (run_dir / "plots" / "emulator-vs-device-snapdragon8gen3.svg").is_file()
+
+    # harness calibrate --from-run: the same pairs, one scale that removes the median error
+    from harness.calibrate import fit_from_run
+    from harness.cli import main
+
+    (fit,) = fit_from_run(run_dir)
+    assert fit.device == "snapdragon8gen3" and fit.unit == "cpu"
+    assert [r["case"] for r in fit.rows] == [p.cell_id for p in pairs]
+    fitted = [r for r in fit.rows if r["fitted"]]
+    if fitted:   # the emulator predicted these on the CPU, the unit the phone ran
+        import math
+
+        ratios = [r["predicted_ms"] / r["measured_ms"] for r in fitted]
+        assert fit.scale == pytest.approx(math.exp(float(np.median(np.log(ratios)))))
+        assert abs(fit.errors(after=True)["median_pct"]) < abs(
+            fit.errors(after=False)["median_pct"])
+    assert main(["calibrate", "--from-run", str(run_dir)]) == 0
+    assert main(["calibrate", "--from-run", str(run_dir), "--write"]) != 0
+
+def test_no_pairs_no_section(tmp_path: Path, tiny_model: Path, phone: FakeAndroid,
+                             runner: Path) -> None:
+    from harness.report.tables import write_report
+
+    _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner)
+    run_dir = next((tmp_path / "results").iterdir())
+    assert "Emulator vs device" not in write_report(run_dir, html=False, plots=False)
+    assert "Emulator vs device" not in (run_dir / "report.md").read_text()

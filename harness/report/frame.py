@@ -429,3 +429,77 @@ def calibration_note(run: Run) -> str | None:
         text += (f" {other} of {len(predicted)} predicted cases run mainly on another unit, "
                  "whose efficiencies are not fitted.")
     return text
+
+
+@dataclass(frozen=True)
+class DevicePair:
+    """One cell measured on the phone (``adb``) and predicted by the emulator (``emulated``):
+    the emulator's burst prediction against the phone's p50 (the runner's printed statistic;
+    a warm run of a cool phone, like the burst figure)."""
+
+    cell_id: str
+    device: str
+    workload: str
+    quant: str
+    prune: str
+    predicted_ms: float
+    measured_ms: float
+    unit: str | None = None            # the unit the emulator predicted the case on
+
+    @property
+    def error_pct(self) -> float:
+        """Signed error of the prediction, % of the measured latency (+: predicted slower)."""
+        return 100.0 * (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+
+def cell_id(m: Measurement) -> str:
+    """The row's case id without its ``@backend`` suffix (``Case.cell_id``)."""
+    suffix = f"@{m.backend}"
+    return m.case_id[:-len(suffix)] if m.case_id.endswith(suffix) else m.case_id
+
+
+def device_pairs(run: Run, *, measured_backend: str = "adb",
+                 predicted_backend: str = "emulated") -> list[DevicePair]:
+    """Every cell of ``run`` with an ok ``measured_backend`` row that has a p50 and a
+    ``predicted_backend`` row with a prediction, in suite order."""
+    predicted: dict[str, tuple[float, str | None]] = {}
+    for m in run.measurements:
+        if m.backend == predicted_backend and m.predicted.latency_ms is not None:
+            unit = m.predicted.detail.get("unit")
+            predicted[cell_id(m)] = (float(m.predicted.latency_ms),
+                                     str(unit) if unit else None)
+    pairs = []
+    for m in run.measurements:
+        if m.backend != measured_backend or m.status != "ok" or not m.device:
+            continue
+        p50 = row_stats(m)["host_p50_ms"]
+        cid = cell_id(m)
+        if cid in predicted and p50:
+            pairs.append(DevicePair(cell_id=cid, device=m.device, workload=m.workload,
+                                    quant=m.quant, prune=m.prune,
+                                    predicted_ms=predicted[cid][0], measured_ms=float(p50),
+                                    unit=predicted[cid][1]))
+    return pairs
+
+
+def pair_errors(pairs: list[DevicePair]) -> dict[str, float]:
+    """Median signed and median absolute error (%) of ``pairs`` (empty: no figures)."""
+    if not pairs:
+        return {}
+    errors = np.array([p.error_pct for p in pairs])
+    return {"median_pct": float(np.median(errors)),
+            "median_abs_pct": float(np.median(np.abs(errors))),
+            "worst_abs_pct": float(np.max(np.abs(errors)))}
+
+
+PAIRS_INTRO = ("The emulator's burst prediction (`emulated` row) against the latency measured "
+               "on the phone (`adb` row: the runner's p50) for the same cells; error = "
+               "(predicted - measured) / measured. The phone runs ONNX Runtime's CPU provider: "
+               "a case the emulator predicts on another unit (npu, gpu) compares two units.")
+
+
+def pairs_by_device(pairs: list[DevicePair]) -> dict[str, list[DevicePair]]:
+    by: dict[str, list[DevicePair]] = {}
+    for p in pairs:
+        by.setdefault(p.device, []).append(p)
+    return by

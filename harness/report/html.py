@@ -17,6 +17,7 @@ from harness.results import Run
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.report.frame import DevicePair
     from harness.report.plots import Plot
 
 STYLE = """
@@ -126,7 +127,11 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         "and power are the emulator's predictions for the device profile. Click a column "
         "header to sort; click a section's title to fold it.</p>",
     ]
+    from harness.report.frame import device_pairs
+
+    pairs = device_pairs(run)
     sections = [("summary", "Summary")] + [(t.lower(), t) for t in SECTIONS] + [
+        *([("emulator-vs-device", "Emulator vs device")] if pairs else []),
         ("time", "Where the device time goes"), ("plots", "Plots")]
     parts.append('<nav class="toc"><b>Contents</b><ul>' + "".join(
         f'<li><a href="#{k}">{esc(t)}</a></li>' for k, t in sections) + "</ul></nav>")
@@ -142,11 +147,37 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         parts.append(section(title.lower(), title, _table(df, keep, f"table-{title.lower()}")
                              if keep is not None else
                              f"<p>No {esc(title.lower())} figures in this run.</p>"))
+    if pairs:
+        parts.append(section("emulator-vs-device", "Emulator vs device", _pairs_html(pairs)))
     parts.append(section("time", "Where the device time goes", _time_table(run)))
     grid = "".join(_img(p) for p in plots) or "<p>No plots (no finished cases).</p>"
     parts.append(section("plots", "Plots", f'<div class="plots">{grid}</div>'))
     parts += [f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(parts) + "\n"
+
+
+def _pairs_html(pairs: list[DevicePair]) -> str:
+    """Per device: predicted vs measured latency per case, the error and its median."""
+    from harness.report.frame import PAIRS_INTRO, pair_errors, pairs_by_device
+
+    esc = html.escape
+    out = [f"<p>{esc(PAIRS_INTRO.replace('`', ''))}</p>"]
+    for device, ps in pairs_by_device(pairs).items():
+        e = pair_errors(ps)
+        rows = "".join(f"<tr><td>{esc(p.cell_id)}</td><td>{esc(p.unit or '')}</td>"
+                       f"<td class=\"num\">{p.predicted_ms:.3f}"
+                       f"</td><td class=\"num\">{p.measured_ms:.3f}</td>"
+                       f'<td class="num">{p.error_pct:+.1f}</td></tr>' for p in ps)
+        out.append(f"<h3>{esc(device)}</h3>"
+                   f'<div class="scroll"><table class="sortable" '
+                   f'id="table-emulator-vs-device-{esc(device)}"><thead><tr><th>case</th>'
+                   "<th>predicted on</th><th>predicted (ms)</th><th>measured p50 (ms)</th>"
+                   "<th>error %</th></tr>"
+                   f"</thead><tbody>{rows}</tbody></table></div>"
+                   f"<p>Median error {e['median_pct']:+.1f}% (median |error| "
+                   f"{e['median_abs_pct']:.1f}%, worst {e['worst_abs_pct']:.0f}%) over "
+                   f"{len(ps)} case(s).</p>")
+    return "".join(out)
 
 
 def _time_table(run: Run) -> str:

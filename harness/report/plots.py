@@ -5,7 +5,9 @@
 * ``thermal-<device>``: latency, temperature and clock fraction over a sustained run (only
   when rows carry a ``device_trace``);
 * ``memory-<device>``: device footprint per case against the app memory cap;
-* ``devices-<workload>``: the same case's predicted latency on every device of the run.
+* ``devices-<workload>``: the same case's predicted latency on every device of the run;
+* ``emulator-vs-device-<device>``: predicted vs measured latency of the cells a run measured
+  on the phone (``adb``) and predicted (``emulated``), log-log with the y = x line.
 
 A plot whose data is absent from the run (no quality metric, no trace, one device) is skipped.
 """
@@ -24,6 +26,8 @@ from harness.results import Run
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
+
+    from harness.report.frame import DevicePair
 
 DPI = 110
 
@@ -358,6 +362,48 @@ def paced_figure(run: Run, device: str) -> Figure | None:
     return fig
 
 
+def emulator_vs_device_figure(pairs: list[DevicePair], device: str) -> Figure | None:
+    """Predicted (emulated) vs measured (adb p50) latency per case on one device, log-log,
+    with the y = x line: points above it are predicted slower than the phone was."""
+    from matplotlib.figure import Figure
+
+    from harness.report.frame import pair_errors
+
+    ps = [p for p in pairs if p.device == device]
+    if not ps:
+        return None
+    fig = Figure(figsize=(6.4, 5.6), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    xs = [p.measured_ms for p in ps]
+    ys = [p.predicted_ms for p in ps]
+    lo, hi = min(xs + ys) / 1.5, max(xs + ys) * 1.5
+    ax.plot([lo, hi], [lo, hi], color="C7", linestyle="--", label="y = x (exact)")
+    for quant in dict.fromkeys(p.quant for p in ps):
+        q = [p for p in ps if p.quant == quant]
+        ax.scatter([p.measured_ms for p in q], [p.predicted_ms for p in q], label=quant,
+                   zorder=3)
+    if len(ps) <= 12:
+        for p in ps:
+            ann = ax.annotate(f"{p.workload} {p.quant}/{p.prune}",
+                              (p.measured_ms, p.predicted_ms), fontsize=7,
+                              xytext=(4, 4), textcoords="offset points")
+            ann.set_in_layout(False)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal")
+    _plain_log_ticks(ax.xaxis)
+    _plain_log_ticks(ax.yaxis)
+    e = pair_errors(ps)
+    ax.set_xlabel("measured on the phone, p50 (ms, log scale)")
+    ax.set_ylabel("predicted by the emulator (ms, log scale)")
+    ax.set_title(f"Emulator vs device on {device}: median error {e['median_pct']:+.0f}%")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
 def build_figures(run: Run, df: pd.DataFrame) -> list[tuple[str, str, Figure]]:
     """Every plot the run has data for: (name, caption, figure)."""
     out: list[tuple[str, str, Figure | None]] = []
@@ -380,6 +426,13 @@ def build_figures(run: Run, df: pd.DataFrame) -> list[tuple[str, str, Figure]]:
                     paced_figure(run, dev)))
         out.append((f"memory-{dev}", f"Predicted device memory vs app memory cap on {dev}",
                     memory_figure(df, dev)))
+    from harness.report.frame import device_pairs
+
+    pairs = device_pairs(run)
+    for dev in sorted({p.device for p in pairs}):
+        out.append((f"emulator-vs-device-{dev}", f"Predicted vs measured latency on {dev} "
+                    "(emulated vs adb rows of the same cells; y = x is exact)",
+                    emulator_vs_device_figure(pairs, dev)))
     for wl in workloads:
         out.append((f"devices-{wl}", f"{wl}: the same case across devices",
                     devices_figure(df, wl)))

@@ -13,9 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from harness.report.frame import (
     COLUMNS,
+    PAIRS_INTRO,
     SECTIONS,
     TEXT_COLUMNS,
+    DevicePair,
+    device_pairs,
     display_frame,
+    pairs_by_device,
     present_columns,
     run_header,
     section_columns,
@@ -63,6 +67,7 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
             parts += [f"## {title}\n", f"No {title.lower()} figures in this run.\n"]
             continue
         parts += [f"## {title}\n", markdown_table(df, keep), ""]
+    parts += _pairs_markdown(device_pairs(run))
     assumed = _assumed(df)
     if assumed:
         parts += ["## Assumed by the emulator\n",
@@ -71,6 +76,47 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
                   "device figures hold only if the timed shape had that value.\n",
                   *[f"- {md(cid)}: {md(dims)}" for cid, dims in assumed], ""]
     return "\n".join(parts) + "\n"
+
+
+def _pairs_markdown(pairs: list[DevicePair]) -> list[str]:
+    """The "Emulator vs device" section (nothing when no cell has both rows)."""
+    from tabulate import tabulate
+
+    from harness.report.frame import pair_errors
+    from harness.report.markup import md
+
+    if not pairs:
+        return []
+    parts = ["## Emulator vs device\n", PAIRS_INTRO + "\n"]
+    for device, ps in pairs_by_device(pairs).items():
+        e = pair_errors(ps)
+        rows = [[md(p.cell_id), p.unit or "", f"{p.predicted_ms:.3f}", f"{p.measured_ms:.3f}",
+                 f"{p.error_pct:+.1f}"] for p in ps]
+        parts += [f"### {md(device)}\n",
+                  tabulate(rows, headers=["case", "predicted on", "predicted (ms)",
+                                          "measured p50 (ms)", "error %"], tablefmt="pipe",
+                           colalign=("left", "left", "right", "right", "right"),
+                           disable_numparse=True),
+                  f"\nMedian error {e['median_pct']:+.1f}% (median |error| "
+                  f"{e['median_abs_pct']:.1f}%, worst {e['worst_abs_pct']:.0f}%) over "
+                  f"{len(ps)} case(s); plot `plots/emulator-vs-device-{device}.svg`.\n"]
+    return parts
+
+
+def pairs_footnote(pairs: list[DevicePair]) -> str:
+    """The terminal's "Emulator vs device" lines (empty when no cell has both rows)."""
+    from harness.report.frame import pair_errors
+
+    out = ""
+    for device, ps in pairs_by_device(pairs).items():
+        e = pair_errors(ps)
+        out += (f"\n\nEmulator vs device on {device}: median error {e['median_pct']:+.1f}% "
+                f"(median |error| {e['median_abs_pct']:.1f}%) over {len(ps)} case(s), "
+                "predicted vs measured p50:\n"
+                + "\n".join(f"  {p.cell_id}: {p.predicted_ms:.3f} vs {p.measured_ms:.3f} ms "
+                             f"({p.error_pct:+.1f}%{', predicted on ' + p.unit if p.unit else ''})"
+                             for p in ps))
+    return out
 
 
 def _assumed(df: pd.DataFrame) -> list[tuple[str, str]]:
@@ -175,7 +221,8 @@ def write_report(run_dir: Path, *, html: bool = True, plots: bool = True,
                    unstable_threshold=unstable_threshold)
     from harness.report.frame import calibration_note
 
-    return terminal_table(df, wide=wide, width=width, note=calibration_note(run))
+    return (terminal_table(df, wide=wide, width=width, note=calibration_note(run))
+            + pairs_footnote(device_pairs(run)))
 
 
 def _reasons(df: pd.DataFrame, *, width: int | None = None) -> str:
