@@ -187,7 +187,8 @@ class RayExecutor:
         def submit(task: WorkerTask) -> Any:
             if on_start:
                 on_start(task)
-            return _run_remote.remote(task.to_worker(), task.timeout_s, str(log))
+            return _run_remote.options(max_retries=RETRIES).remote(
+                task.to_worker(), task.timeout_s, str(log))
 
         def lost(task: WorkerTask, reason: str) -> dict[str, Any]:
             return {"status": "error", "reason": f"{task.to_worker()['kind']}: {reason}"}
@@ -215,7 +216,7 @@ class RayExecutor:
             started[job.case.case_id] = (time.monotonic(), now_iso())
             b = backends[(job.case.backend, job.case.device)]
             context = getattr(b, "context", None)
-            return _measure_remote.remote(
+            return _measure_remote.options(max_retries=RETRIES).remote(
                 job.case.backend, getattr(b, "profile", None),
                 getattr(context, "options", None) or BackendOptions(), job)
 
