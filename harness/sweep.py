@@ -252,7 +252,7 @@ def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = No
                              file=suite.path) from None
     plan = Plan(suite=suite, measure=measure, profiles=profiles, backends=tuple(backends),
                 cases=tuple(cases), eval_size=eval_size,
-                cache_dir=options.cache_dir or default_cache_dir(),
+                cache_dir=Path(options.cache_dir or default_cache_dir()).absolute(),
                 backend_options=options.backend_options)
     if manifest is not None:
         _check_resumable(plan, options, manifest)

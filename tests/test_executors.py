@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,17 @@ def test_importing_the_package_does_not_import_ray() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_relative_cache_dir_is_made_absolute(tiny_model: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks carry the cache dir to processes with another working directory (the quantizer
+    works in a temporary one; a Ray worker starts in its session's)."""
+    from sweep_fakes import tiny_suite
+
+    from harness.sweep import plan_sweep
+
+    monkeypatch.chdir(tmp_path)
+    plan = plan_sweep(BenchOptions(suite=tiny_suite(tmp_path / "s.toml", tiny_model),
+                                   devices=("snapdragon8gen3",), cache_dir=Path("rel")))
+    assert plan.cache_dir == tmp_path / "rel"
