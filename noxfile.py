@@ -110,3 +110,12 @@ def nightly(session: nox.Session) -> None:
         session.error(f"the gate failed (a confirmed regression, or bad input): see {summary}")
     if promote:
         session.run("harness", "baseline", "promote", str(run), "--name", name)
+
+
+@nox.session
+def ray_tests(session: nox.Session) -> None:
+    """The ray executor's tests (tests/test_ray.py) on a local two-node Ray cluster; installs
+    the ray extra, which the `tests` session leaves out (there they are skipped)."""
+    _install(session, "build,test,ray")
+    session.run("pytest", "-m", "ray", "tests/test_ray.py", "-p", "no:cacheprovider",
+                *session.posargs)

@@ -86,6 +86,13 @@ def _add_bench(sub: Any) -> None:
                         "emulator's device prediction; host = measured on this machine only; adb = "
                         "measured on a real phone (--adb or --serial, --runner). "
                         "Several backends give each cell one row per backend in one run")
+    p.add_argument("--executor", default="local", metavar="NAME",
+                   help="what runs the builds and cases: local (default; this machine, one "
+                        "timed case at a time) or ray (the nodes of a Ray cluster, needs the "
+                        "ray extra and a cache dir every node mounts; see docs/cluster.md)")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="ray executor: the running cluster to use (default: a local Ray "
+                        "instance started for the run)")
     p.add_argument("--adb", default=None, metavar="HOST:PORT",
                    help="adb backend: the phone over TCP (after `adb tcpip 5555`); see "
                         "docs/adb.md")
@@ -269,6 +276,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, eval_size=args.eval_size, command_line=tuple(sys.argv),
         shapes=tuple((k, tuple(v)) for k, v in _parse_shapes(args.shape).items()),
         retry=tuple(args.retry), adb=args.adb, serial=args.serial, runner=args.runner,
+        executor=args.executor, ray_address=args.ray_address,
         overrides=MeasureOverrides(
             iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,
             threads=args.threads, sustained_s=args.sustained_s, period_ms=args.period_ms,

@@ -42,7 +42,7 @@ from harness.core.types import (
     MeasureTask,
 )
 from harness.errors import InputError
-from harness.executors.base import EXECUTORS, Executor, make_executor
+from harness.executors.base import EXECUTORS, Executor, ExecutorOptions, make_executor
 
 if TYPE_CHECKING:
     from harness.profiles import DeviceProfile
@@ -92,6 +92,8 @@ class BenchOptions:
     overrides: MeasureOverrides = field(default_factory=MeasureOverrides)
     eval_size: str | None = None
     executor: str = "local"
+    # --ray-address: the Ray cluster of the ray executor (None: a local one for the run)
+    ray_address: str | None = None
     command_line: tuple[str, ...] = ()
     # --shape NAME=D1,D2,...: the shape of an input of the user's ONNX workloads that has it
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
@@ -117,6 +119,7 @@ class BenchOptions:
         if len(set(self.devices)) != len(self.devices):
             raise InputError(f"each --device once, got {list(self.devices)}", field="--device")
         EXECUTORS.entry(self.executor)
+        self._check_ray_address()
         from harness.core.measurement import STATUSES
 
         for status in self.retry:
@@ -133,6 +136,22 @@ class BenchOptions:
             raise InputError(f"expected --eval-size to be one of {', '.join(EVAL_SIZES)}, "
                              f"got {self.eval_size!r}", field="--eval-size")
 
+
+    def _check_ray_address(self) -> None:
+        if self.ray_address is None:
+            return
+        if self.executor != "ray":
+            raise InputError("--ray-address is for the ray executor: add --executor ray",
+                             field="--ray-address")
+        host, _, port = self.ray_address.removeprefix("ray://").rpartition(":")
+        if self.ray_address != "auto" and (
+                not host or not port.isdigit() or not 0 < int(port) < 65536):
+            raise InputError(f"expected --ray-address auto, HOST:PORT or ray://HOST:PORT, got "
+                             f"{self.ray_address!r}", field="--ray-address")
+
+    @property
+    def executor_options(self) -> ExecutorOptions:
+        return ExecutorOptions(ray_address=self.ray_address)
 
     def _check_adb(self) -> None:
         """--adb / --serial / --runner: given exactly when the adb backend is used."""
@@ -235,7 +254,7 @@ def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = No
                              file=suite.path) from None
     plan = Plan(suite=suite, measure=measure, profiles=profiles, backends=tuple(backends),
                 cases=tuple(cases), eval_size=eval_size,
-                cache_dir=options.cache_dir or default_cache_dir(),
+                cache_dir=Path(options.cache_dir or default_cache_dir()).absolute(),
                 backend_options=options.backend_options)
     if manifest is not None:
         _check_resumable(plan, options, manifest)
@@ -290,6 +309,8 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
     """
     manifest = results.load_run(options.resume).manifest if options.resume else None
     plan = plan_sweep(options, manifest=manifest)
+    # before the run directory exists: a cluster that cannot be reached leaves no empty run
+    executor = executor or make_executor(options.executor, options.executor_options)
     argv = list(options.command_line or sys.argv)
     if options.resume is not None:
         run_dir = Path(options.resume)
@@ -308,8 +329,8 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
             note(f"{'resuming' if options.resume else 'writing'} the run in {run_dir}")
         if on_run_dir:
             on_run_dir(run_dir)
-        _sweep(plan, run_dir=run_dir, done=done, executor=executor or make_executor(
-            options.executor), progress=progress, note=note)
+        _sweep(plan, run_dir=run_dir, done=done, executor=executor, progress=progress,
+               note=note)
     return run_dir
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,6 +14,15 @@ from harness.registry import Registry
 
 # (backend name, device or None) -> the opened backend that measures those cases
 BackendKey = tuple[str, str | None]
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """Command-line settings an executor needs (validated in ``sweep.BenchOptions``)."""
+
+    # --ray-address: a running Ray cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``);
+    # None starts a local one for the run
+    ray_address: str | None = None
 
 
 class Executor(Protocol):
@@ -37,8 +47,20 @@ class Executor(Protocol):
 
 EXECUTORS: Registry[Any] = Registry("executor")
 EXECUTORS.register("local", "harness.executors.local:LocalExecutor")
+# lazy: `import harness` never imports ray (an optional extra: pip install edge-harness[ray])
+EXECUTORS.register("ray", "harness.executors.ray:RayExecutor")
 
 
-def make_executor(name: str = "local") -> Executor:
-    executor: Executor = EXECUTORS.get(name)()
+def make_executor(name: str = "local", options: ExecutorOptions | None = None) -> Executor:
+    """A new executor; it is ready to run (the ray executor has connected to its cluster)."""
+    try:
+        cls = EXECUTORS.get(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] == "harness":
+            raise
+        from harness.errors import InputError
+
+        raise InputError(f"the {name} executor needs the {exc.name} package: pip install "
+                         f"'edge-harness[{name}]'", field="--executor") from None
+    executor: Executor = cls(options or ExecutorOptions())
     return executor

@@ -13,12 +13,15 @@ from typing import Any
 from harness.backends.base import Backend, CaseJob, measure_guarded
 from harness.core.measurement import Measurement
 from harness.core.types import WorkerTask
-from harness.executors.base import BackendKey
+from harness.executors.base import BackendKey, ExecutorOptions
 from harness.launcher import run_in_worker
 
 
 class LocalExecutor:
     name = "local"
+
+    def __init__(self, options: ExecutorOptions | None = None) -> None:
+        self.options = options or ExecutorOptions()
 
     def run(self, tasks: Iterable[WorkerTask], *, log: Path,
             on_start: Callable[[WorkerTask], None] | None = None
