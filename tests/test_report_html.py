@@ -143,3 +143,24 @@ def test_html_renders_in_chromium(reported_run: Path, tmp_path: Path) -> None:
     assert px.shape[:2] == (2000, 1400)
     # not blank: plenty of non-white pixels (text, table borders, highlighted rows)
     assert (px.mean(axis=2) < 0.9).mean() > 0.02
+
+
+def test_predictions_link_to_where_their_device_time_goes(tmp_path: Path) -> None:
+    """With a per-node breakdown file, a row's device latency links to its time-share row,
+    which links to the breakdown file; the Pareto plot draws the prediction's range."""
+    import json
+
+    rows = [row("vision", "fp32", "0", "phone", device_ms=2.0,
+                device_prediction={"breakdown_file": "breakdown/k-phone.json",
+                                   "latency_range_ms": [1.5, 2.8]})]
+    run_dir = make_run(tmp_path, rows)
+    (run_dir / "breakdown").mkdir()
+    (run_dir / "breakdown" / "k-phone.json").write_text(json.dumps(
+        [{"op": "Conv", "unit": "npu", "time_ms": 1.5, "fallback": None},
+         {"op": "Relu", "unit": "cpu", "time_ms": 0.5, "fallback": "no int8 kernel"}]))
+    write_report(run_dir)
+    page = (run_dir / "report.html").read_text()
+    anchor = re.search(r'<a href="#(time-[0-9a-f]+)">2\.000</a>', page)
+    assert anchor, "the device latency cell links to its time share"
+    assert f'<tr id="{anchor.group(1)}"><td><a href="breakdown/k-phone.json">' in page
+    assert "npu 75%, cpu 25%" in page and "1 of 2" in page

@@ -144,6 +144,12 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+def _band(band: Any, i: int) -> float | None:
+    if isinstance(band, list) and len(band) == 2 and isinstance(band[i], int | float):
+        return float(band[i])
+    return None
+
+
 def _range_text(band: Any) -> str | None:
     """A prediction's 80% range as text ("1.9-3.1"), from the calibration's residuals."""
     if not (isinstance(band, list) and len(band) == 2
@@ -209,6 +215,8 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         "cold_start_ms": cold.total_ms if cold else None,
         "device_latency_ms": pred.latency_ms,
         "device_latency_range": _range_text(pred.detail.get("latency_range_ms")),
+        "device_latency_low_ms": _band(pred.detail.get("latency_range_ms"), 0),
+        "device_latency_high_ms": _band(pred.detail.get("latency_range_ms"), 1),
         "device_burst_p50_ms": split.get("device_burst_p50_ms"),
         "device_burst_p90_ms": split.get("device_burst_p90_ms"),
         "device_sustained_p50_ms": sustained_p50,
@@ -365,6 +373,7 @@ class TimeShare:
     by_unit: tuple[tuple[str, float], ...]
     fallbacks: int                            # nodes that could not run where they would best
     nodes: int
+    breakdown_file: str | None = None         # the per-node file, relative to the run
 
 
 def time_shares(run: Run, *, top: int = 5) -> list[TimeShare]:
@@ -399,7 +408,8 @@ def time_shares(run: Run, *, top: int = 5) -> list[TimeShare]:
                         [:top]),
             by_unit=tuple((k, v / total) for k, v in sorted(units.items(),
                                                              key=lambda kv: -kv[1])),
-            fallbacks=sum(1 for n in nodes if n.get("fallback")), nodes=len(nodes)))
+            fallbacks=sum(1 for n in nodes if n.get("fallback")), nodes=len(nodes),
+            breakdown_file=name))
     return out
 
 

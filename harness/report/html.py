@@ -63,7 +63,14 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 """
 
 
-def _table(df: pd.DataFrame, columns: dict[str, str], table_id: str) -> str:
+def _anchor(case_id: str) -> str:
+    import hashlib
+
+    return "time-" + hashlib.sha256(case_id.encode()).hexdigest()[:12]
+
+
+def _table(df: pd.DataFrame, columns: dict[str, str], table_id: str,
+           linked: frozenset[str] = frozenset()) -> str:
     from harness.report.frame import TEXT_COLUMNS, display_frame
 
     shown = display_frame(df, columns)
@@ -78,7 +85,11 @@ def _table(df: pd.DataFrame, columns: dict[str, str], table_id: str) -> str:
         cells = []
         for col, v in zip(columns, row, strict=True):
             kind = "flag" if col == "unstable" else ("" if col in TEXT_COLUMNS else "num")
-            cells.append(f'<td class="{kind}">{html.escape(str(v))}</td>')
+            text = html.escape(str(v))
+            if col == "device_latency_ms" and text and raw.get("case_id") in linked:
+                # the prediction links to where its device time goes (per-node breakdown)
+                text = f'<a href="#{_anchor(str(raw["case_id"]))}">{text}</a>'
+            cells.append(f'<td class="{kind}">{text}</td>')
         body.append(f'<tr class="{" ".join(cls)}">{"".join(cells)}</tr>')
     # scrolls inside its box with the case column pinned: wide tables fit a laptop screen
     return (f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}'
@@ -140,11 +151,15 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         return (f'<details open id="{key}"><summary><h2>{esc(title)}</h2></summary>{body}'
                 "</details>")
 
+    from harness.report.frame import time_shares
+
+    linked = frozenset(t.case_id for t in time_shares(run))
     parts.append(section("summary", "Summary",
-                         _table(df, present_columns(df, COLUMNS), "table-summary")))
+                         _table(df, present_columns(df, COLUMNS), "table-summary", linked)))
     for title, cols in SECTIONS.items():
         keep = section_columns(df, cols)
-        parts.append(section(title.lower(), title, _table(df, keep, f"table-{title.lower()}")
+        parts.append(section(title.lower(), title,
+                             _table(df, keep, f"table-{title.lower()}", linked)
                              if keep is not None else
                              f"<p>No {esc(title.lower())} figures in this run.</p>"))
     if pairs:
@@ -192,7 +207,10 @@ def _time_table(run: Run) -> str:
     for t in shares:
         ops = ", ".join(f"{op} {100 * v:.0f}%" for op, v in t.by_op)
         units = ", ".join(f"{u} {100 * v:.0f}%" for u, v in t.by_unit)
-        rows.append(f"<tr><td>{html.escape(t.case_id)}</td>"
+        file = html.escape(t.breakdown_file or "")
+        name = html.escape(t.case_id)
+        cell = f'<a href="{file}">{name}</a>' if file else name
+        rows.append(f'<tr id="{_anchor(t.case_id)}"><td>{cell}</td>'
                     f'<td class="num">{t.total_ms:.4g}</td><td>{html.escape(units)}</td>'
                     f"<td>{html.escape(ops)}</td>"
                     f'<td class="num">{t.fallbacks} of {t.nodes}</td></tr>')

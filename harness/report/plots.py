@@ -100,6 +100,13 @@ def pareto_figure(df: pd.DataFrame, device: str) -> Figure | None:
         for (_, r), on in zip(w.iterrows(), front, strict=True):
             ax.scatter(r["device_latency_ms"], r["quality"], s=60 if on else 30,
                        marker="o" if on else "x", color="C3" if on else "C0", zorder=3)
+            lo, hi = r.get("device_latency_low_ms"), r.get("device_latency_high_ms")
+            if lo == lo and hi == hi and lo is not None and hi is not None:
+                # the prediction's 80% range from the calibration: how far apart two points
+                # must be before the emulator can tell them apart
+                ax.errorbar(r["device_latency_ms"], r["quality"], fmt="none", ecolor="0.6",
+                            elinewidth=1, capsize=2, zorder=2,
+                            xerr=[[r["device_latency_ms"] - lo], [hi - r["device_latency_ms"]]])
             if on or label_all:
                 labels.setdefault((r["device_latency_ms"], r["quality"]), []).append(
                     _variant(r))
@@ -118,7 +125,9 @@ def pareto_figure(df: pd.DataFrame, device: str) -> Figure | None:
         _plain_log_ticks(ax.xaxis, minor=lat.max() / lat.min() < 20)
         ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.margins(x=0.2, y=0.12)  # room for the labels of the outermost points
-        ax.set_xlabel(f"predicted latency on {device} (ms, log scale)")
+        bars = "device_latency_low_ms" in w and bool(w["device_latency_low_ms"].notna().any())
+        ax.set_xlabel(f"predicted latency on {device} (ms, log scale"
+                      + ("; bars: 80% range from the calibration)" if bars else ")"))
         ax.set_ylabel(f"{w['metric'].iloc[0]} ({'higher' if higher else 'lower'} is better)")
         ax.set_title(f"{wl} on {device}: latency vs quality")
         ax.grid(True, alpha=0.3)
