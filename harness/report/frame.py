@@ -295,12 +295,28 @@ def _fmt(v: Any, digits: int) -> str:
     return f"{v:,.{digits}f}" if digits == 0 else f"{v:.{digits}f}"
 
 
-def display_frame(df: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:
-    """Rounded, human-headed copy of some columns of :func:`summary_frame`."""
+# Predictions carry a ~20% error: three significant digits say all they know (0.0732 ms,
+# 12.3 ms, 159 ms), where fixed decimals would show 0.073 and 12.340.
+PREDICTED = {"device_latency_ms", "device_sustained_p50_ms", "device_burst_p50_ms",
+             "device_burst_p90_ms", "device_sustained_p90_ms"}
+
+
+def _sig(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:#.3g}"
+
+
+def display_frame(df: pd.DataFrame, columns: dict[str, str] | None = None, *,
+                  significant: bool = False) -> pd.DataFrame:
+    """Rounded, human-headed copy of some columns of :func:`summary_frame`; ``significant``
+    shows predicted figures with three significant digits instead of fixed decimals."""
     columns = columns or COLUMNS
     out = df.reindex(columns=list(columns)).astype(object)
     for col in out.columns:
-        if col in DIGITS:
+        if significant and col in PREDICTED:
+            out[col] = out[col].map(_sig)
+        elif col in DIGITS:
             out[col] = out[col].map(lambda v, d=DIGITS[col]: _fmt(v, d))
     if "fits" in out:
         out["fits"] = out["fits"].map(lambda v: "" if v is None or v != v

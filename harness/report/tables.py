@@ -174,7 +174,7 @@ def terminal_table(df: pd.DataFrame, *, width: int | None = None, wide: bool = F
     def render() -> str:
         with pd.option_context("display.width", 1000, "display.max_columns", None,
                                "display.max_colwidth", 40):
-            return str(display_frame(df, cols).to_string(index=False))
+            return str(display_frame(df, cols, significant=True).to_string(index=False))
 
     text = render()
     for col in _GIVE_UP:
