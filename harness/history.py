@@ -21,8 +21,8 @@ nightly appends them in time), takes one figure per case from each run's rows
   largest difference of the two windows' means is the change point: the first run of the new
   level.
 
-So a change is only seen with ``k`` runs on each side of it (the first and last ``k - 1``
-runs cannot start one), and a level that holds for fewer than ``k`` runs (a one-night
+So a change is only seen with ``k`` runs on each side of it (the first ``k`` and the last
+``k - 1`` runs cannot start one), and a level that holds for fewer than ``k`` runs (a one-night
 outlier) is not a change point.
 """
 
