@@ -68,8 +68,9 @@ def nightly(session: nox.Session) -> None:
     """Nightly regression run: bench suites/nightly.toml, gate it against
     results/baselines/$NIGHTLY_BASELINE (default `nightly`) with `harness gate` when that
     baseline exists, write the Markdown summary (also to $GITHUB_STEP_SUMMARY when set), and
-    fail on a confirmed regression. `nox -s nightly -- --promote` makes the run the baseline
-    when it passed (or when there was none)."""
+    fail on a confirmed regression; every run is indexed in results/history.jsonl (`harness
+    history add`, with the gate's verdict counts). `nox -s nightly -- --promote` makes the
+    run the baseline when it passed (or when there was none)."""
     import os
     from pathlib import Path
 
@@ -94,7 +95,8 @@ def nightly(session: nox.Session) -> None:
     failed = False
     if (baseline / "manifest.json").is_file():
         try:
-            session.run("harness", "gate", str(baseline), str(run), "-o", str(summary))
+            session.run("harness", "gate", str(baseline), str(run), "-o", str(summary),
+                        "--json-output", str(run / "gate.json"))
         except CommandFailed:
             failed = True
     else:
@@ -102,6 +104,8 @@ def nightly(session: nox.Session) -> None:
                            f"compare `{run.name}` against (run `nox -s nightly -- --promote` "
                            "to make one).\n")
         session.log(f"no baseline at {baseline}: the run is not gated")
+    # index the run (gated or not, passed or failed) for `harness history METRIC`
+    session.run("harness", "history", "add", str(run), "--results-dir", str(results))
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary and summary.is_file():
         with open(step_summary, "a") as fh:

@@ -536,6 +536,9 @@ def _add_gate(sub: Any) -> None:
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                    help="also write the comparison to FILE (before the exit status is set)")
+    p.add_argument("--json-output", type=Path, default=None, metavar="FILE",
+                   help="also write the JSON form to FILE, whatever --format (the nightly "
+                        "session indexes its verdict counts: harness history add)")
     p.add_argument("--self-test", action="store_true",
                    help="measure the false-alarm rate (A/A) and the detection of 5%% and "
                         "10%% more work on this machine, with these settings")
@@ -576,6 +579,8 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     text = to_markdown(result) if args.format == "markdown" else to_json(result)
     if args.output is not None:
         _write_output(args.output, text)
+    if args.json_output is not None:
+        _write_output(args.json_output, to_json(result))
     print(text, end="")
     if result.regressions:
         print(f"harness: {len(result.regressions)} case(s) regressed: "
@@ -612,6 +617,88 @@ def _cmd_baseline_promote(args: argparse.Namespace) -> int:
     out = promote(args.run, name=args.name, baselines_dir=args.baselines_dir,
                   cache_dir=args.cache_dir)
     print(f"baseline {args.name}: {out}")
+    return 0
+
+
+def _add_history(sub: Any) -> None:
+    from harness.history import DEFAULT_K, DEFAULT_Z, METRICS
+
+    p = sub.add_parser(
+        "history", help="a metric of the indexed nightly runs over time, with change points",
+        description="`harness history METRIC`: one figure per case from every run indexed in "
+                    "RESULTS_DIR/history.jsonl (oldest first): a table (run x case) and a "
+                    "plot (PNG and SVG) with change points marked: a run where the median of "
+                    f"the {DEFAULT_K} runs from it on differs from the median of the "
+                    f"{DEFAULT_K} runs before by more than {DEFAULT_Z:g} x the run-to-run "
+                    "noise (1.4826 MAD of consecutive differences / sqrt 2); see "
+                    "docs/comparing-runs.md. METRIC: " + ", ".join(METRICS) + ". "
+                    "`harness history add RUN [--gate-json FILE]` indexes a run (the nightly "
+                    "session does). Exit status 2 when the index is missing or empty.")
+    p.add_argument("metric", metavar="METRIC|add", help="a metric, or `add` to index RUN")
+    p.add_argument("run", type=Path, nargs="?", metavar="RUN", help="with `add`: the run")
+    p.add_argument("--case", action="append", default=[], metavar="CASE_ID",
+                   help="only this case (repeat for more; default: every case)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR",
+                   help="where history.jsonl is (default: results)")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="PLOT.png",
+                   help="the plot (an SVG is written beside it; default: "
+                        "RESULTS_DIR/history-METRIC.png)")
+    p.add_argument("--gate-json", type=Path, default=None, metavar="FILE",
+                   help="with `add`: the gate's JSON output, for the verdict counts "
+                        "(default: RUN/gate.json when it exists)")
+    p.set_defaults(func=_cmd_history)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from harness import history
+
+    if args.metric == "add":
+        if args.run is None:
+            raise InputError("expected RUN: harness history add RUN")
+        if not args.run.is_dir():
+            raise InputError("the run does not exist", file=args.run)
+        gate_json = args.gate_json or args.run / "gate.json"
+        summary = None
+        if gate_json.is_file():
+            try:
+                cases = json.loads(gate_json.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise InputError(f"cannot read the gate's JSON: {exc}",
+                                 file=gate_json) from exc
+            if not isinstance(cases, list):
+                raise InputError("expected a list (harness gate --format json)",
+                                 file=gate_json)
+            summary = history.gate_summary(cases)
+        elif args.gate_json is not None:
+            raise InputError("no such file", file=args.gate_json, field="--gate-json")
+        entry = history.record(args.results_dir, args.run, summary)
+        print(f"indexed {entry['run_id']} in {history.index_path(args.results_dir)}")
+        return 0
+    if args.run is not None:
+        raise InputError(f"unexpected argument {str(args.run)!r} (RUN goes with `add`)")
+    if args.gate_json is not None:
+        raise InputError("--gate-json goes with `add`", field="--gate-json")
+    png = args.output or args.results_dir / f"history-{args.metric}.png"
+    if png.suffix.lower() != ".png":
+        raise InputError("expected a .png path (the SVG is written beside it)", file=png,
+                         field="--output")
+    h = history.load_history(args.results_dir, args.metric, cases=args.case or None)
+    for s in h.skipped:
+        print(f"warning: indexed run skipped: {s}", file=sys.stderr)
+    print(history.table(h))
+    unit = history.UNITS[h.metric]
+    if h.change_points:
+        print(f"\nchange points (* above; k={history.DEFAULT_K}, "
+              f"{history.DEFAULT_Z:g} x noise):")
+        for cp in h.change_points:
+            pct = "" if cp.change_pct is None else f" ({cp.change_pct:+.1f}%)"
+            print(f"  {cp.case_id}: from run {cp.run_id}: {cp.before:.4g} -> "
+                  f"{cp.after:.4g} {unit}{pct}, noise {cp.noise:.3g}")
+    else:
+        print(f"\nno change point (k={history.DEFAULT_K}, {history.DEFAULT_Z:g} x noise; "
+              f"a change needs {history.DEFAULT_K} runs on each side)")
+    out_png, out_svg = history.write_plot(h, png)
+    print(f"plot: {out_png} and {out_svg}", file=sys.stderr)
     return 0
 
 
@@ -1040,7 +1127,8 @@ def _cmd_suites(args: argparse.Namespace) -> int:
 
 COMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_emulate, _add_calibrate,
                                          _add_devices, _add_report, _add_compare,
-                                         _add_gate, _add_baseline, _add_recommend,
+                                         _add_gate, _add_baseline, _add_history,
+                                         _add_recommend,
                                          _add_export, _add_suites]
 
 

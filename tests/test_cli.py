@@ -21,7 +21,7 @@ def test_import_and_help_do_not_load_heavy_runtimes() -> None:
 
 
 @pytest.mark.parametrize("command", ["bench", "emulate", "calibrate", "devices", "report",
-                                     "suites"])
+                                     "history", "suites"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([command, "--help"])
