@@ -935,7 +935,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     sustained = any("sustained_latency_ms" in r for r in results)
+    ranged = any("latency_range_ms" in r for r in results)
     headers = ["model", "device", "precision", "unit", "latency (ms)"]
+    headers += ["80% range (ms)"] if ranged else []
     headers += ["sustained (ms)"] if sustained else []
     headers += ["memory (MB)", "fits", "energy (mJ)", "power (W)"]
     assumed = {Path(r["model"]).name: r["assumed_dims"] for r in results
@@ -950,6 +952,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             continue
         row = [Path(r["model"]).name, r["device"], r["precision"], r["unit"],
                f"{r['latency_ms']:.3f}"]
+        band = r.get("latency_range_ms")
+        row += ([f"{band[0]:.3g}-{band[1]:.3g}" if band else ""] if ranged else [])
         row += [f"{r['sustained_latency_ms']:.3f}"] if sustained else []
         row += [f"{r['peak_memory_mb']:.1f}", "yes" if r["fits"] else "NO",
                 f"{r['energy_mj']:.3f}", f"{r['avg_power_w']:.2f}"]

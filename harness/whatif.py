@@ -45,6 +45,10 @@ def emulate_models(models: list[Path], *, devices: list[str], precisions: list[s
                     "fallback_nodes": len(em.latency.fallbacks),
                     "assumed_dims": list(em.latency.fixed_dims),
                     "notes": list(em.notes)})
+                band = _band(prof, entry)
+                if band is not None:   # how wrong such a prediction was on models left out
+                    entry["latency_range_ms"] = [band[0] * em.latency_ms,
+                                                 band[1] * em.latency_ms]
                 if duration_s is not None or iterations is not None:
                     trace = simulate(em.latency, prof, duration_s=duration_s,
                                      iterations=iterations, period_ms=period_ms)
@@ -59,6 +63,16 @@ def emulate_models(models: list[Path], *, devices: list[str], precisions: list[s
                     entry["fallbacks"] = list(em.latency.fallbacks)
                 out.append(entry)
     return out
+
+
+def _band(profile: Any, entry: dict[str, Any]) -> tuple[float, float] | None:
+    """The 80% range multipliers of a prediction from the profile's calibration (None where
+    the fit does not cover the unit)."""
+    from harness.predict import _range
+    from harness.profiles import calibration_fidelity
+
+    fid = calibration_fidelity(profile)
+    return None if fid is None else _range(fid, entry)
 
 
 def _dominant_precision(graph: Any) -> str:

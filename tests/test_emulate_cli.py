@@ -133,3 +133,21 @@ def test_emulate_models_refuses_bad_sustained_arguments(tiny_model: Path) -> Non
         with pytest.raises(InputError):
             emulate_models([tiny_model], devices=["snapdragon8gen3"], precisions=[None],
                            **kwargs)  # type: ignore[arg-type]
+
+
+def test_npu_predictions_carry_the_calibration_range(tiny_model: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """On the fitted unit a prediction comes with its 80% range; elsewhere it has none."""
+    results = emulate_models([tiny_model], devices=["snapdragon8gen3", "raspberrypi5"],
+                             precisions=["int8"], unit="auto", detail=False, duration_s=None,
+                             iterations=None, period_ms=None,
+                             input_shapes={"input": [1, 4, 8, 8]})
+    by = {r["device"]: r for r in results}
+    sd, pi = by["snapdragon8gen3"], by["raspberrypi5"]
+    if sd["unit"] == "npu":
+        lo, hi = sd["latency_range_ms"]
+        assert lo < sd["latency_ms"] < hi
+    assert "latency_range_ms" not in pi            # no NPU, no fitted figures
+    assert main(["emulate", str(tiny_model), "--device", "snapdragon8gen3", "--precision",
+                 "int8", "--unit", "npu", "--shape", "input=1,4,8,8"]) == 0
+    assert "80% range (ms)" in capsys.readouterr().out
