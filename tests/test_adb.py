@@ -388,3 +388,47 @@ def test_no_pairs_no_section(tmp_path: Path, tiny_model: Path, phone: FakeAndroi
     run_dir = next((tmp_path / "results").iterdir())
     assert "Emulator vs device" not in write_report(run_dir, html=False, plots=False)
     assert "Emulator vs device" not in (run_dir / "report.md").read_text()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_real_adb_client_talks_to_the_fake_phone(tmp_path: Path, phone: FakeAndroid,
+                                                     home: Path) -> None:
+    """Interop: Debian's `adb` (its own server, on a private port) connects to the fake phone,
+    reads a property, pushes a file and reads it back: the fake speaks ADB as adbd does."""
+    import shutil
+    import subprocess
+
+    adb = shutil.which("adb")
+    if adb is None:
+        pytest.skip("the adb client is not installed (apt-get install adb)")
+    server_port = str(_free_port())
+    env = {**os.environ, "HOME": str(home), "ANDROID_SDK_HOME": str(home)}
+    env.pop("ADB_SERVER_SOCKET", None)
+
+    def run(*args: str) -> str:
+        done = subprocess.run([adb, "-P", server_port, *args], env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    try:
+        assert f"connected to {phone.address}" in run("connect", phone.address)
+        run("-s", phone.address, "wait-for-device")
+        assert run("-s", phone.address, "shell", "getprop", "ro.soc.model").strip() == \
+            "SM8650"
+        local = tmp_path / "hello.txt"
+        local.write_bytes(b"hello from the host\n" * 500)
+        run("-s", phone.address, "push", str(local), "/data/local/tmp/hello.txt")
+        assert phone.files["/data/local/tmp/hello.txt"].data == local.read_bytes()
+        out = run("-s", phone.address, "shell", "cat", "/data/local/tmp/hello.txt")
+        assert out.replace("\r\n", "\n") == local.read_text()
+    finally:
+        subprocess.run([adb, "-P", server_port, "kill-server"], env=env,
+                       capture_output=True, timeout=30, check=False)
