@@ -101,6 +101,12 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--runner", default=None, type=Path, metavar="PATH",
                    help="adb backend: onnxruntime_perf_test built for Android, pushed to the "
                         "phone")
+    p.add_argument("--cooldown-c", default=3.0, type=float, metavar="MARGIN",
+                   help="adb backend: before each case wait until the SoC is within MARGIN "
+                        "°C of its temperature at connect (default 3.0)")
+    p.add_argument("--cooldown-max-s", default=120.0, type=float, metavar="S",
+                   help="adb backend: wait at most S seconds for that, then run the case "
+                        "marked started_hot (default 120; 0: no cooldown wait)")
     p.add_argument("--suite", default=None, metavar="NAME|PATH",
                    help="suite name from suites/ or a path to a suite file (default: default, "
                         "or the resumed run's)")
@@ -276,6 +282,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, eval_size=args.eval_size, command_line=tuple(sys.argv),
         shapes=tuple((k, tuple(v)) for k, v in _parse_shapes(args.shape).items()),
         retry=tuple(args.retry), adb=args.adb, serial=args.serial, runner=args.runner,
+        cooldown_c=args.cooldown_c, cooldown_max_s=args.cooldown_max_s,
         executor=args.executor, ray_address=args.ray_address,
         overrides=MeasureOverrides(
             iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,

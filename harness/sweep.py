@@ -9,6 +9,7 @@ loses nothing and ``--resume`` runs only what is missing.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -104,6 +105,9 @@ class BenchOptions:
     serial: str | None = None
     runner: Path | None = None
     adb_connect_timeout_s: float = 10.0
+    # --cooldown-c MARGIN / --cooldown-max-s S (0: no cooldown gate), see docs/adb.md
+    cooldown_c: float = 3.0
+    cooldown_max_s: float = 120.0
 
     def __post_init__(self) -> None:
         for name in ("devices", "backends", "workloads", "quant", "prune", "command_line",
@@ -155,6 +159,11 @@ class BenchOptions:
 
     def _check_adb(self) -> None:
         """--adb / --serial / --runner: given exactly when the adb backend is used."""
+        for name in ("cooldown_c", "cooldown_max_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"expected {flag} >= 0, got {value!r}", field=flag)
         given = [f for f in ("adb", "serial", "runner") if getattr(self, f) is not None]
         if "adb" not in self.backends:
             if given and self.backends:  # (a resumed run names its backends itself)
@@ -180,7 +189,8 @@ class BenchOptions:
     def backend_options(self) -> BackendOptions:
         return BackendOptions(adb=self.adb, serial=self.serial,
                               runner=None if self.runner is None else Path(self.runner),
-                              connect_timeout_s=self.adb_connect_timeout_s)
+                              connect_timeout_s=self.adb_connect_timeout_s,
+                              cooldown_c=self.cooldown_c, cooldown_max_s=self.cooldown_max_s)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ acknowledged with OKAY, 24-byte headers with the payload's byte-sum checksum and
 
 The phone has an Android-like state: properties (``ro.soc.model`` SM8650...), files under
 ``/data/local/tmp``, thermal zones that warm while the runner runs and cool after, battery
-files. Knobs for fault tests: ``accepted_keys`` (None: any key; a list of public keys: only
+files. Knobs: ``run_heat_mc`` and ``cool_tau_s`` (how hot a run makes it, how fast it cools);
+for fault tests ``accepted_keys`` (None: any key; a list of public keys: only
 those; [] none: the "unauthorized" phone), ``runner_mode`` (ok, crash, hang, garbage),
 ``vanish_after_runs`` (the phone goes away after that many runner runs).
 """
@@ -79,6 +80,8 @@ class FakeAndroid:
     hang_s: float = 30.0
     vanish_after_runs: int | None = None
     base_latency_ms: float = 1.5
+    run_heat_mc: float = 4000.0     # heat of one runner run (plus 40 m°C per iteration)
+    cool_tau_s: float = 0.3         # the time constant of cooling back to idle (tests: fast)
     files: dict[str, _File] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=lambda: {"/", "/data", "/data/local",
                                                     "/data/local/tmp"})
@@ -143,15 +146,16 @@ class FakeAndroid:
             path = posixpath.dirname(path)
 
     def zone_temp_mc(self, index: int) -> int:
-        """Idle temperature plus the runner's heat, decaying with a 2 s time constant."""
+        """Idle temperature plus the runner's heat, decaying with ``cool_tau_s``."""
         idle = self._zones[index][1]
-        heat = self._heat_mc * math.exp(-(time.monotonic() - self._heat_at) / 2.0)
+        heat = self._heat_mc * math.exp(-(time.monotonic() - self._heat_at) / self.cool_tau_s)
         share = 0.4 if self._zones[index][0] == "battery" else 1.0
         return int(idle + heat * share)
 
     def _heat(self, amount_mc: float) -> None:
         now = time.monotonic()
-        self._heat_mc = self._heat_mc * math.exp(-(now - self._heat_at) / 2.0) + amount_mc
+        self._heat_mc = (self._heat_mc * math.exp(-(now - self._heat_at) / self.cool_tau_s)
+                         + amount_mc)
         self._heat_at = now
 
     def _read(self, path: str) -> bytes | None:
@@ -307,7 +311,7 @@ class FakeAndroid:
             return b"something unexpected\n", 0
         n = int(opts.get("-r", "100"))
         size_mb = len(self.files[model].data) / 1e6
-        self._heat(4000.0 + 40.0 * n)
+        self._heat(self.run_heat_mc + 40.0 * n)
         warm = 1.0 + max(0.0, self.zone_temp_mc(0) - 36000) / 100000.0
         lat = [(self.base_latency_ms + size_mb) * warm * (1.0 + 0.05 * ((i * 7) % 11) / 10)
                for i in range(n)]

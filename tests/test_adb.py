@@ -33,6 +33,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return h
 
 
+@pytest.fixture(autouse=True)
+def quick_cooldown_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cooldown gate reads the fake phone's thermal zones every 50 ms, not every 2 s."""
+    monkeypatch.setattr("harness.backends.adb.backend.COOLDOWN_POLL_S", 0.05)
+
+
 @pytest.fixture
 def phone() -> Iterator[FakeAndroid]:
     with FakeAndroid() as p:
@@ -118,6 +124,54 @@ def test_a_second_run_pushes_nothing_again(tmp_path: Path, tiny_model: Path,
     assert len(phone.pushes) == pushed   # same size and sha256 on the phone: skipped
     assert all(m.measured and m.measured.extra and not m.measured.extra["artifact_pushed"]
                for m in ms)
+
+
+def test_a_case_after_a_hot_run_waits_for_the_soc_to_cool(tmp_path: Path, tiny_model: Path,
+                                                          runner: Path) -> None:
+    # a run heats the SoC by ~20.8 °C; it cools back with a 1 s time constant
+    with FakeAndroid(run_heat_mc=20000.0, cool_tau_s=1.0) as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_c=3.0)
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    first, second = (m.measured.extra or {} for m in ms if m.measured)
+    assert first["soc_idle_c"] == 37.0            # the hottest SoC zone at connect
+    assert first["cooldown_wait_s"] < 0.2 and first["started_hot"] is False
+    # the second case found the SoC still hot (the int8 build between the runs takes a
+    # moment) and waited for it: about ln(20.8 / 3) = 1.9 s after the first run in all
+    assert 0.2 < second["cooldown_wait_s"] < 5, second["cooldown_wait_s"]
+    assert second["started_hot"] is False and second["soc_idle_c"] == 37.0
+    assert second["soc_start_c"] <= 37.0 + 3.0
+    assert second["thermal_before_c"]["cpu-1-0-0"] == second["soc_start_c"]
+
+
+def test_the_cooldown_bound_marks_a_hot_start(tmp_path: Path, tiny_model: Path,
+                                              runner: Path) -> None:
+    with FakeAndroid(run_heat_mc=10000.0, cool_tau_s=60.0) as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_c=3.0,
+                  cooldown_max_s=0.3)
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    second = ms[1].measured.extra if ms[1].measured else None
+    assert second is not None and second["started_hot"] is True
+    assert 0.3 <= second["cooldown_wait_s"] < 2
+    assert second["soc_start_c"] > second["soc_idle_c"] + 3.0
+
+
+def test_a_zero_cooldown_bound_disables_the_gate(tmp_path: Path, tiny_model: Path,
+                                                 runner: Path) -> None:
+    with FakeAndroid(run_heat_mc=10000.0, cool_tau_s=60.0) as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    second = ms[1].measured.extra if ms[1].measured else None
+    assert second is not None
+    assert "cooldown_wait_s" not in second and "started_hot" not in second
+    assert second["soc_start_c"] > second["soc_idle_c"] + 3.0   # recorded, not waited for
+    assert ms[1].duration_s < 2
+
+
+def test_cooldown_options_are_checked() -> None:
+    with pytest.raises(InputError, match="--cooldown-c >= 0"):
+        BenchOptions(devices=("snapdragon8gen3",), cooldown_c=-1.0)
+    with pytest.raises(InputError, match="--cooldown-max-s >= 0"):
+        BenchOptions(devices=("snapdragon8gen3",), cooldown_max_s=float("nan"))
 
 
 def test_an_unauthorized_computer_gets_a_clear_error_row(tmp_path: Path, tiny_model: Path,
@@ -334,3 +388,47 @@ def test_no_pairs_no_section(tmp_path: Path, tiny_model: Path, phone: FakeAndroi
     run_dir = next((tmp_path / "results").iterdir())
     assert "Emulator vs device" not in write_report(run_dir, html=False, plots=False)
     assert "Emulator vs device" not in (run_dir / "report.md").read_text()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_real_adb_client_talks_to_the_fake_phone(tmp_path: Path, phone: FakeAndroid,
+                                                     home: Path) -> None:
+    """Interop: Debian's `adb` (its own server, on a private port) connects to the fake phone,
+    reads a property, pushes a file and reads it back: the fake speaks ADB as adbd does."""
+    import shutil
+    import subprocess
+
+    adb = shutil.which("adb")
+    if adb is None:
+        pytest.skip("the adb client is not installed (apt-get install adb)")
+    server_port = str(_free_port())
+    env = {**os.environ, "HOME": str(home), "ANDROID_SDK_HOME": str(home)}
+    env.pop("ADB_SERVER_SOCKET", None)
+
+    def run(*args: str) -> str:
+        done = subprocess.run([adb, "-P", server_port, *args], env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    try:
+        assert f"connected to {phone.address}" in run("connect", phone.address)
+        run("-s", phone.address, "wait-for-device")
+        assert run("-s", phone.address, "shell", "getprop", "ro.soc.model").strip() == \
+            "SM8650"
+        local = tmp_path / "hello.txt"
+        local.write_bytes(b"hello from the host\n" * 500)
+        run("-s", phone.address, "push", str(local), "/data/local/tmp/hello.txt")
+        assert phone.files["/data/local/tmp/hello.txt"].data == local.read_bytes()
+        out = run("-s", phone.address, "shell", "cat", "/data/local/tmp/hello.txt")
+        assert out.replace("\r\n", "\n") == local.read_text()
+    finally:
+        subprocess.run([adb, "-P", server_port, "kill-server"], env=env,
+                       capture_output=True, timeout=30, check=False)

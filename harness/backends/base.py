@@ -106,6 +106,10 @@ class BackendOptions:
     serial: str | None = None       # --serial SERIAL: a phone over USB
     runner: Path | None = None      # --runner PATH: the on-device benchmark binary
     connect_timeout_s: float = 10.0
+    # --cooldown-c / --cooldown-max-s: before each case wait (at most cooldown_max_s, 0: never)
+    # until the SoC is within cooldown_c of its temperature at connect
+    cooldown_c: float = 3.0
+    cooldown_max_s: float = 120.0
 
 
 @dataclass

@@ -10,6 +10,7 @@ says so in ``measured.extra.notes``. Any failure is this case's ``error`` or ``t
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from dataclasses import replace
@@ -38,6 +39,19 @@ if TYPE_CHECKING:
 QUALITY_NOTE = ("quality and fidelity are not measured on the phone (the runner times "
                 "generated inputs): see the host or emulated row of this cell")
 DEFAULT_TIMEOUT_S = 600.0
+COOLDOWN_POLL_S = 2.0      # between thermal reads while waiting for the SoC to cool
+# thermal zone types of the SoC (CPU clusters, GPU, the SoC sensor); battery, skin, modem,
+# charger zones are not the SoC
+_SOC_ZONE = re.compile(r"cpu|soc|gpu|tsens|cluster|apc|mtktscpu|little|big|mid", re.I)
+
+
+def soc_temp(zones: dict[str, float]) -> float | None:
+    """The SoC's temperature (°C): the hottest zone whose type names a SoC part, or the
+    hottest zone but the battery when no type does; None without readable zones."""
+    soc = [t for name, t in zones.items() if _SOC_ZONE.search(name)]
+    if not soc:
+        soc = [t for name, t in zones.items() if "battery" not in name.lower()]
+    return max(soc) if soc else None
 
 
 class AdbBackend:
@@ -54,6 +68,7 @@ class AdbBackend:
         self.facts: dict[str, Any] = {}
         self.runner_remote: str | None = None
         self._sha: dict[Path, str] = {}
+        self.idle_c: float | None = None   # the SoC at the first connect: what "cool" means
 
     def open(self, profile: DeviceProfile | None, context: BackendContext) -> None:
         # connecting waits for the first case: a phone that is not there gives error rows
@@ -88,6 +103,8 @@ class AdbBackend:
                           "product_model": phone.getprop("ro.product.model") or None,
                           "serialno": phone.getprop("ro.serialno") or None}
             phone.list_zones()
+            if self.idle_c is None:   # a reconnect (phone lost mid-sweep) keeps the first
+                self.idle_c = soc_temp(phone.thermal())
             runner = Path(o.runner)
             self._sha.setdefault(runner, sha256_file(runner))
             remote = f"{REMOTE_ROOT}/bin/{runner.name}"
@@ -163,14 +180,15 @@ class AdbBackend:
                                                     threads=task.threads)]
         command = " ".join(shlex.quote(a) for a in argv)
         timeout = task.timeout_s if task.timeout_s > 0 else DEFAULT_TIMEOUT_S
-        before, battery = phone.thermal(), phone.battery()
+        before, cooldown = self._cool_down(phone)
+        battery = phone.battery()
         t0 = time.monotonic()
         out, rc = phone.sh(command, timeout_s=timeout)
         wall = time.monotonic() - t0
         after = phone.thermal()
         extra = {**self.facts, "command": command, "artifact_pushed": pushed,
                  "run_s": round(wall, 3), "thermal_before_c": before,
-                 "thermal_after_c": after, "battery_before": battery,
+                 "thermal_after_c": after, "battery_before": battery, **cooldown,
                  "notes": [QUALITY_NOTE]}
         if rc != 0:
             tail = " | ".join(out.strip().splitlines()[-3:])
@@ -195,6 +213,31 @@ class AdbBackend:
             threads=task.threads or None, warmup_runs=1, extra=extra)
         result: Measurement = finish("ok", measured=measured)
         return result
+
+    def _cool_down(self, phone: Phone) -> tuple[dict[str, float], dict[str, Any]]:
+        """Wait, at most ``cooldown_max_s``, until the SoC is within ``cooldown_c`` of its
+        idle temperature; the last thermal reading and what to record of the wait."""
+        o = self.options
+        zones = phone.thermal()
+        now = soc_temp(zones)
+        if self.idle_c is None or now is None:
+            return zones, {}    # no readable SoC zone: nothing to wait for
+        record: dict[str, Any] = {"soc_idle_c": self.idle_c}
+        if o.cooldown_max_s > 0:
+            t0 = time.monotonic()
+            hot = False
+            while now is not None and now > self.idle_c + o.cooldown_c:
+                left = o.cooldown_max_s - (time.monotonic() - t0)
+                if left <= 0:
+                    hot = True
+                    break
+                time.sleep(min(COOLDOWN_POLL_S, left))
+                zones = phone.thermal()
+                now = soc_temp(zones)
+            record["cooldown_wait_s"] = round(time.monotonic() - t0, 3)
+            record["started_hot"] = hot
+        record["soc_start_c"] = now
+        return zones, record
 
 
 def _adb_shell_version() -> str:
