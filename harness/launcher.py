@@ -8,6 +8,7 @@ runaway allocation costs one task, never the sweep. This is the parent side; the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,31 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+TASK_DIR_PREFIX = "harness-task-"
+_cleaned = False
+
+
+def _remove_orphaned_task_dirs() -> None:
+    """Remove task folders of orchestrators that no longer run (killed with SIGKILL, their
+    ``TemporaryDirectory`` never cleaned up); once per process."""
+    global _cleaned
+    if _cleaned:
+        return
+    _cleaned = True
+    import shutil
+
+    for d in Path(tempfile.gettempdir()).glob(f"{TASK_DIR_PREFIX}*"):
+        pid_text = d.name[len(TASK_DIR_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)   # its orchestrator is gone
+        except PermissionError:
+            pass                                   # alive, another user's
+
+
 def run_in_worker(task: dict[str, Any], *, timeout_s: float, log: Path,
                   memory_limit_mb: float | None = None) -> dict[str, Any]:
     """Run ``task`` (a worker task as JSON: see :mod:`harness.worker`) in a fresh process.
@@ -44,7 +70,9 @@ def run_in_worker(task: dict[str, Any], *, timeout_s: float, log: Path,
     dies. Never raises for anything the worker does; the worker's output goes to ``log``.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="harness-task-") as tmp:
+    _remove_orphaned_task_dirs()
+    # The pid in the name lets a later orchestrator remove what a killed one left behind.
+    with tempfile.TemporaryDirectory(prefix=f"{TASK_DIR_PREFIX}{os.getpid()}-") as tmp:
         task_path, result_path = Path(tmp) / "task.json", Path(tmp) / "result.json"
         # The cap is applied by the worker itself once the runtime libraries are imported
         # (see harness.worker.apply_memory_limit): it limits the model, not the interpreter.

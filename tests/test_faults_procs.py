@@ -185,3 +185,31 @@ def test_a_tight_cap_above_the_runtime_still_runs_a_small_model(tiny_model: Path
     out = run_in_worker(_measure_task(tiny_model, tmp_path, iterations=3), timeout_s=120,
                         log=tmp_path / "log", memory_limit_mb=runtime_mb + 150)
     assert out["status"] == "ok", out
+
+
+def test_task_folders_of_a_killed_orchestrator_are_removed_later(tmp_path: Path) -> None:
+    """An orchestrator killed with SIGKILL cannot clean its task folder; the next one removes
+    folders whose orchestrator is gone and keeps those of live ones."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from harness import launcher
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    base = Path(tempfile.gettempdir())
+    orphan = base / f"{launcher.TASK_DIR_PREFIX}{gone.pid}-test"
+    alive = base / f"{launcher.TASK_DIR_PREFIX}{os.getppid()}-test"
+    for d in (orphan, alive):
+        d.mkdir(exist_ok=True)
+        (d / "task.json").write_text("{}")
+    try:
+        launcher._cleaned = False
+        launcher._remove_orphaned_task_dirs()
+        assert not orphan.exists() and alive.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(orphan, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)
