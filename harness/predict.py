@@ -45,8 +45,8 @@ def emulator_graph(path: Path) -> tuple[Path, bool]:
 
 def predict_devices(path: Path, devices: Sequence[str], *, sustained_s: float,
                     period_ms: float | None, breakdown_dir: Path | None, artifact_key: str,
-                    input_shapes: Mapping[str, Sequence[int]] | None = None
-                    ) -> dict[str, dict[str, Any]]:
+                    input_shapes: Mapping[str, Sequence[int]] | None = None,
+                    label: str = "") -> dict[str, dict[str, Any]]:
     """:func:`predict_on` for each device, reading and shape-inferring the graph once."""
     graph: Any = None
     try:
@@ -58,13 +58,14 @@ def predict_devices(path: Path, devices: Sequence[str], *, sustained_s: float,
         graph = None
     return {d: predict_on(path, d, sustained_s=sustained_s, period_ms=period_ms,
                           breakdown_dir=breakdown_dir, artifact_key=artifact_key,
-                          input_shapes=input_shapes, graph=graph) for d in devices}
+                          input_shapes=input_shapes, graph=graph, label=label)
+            for d in devices}
 
 
 def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float | None,
                breakdown_dir: Path | None, artifact_key: str,
                input_shapes: Mapping[str, Sequence[int]] | None = None,
-               graph: Any = None) -> dict[str, Any]:
+               graph: Any = None, label: str = "") -> dict[str, Any]:
     """The emulator's prediction of ``path`` on profile ``device``, as row parts.
 
     ``graph`` is the artifact's emulator graph already loaded at ``input_shapes`` (else it is
@@ -117,7 +118,9 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
             "sustained_power_w": trace.power_w[-1],
         })
         if breakdown_dir is not None:
-            name = f"{artifact_key[:16]}-{device}.json"
+            # named by the case it describes (workload/quant/prune-P/device, as in the case id)
+            # and the artifact, so a later run's file never replaces another case's
+            name = _file_name(f"{label}/{device}" if label else device, artifact_key)
             breakdown_dir.mkdir(parents=True, exist_ok=True)
             from harness.fsutil import atomic_write_text
 
@@ -177,3 +180,10 @@ def _range(fidelity: Mapping[str, Any], summary: Mapping[str, Any]) -> tuple[flo
         return None
     # predicted/published ratios r: the device's latency is about predicted / r
     return 1.0 / float(hi), 1.0 / float(lo)
+
+
+def _file_name(case: str, artifact_key: str) -> str:
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9_.@+-]+", "_", case).strip("_")[:80]
+    return f"{slug}-{artifact_key[:12]}.json"

@@ -482,10 +482,13 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
     # 3. describe: facts of every artifact, predicted once per device that a backend wants
     wanted: dict[str, set[str]] = {}
     workload_of: dict[str, str] = {}
+    label_of: dict[str, str] = {}
     for c in pending:
         if c.variant_key in refs:
             devices = wanted.setdefault(refs[c.variant_key].key, set())
             workload_of[refs[c.variant_key].key] = c.workload.name
+            label_of.setdefault(refs[c.variant_key].key, "/".join(
+                (c.workload.name, c.quant.name, f"prune-{c.prune.name}")))
             if c.device and capabilities_of(c.backend).predicts:
                 devices.add(c.device)
     by_key = {r.key: r for r in refs.values()}
@@ -495,7 +498,7 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
                                    devices=tuple(sorted(devs)), sustained_s=measure.sustained_s,
                                    period_ms=measure.period_ms,
                                    breakdown_dir=run_dir / "breakdown",
-                                   timeout_s=measure.timeout_s)
+                                   timeout_s=measure.timeout_s, label=label_of[k])
                       for k, devs in wanted.items()]
     described: dict[str, dict[str, Any]] = {}
     if note and describe_tasks:

@@ -179,7 +179,8 @@ def _describe(task: dict[str, Any]) -> dict[str, Any]:
             shapes = {k: list(npz[k].shape) for k in npz.files}
     predictions = predict_devices(path, task["devices"], sustained_s=task["sustained_s"],
                                   period_ms=task.get("period_ms"), input_shapes=shapes,
-                                  breakdown_dir=breakdown_dir, artifact_key=ref.key)
+                                  breakdown_dir=breakdown_dir, artifact_key=ref.key,
+                                  label=task.get("label") or "")
     return {"facts": facts.to_row(), "predictions": predictions, "input_shapes": shapes}
 
 

@@ -138,6 +138,7 @@ def test_mixed_backends_in_one_run_with_provenance(tmp_path: Path, suite: Path,
     assert (band is not None) == (emu.predicted.detail["unit"] == "npu")
     breakdown = run_dir / str(emu.predicted.breakdown_file)
     assert breakdown.is_file() and json.loads(breakdown.read_text())
+    assert breakdown.name.startswith("tiny_fp32_prune-0_snapdragon8gen3-")  # named by case
     df = summary_frame(run)
     assert sorted(df["backend"]) == ["emulated", "fakephone"]
     # per-case files are named by the case, not by its position in this command

@@ -170,10 +170,12 @@ class DescribeTask:
     period_ms: float | None
     breakdown_dir: Path | None
     timeout_s: float
+    # the cell the artifact belongs to (workload/quant/prune-P): names its breakdown files
+    label: str = ""
     timed: bool = field(default=False, init=False)
 
     def to_worker(self) -> dict[str, Any]:
-        return {"kind": "describe", "artifact": self.artifact.to_json(),
+        return {"kind": "describe", "artifact": self.artifact.to_json(), "label": self.label,
                 "cache_dir": str(self.cache_dir), "devices": list(self.devices),
                 "inputs": str(self.inputs) if self.inputs else None,
                 "sustained_s": self.sustained_s, "period_ms": self.period_ms,
