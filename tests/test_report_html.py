@@ -164,3 +164,14 @@ def test_predictions_link_to_where_their_device_time_goes(tmp_path: Path) -> Non
     assert anchor, "the device latency cell links to its time share"
     assert f'<tr id="{anchor.group(1)}"><td><a href="breakdown/k-phone.json">' in page
     assert "npu 75%, cpu 25%" in page and "1 of 2" in page
+
+
+def test_summary_column_groups_can_be_hidden(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, rich_rows())
+    write_report(run_dir, plots=False)
+    page = (run_dir / "report.html").read_text()
+    for group in ("latency", "memory", "quality"):
+        assert f'data-table="table-summary" data-group="{group}"' in page
+        assert f'class="g-{group}"' in page
+        assert f"table.hide-{group} .g-{group}" in page
+    assert "classList.toggle" in page

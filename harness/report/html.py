@@ -39,10 +39,20 @@ details>summary{cursor:pointer}details>summary h2{display:inline-block;border:0}
 nav.toc{font-size:14px;background:#fafafa;border:1px solid #eee;padding:.4em 1em;
 display:inline-block}nav.toc ul{margin:.2em 0;padding-left:1.2em}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1em}
+.groups{font-size:13px}.groups label{margin-right:.8em}
+table.hide-latency .g-latency,table.hide-memory .g-memory,table.hide-power .g-power,
+table.hide-quality .g-quality{display:none}
 """
 
 # Click a header to sort by it (numbers numerically, blanks last); click again to reverse.
+# Untick a column group above a table to hide its columns.
 SCRIPT = """
+document.querySelectorAll('.groups input').forEach(function(box){
+  box.addEventListener('change',function(){
+    document.getElementById(box.dataset.table).classList.toggle(
+      'hide-'+box.dataset.group,!box.checked);
+  });
+});
 document.querySelectorAll('table.sortable').forEach(function(t){
   t.querySelectorAll('th').forEach(function(th,i){
     th.addEventListener('click',function(){
@@ -63,6 +73,29 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 """
 
 
+def _groups() -> dict[str, str]:
+    """Column -> the section (latency, memory, power, quality) it belongs to: the summary
+    table's column groups, which the reader can hide."""
+    from harness.report.frame import _CASE, SECTIONS
+
+    out: dict[str, str] = {}
+    for title, cols in SECTIONS.items():
+        for col in cols:
+            if col not in _CASE and col != "status":
+                out.setdefault(col, title.lower())
+    return out
+
+
+def _group_toggles(columns: dict[str, str], table_id: str) -> str:
+    groups = sorted({g for c in columns if (g := _groups().get(c))})
+    if not groups:
+        return ""
+    boxes = "".join(
+        f'<label><input type="checkbox" checked data-table="{table_id}" data-group="{g}"> '
+        f"{html.escape(g)}</label> " for g in groups)
+    return f'<p class="groups">Columns: {boxes}</p>'
+
+
 def _anchor(case_id: str) -> str:
     import hashlib
 
@@ -74,7 +107,10 @@ def _table(df: pd.DataFrame, columns: dict[str, str], table_id: str,
     from harness.report.frame import TEXT_COLUMNS, display_frame
 
     shown = display_frame(df, columns)
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in shown.columns)
+    groups = _groups()
+    klass = {c: (f' class="g-{groups[c]}"' if c in groups else "") for c in columns}
+    head = "".join(f"<th{klass[c]}>{html.escape(str(h))}</th>"
+                   for c, h in zip(columns, shown.columns, strict=True))
     body = []
     for (_, raw), (_, row) in zip(df.iterrows(), shown.iterrows(), strict=True):
         cls = []
@@ -85,6 +121,7 @@ def _table(df: pd.DataFrame, columns: dict[str, str], table_id: str,
         cells = []
         for col, v in zip(columns, row, strict=True):
             kind = "flag" if col == "unstable" else ("" if col in TEXT_COLUMNS else "num")
+            kind += f" g-{groups[col]}" if col in groups else ""
             text = html.escape(str(v))
             if col == "device_latency_ms" and text and raw.get("case_id") in linked:
                 # the prediction links to where its device time goes (per-node breakdown)
@@ -154,8 +191,10 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
     from harness.report.frame import time_shares
 
     linked = frozenset(t.case_id for t in time_shares(run))
+    summary_cols = present_columns(df, COLUMNS)
     parts.append(section("summary", "Summary",
-                         _table(df, present_columns(df, COLUMNS), "table-summary", linked)))
+                         _group_toggles(summary_cols, "table-summary")
+                         + _table(df, summary_cols, "table-summary", linked)))
     for title, cols in SECTIONS.items():
         keep = section_columns(df, cols)
         parts.append(section(title.lower(), title,
