@@ -137,11 +137,11 @@ def deterministic_changes(a: Any, b: Any, *, quality_tolerance: float = 0.0
     prediction under a changed yardstick (emulator version or profile figures), which is a
     change with the reason.
     """
-    from harness.report.compare import _yardstick
+    from harness.report.compare import yardstick_change
 
     regressions: list[str] = []
     changes: list[str] = []
-    yardstick = _yardstick(a, b)
+    yardstick = yardstick_change(a, b)
     pa, pb = a.predicted, b.predicted
     worse_up = (("predicted device latency", pa.latency_ms, pb.latency_ms, "ms"),
                 ("predicted sustained latency", pa.sustained_latency_ms,

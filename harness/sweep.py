@@ -464,9 +464,9 @@ def _prepare(plan: Plan, pending: Sequence[Case], *, executor: Executor, run_dir
     inputs: dict[str, Path] = {}
     inputs_failed: dict[str, tuple[str, str]] = {}
     input_tasks = []
-    for c in {c.workload.name: c for c in pending}.values():
-        from harness.cache import key_of
+    from harness.cache import key_of
 
+    for c in {c.workload.name: c for c in pending}.values():
         path = plan.cache_dir / "inputs" / (
             key_of({"inputs": get_workload(c.workload).fingerprint()}) + ".npz")
         inputs[c.workload.name] = path

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from harness.errors import InputError
+from harness.errors import InputError, Unsupported
 from harness.plugins import PluginError, load_plugin
 from harness.registry import Registry
 from harness.runtimes import RUNTIMES
@@ -176,7 +176,8 @@ class _FakeWorkload(Workload):
         return {"workload": "fake"}
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
-        raise NotImplementedError
+        # only looked up through the registry here, never built
+        raise Unsupported("the fake workload has no model to export")
 
     def timing_inputs(self) -> Feeds:
         return {}

@@ -148,10 +148,9 @@ def _fit_decode(rows: list[Row]) -> tuple[float, float | None, str]:
     return float(inv), float(c), "fitted on its rows"
 
 
-def _fit_inv_only(xs: list[float], ts: list[float], ws: list[float],
-                  overhead: float | None) -> float:
-    """1/eff for a known overhead (None: placeholder 0, refitted once the overhead is known)."""
-    c = overhead or 0.0
+def _fit_inv_only(xs: list[float], ts: list[float], ws: list[float], overhead: float) -> float:
+    """1/eff (at least 1) fitted by weighted least squares for a known per-token overhead."""
+    c = overhead
     num = sum(w * w * x / t * (1 - c / t) for x, t, w in zip(xs, ts, ws, strict=True))
     den = sum(w * w * (x / t) ** 2 for x, t, w in zip(xs, ts, ws, strict=True))
     return max(1.0, num / den)

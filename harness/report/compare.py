@@ -94,7 +94,7 @@ def _rel(a: float | None, b: float | None) -> float | None:
     return (b - a) / a if a and b is not None else None
 
 
-def _yardstick(a: Measurement, b: Measurement) -> str | None:
+def yardstick_change(a: Measurement, b: Measurement) -> str | None:
     """How the prediction's yardstick differs between the two rows, or None if it does not
     (or cannot be told: rows written before provenance was recorded)."""
     pa, pb = a.provenance, b.provenance
@@ -145,7 +145,7 @@ def compare_case(case_id: str, a: Measurement | None, b: Measurement | None,
             changes.append(f"host latency x{ci.ratio:.2f}")
         else:
             out["verdict"] = "same"
-    yardstick = _yardstick(a, b) if a and b else None
+    yardstick = yardstick_change(a, b) if a and b else None
     out["yardstick"] = yardstick
 
     def figures(m: Measurement | None) -> dict[str, float | None]:
