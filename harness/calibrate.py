@@ -2,7 +2,8 @@
 
 Targets are the AI Hub NPU rows of runtimes TFLITE and QNN_DLC in
 ``harness/calibration/data/published_latency.csv`` (the calibration README there calls them
-the trustworthy ones), median over releases. Reference architectures are built in PyTorch at the
+the trustworthy ones), median over releases (the newest release where releases disagree more
+than 2x: see harness.calibration.published). Reference architectures are built in PyTorch at the
 published input sizes (:mod:`harness.calibration.refmodels`) and costed by the emulator with the
 NPU forced, as AI Hub runs them. The fit (:mod:`harness.emulator.fit`) is shared by all fitted
 devices; the report gives the in-sample error and, more honestly, the leave-one-device-out
@@ -26,11 +27,13 @@ from typing import Any
 
 from harness.emulator.fit import (
     FIT_UNIT,
+    PARAMETERS,
     Observation,
     apply_parameters,
     evaluate,
     fit,
     fitted_figures,
+    independent_targets,
 )
 from harness.errors import InputError
 from harness.fsutil import atomic_write_text
@@ -54,6 +57,8 @@ class CalibrationReport:
     unit_checks: list[dict[str, Any]] = field(default_factory=list)
     # Each reference model's rows predicted by a fit made without that model.
     leave_one_model_out: list[dict[str, Any]] = field(default_factory=list)
+    # distinct (model, precision) pairs the fit rests on (emulator.fit.independent_targets)
+    independent_targets: int = 0
 
     def validations(self) -> dict[str, list[dict[str, Any]]]:
         """The three views of the error, by name, in the order they are reported."""
@@ -84,7 +89,8 @@ class CalibrationReport:
                     by: {name: self.summary_by(by, rows)
                          for name, rows in self.validations().items() if rows}
                     for by in ("device", "model", "precision")},
-                "rank_agreement": self.rank_agreement, "unit_checks": self.unit_checks}
+                "rank_agreement": self.rank_agreement, "unit_checks": self.unit_checks,
+                "independent_targets": self.independent_targets}
 
 
 def observations(*, cache_dir: Path, progress: Callable[[str], None] | None = None
@@ -118,7 +124,7 @@ def observations(*, cache_dir: Path, progress: Callable[[str], None] | None = No
             skipped.append(f"{label}: profile has no {FIT_UNIT} unit")
             continue
         obs.append(Observation(label=label, model=t.model, graph=graphs[t.model], profile=prof,
-                               precision=PRECISION_MAP[t.precision], observed_ms=t.median))
+                               precision=PRECISION_MAP[t.precision], observed_ms=t.value))
     if not obs:
         raise InputError("no calibration targets could be used")
     return obs, skipped
@@ -132,7 +138,8 @@ def run_calibration(*, cache_dir: Path, progress: Callable[[str], None] | None =
 
     obs, skipped = observations(cache_dir=cache_dir, progress=progress)
     if progress:
-        progress(f"fitting on {len(obs)} published latencies ...")
+        progress(f"fitting {len(PARAMETERS) + 1} parameters on {len(obs)} published latencies "
+                 f"({independent_targets(obs)} independent: distinct model and precision) ...")
     result = fit(obs)
     in_sample = evaluate(obs, result.parameters)
     lodo: list[dict[str, Any]] = []
@@ -156,7 +163,7 @@ def run_calibration(*, cache_dir: Path, progress: Callable[[str], None] | None =
         lomo += evaluate(test, fit(train).parameters)
     return CalibrationReport(parameters=result.parameters, in_sample=in_sample,
                              leave_one_device_out=lodo, leave_one_model_out=lomo,
-                             skipped=skipped,
+                             skipped=skipped, independent_targets=independent_targets(obs),
                              rank_agreement=rank_agreement(in_sample),
                              unit_checks=unit_checks(cache_dir=cache_dir,
                                                      parameters=result.parameters,
@@ -210,9 +217,9 @@ def unit_checks(*, cache_dir: Path, parameters: dict[str, float] | None = None,
                             f"{compute_unit}",
                    "model": t.model, "device": t.profile, "runtime": t.runtime,
                    "precision": t.precision, "compute_unit": compute_unit,
-                   "emulated_precision": precision, "observed_ms": t.median,
+                   "emulated_precision": precision, "observed_ms": t.value,
                    "predicted_ms": predicted,
-                   "error_pct": 100.0 * (predicted - t.median) / t.median}
+                   "error_pct": 100.0 * (predicted - t.value) / t.value}
             if t.precision == "float" and precision != "fp32":
                 row["predicted_fp32_ms"] = predict_latency(graph, prof, unit=unit,
                                                            precision="fp32").latency_ms
@@ -261,7 +268,8 @@ def write_overlay(report: CalibrationReport, *, devices_dir: Path | None = None)
               if report.leave_one_model_out else float("nan"))
     base = (f"harness calibrate ({stamp}) on {len(report.in_sample)} AI Hub NPU latencies "
             f"(harness/calibration/data/published_latency.csv, runtimes TFLITE and QNN_DLC, median "
-            f"over releases) of {', '.join(fitted_on)}; median |error| {err_in:.1f}% in "
+            f"over releases or the newest where they disagree over 2x) of "
+            f"{', '.join(fitted_on)}; median |error| {err_in:.1f}% in "
             f"sample, {err_cv:.1f}% leave-one-device-out, {err_mo:.1f}% leave-one-model-out")
     lines = ["# Generated by `harness calibrate --write`: do not edit by hand.",
              "# Fitted figures merged over the hand-written profiles in devices/*.toml.",

@@ -1028,7 +1028,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
-        print("fitted parameters (shared by all NPUs):")
+        print(f"fitted parameters (shared by all NPUs; {len(report.parameters)} fitted on "
+              f"{report.independent_targets} independent targets, distinct model and "
+              "precision):")
         print(tabulate(sorted(report.parameters.items()), headers=["parameter", "value"],
                        floatfmt=".4g"))
         checks = report.validations()
