@@ -237,20 +237,33 @@ def _ratio_quantiles(rows: list[dict[str, Any]]) -> tuple[float, float] | None:
     return float(lo), float(hi)
 
 
+# Rows a device-and-precision group needs before its own spread is trusted over the
+# precision's: 10th/90th percentiles of fewer rows are mostly noise.
+_BAND_MIN_ROWS = 8
+
+
 def _ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The [fidelity] lines giving the spread of predicted/published ratios, overall and per
-    precision (the interval a prediction carries: how wrong it was on models left out)."""
+    """The [fidelity] lines giving the spread of predicted/published ratios, overall, per
+    precision and per device and precision (the interval a prediction carries: how wrong it
+    was on models left out, on that phone at that precision where there are enough rows)."""
     out = []
     overall = _ratio_quantiles(rows)
     if overall:
         out += [f"ratio_p10 = {overall[0]:.4f}", f"ratio_p90 = {overall[1]:.4f}"]
     by: dict[str, list[dict[str, Any]]] = {}
+    by_device: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        by.setdefault(str(r.get("emulated_precision") or r["precision"]), []).append(r)
-    for prec, group in sorted(by.items()):
+        prec = str(r.get("emulated_precision") or r["precision"])
+        by.setdefault(prec, []).append(r)
+        by_device.setdefault((str(r["device"]), prec), []).append(r)
+    groups = [(f"by_precision.{prec}", group) for prec, group in sorted(by.items())]
+    groups += [(f"by_device.{dev}.{prec}", group)
+               for (dev, prec), group in sorted(by_device.items())
+               if len(group) >= _BAND_MIN_ROWS]
+    for key, group in groups:
         q = _ratio_quantiles(group)
         if q:
-            out.append(f"[fidelity.by_precision.{prec}]")
+            out.append(f"[fidelity.{key}]")
             out += [f"ratio_p10 = {q[0]:.4f}", f"ratio_p90 = {q[1]:.4f}",
                     f"rows = {len(group)}"]
     return out
