@@ -166,8 +166,8 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--fail-on", action="append", default=[], metavar="STATUS",
                    choices=("error", "oom", "unsupported", "timeout", "device_lost"),
                    help="exit with status 1 when any case ends with this status (repeatable: "
-                        "error, oom, unsupported, timeout, device_lost). Without it, bench exits 1 only "
-                        "when no case is ok")
+                        "error, oom, unsupported, timeout, device_lost). Without it, bench exits "
+                        "1 only when no case is ok")
     p.add_argument("--wide", action="store_true",
                    help="print every summary column, however wide (default: the deciding "
                         "columns, fitted to the terminal)")
