@@ -221,3 +221,24 @@ def test_a_node_lost_mid_case_gives_device_lost_and_the_other_phone_finishes(
     assert len(ok) == 5 and {_phone_of(r) for r in ok} == {f"phone:{phones[0].address}"}
     # the hung run would have taken 20 s (the runner timeout) and more: the node's death ended it
     assert took < BOUND_S
+
+
+def test_a_phone_silent_past_the_deadline_is_lost_and_its_actor_killed(
+        tmp_path: Path, shared: dict[str, Path], phones: list[FakeAndroid],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the second phone hangs in its first run (the socket stays open: silence, not an error);
+    # the driver's deadline (here 8 s, in real runs the runner's timeout, the cooldown and a
+    # grace) ends the wait
+    import harness.executors.ray_phones as lab
+
+    monkeypatch.setattr(lab, "case_deadline_s", lambda job, options: 8.0)
+    phones[1].runner_mode, phones[1].hang_s = "hang", 60.0
+    rows, _ = _sweep(tmp_path, shared, _lab(phones))
+    lost = [r for r in rows.values() if r["status"] == "device_lost"]
+    assert len(lost) == 1 and "within 8 s" in lost[0]["reason"], \
+        {k: (r["status"], r["reason"]) for k, r in rows.items()}
+    assert _phone_of(lost[0]) == f"phone:{phones[1].address}"
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    assert len(ok) == 5 and {_phone_of(r) for r in ok} == {f"phone:{phones[0].address}"}
+    # settled at the deadline, before the runner's own 20 s timeout, let alone the 60 s hang
+    assert lost[0]["duration_s"] < 20

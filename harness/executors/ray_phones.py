@@ -153,31 +153,37 @@ class PhoneActor:
         self.backends: dict[str, Backend] = {}    # by profile name: each its own idle temp
         self.node = node_info()
 
-    def _check(self) -> tuple[str | None, str]:
-        """(None, SoC) when the phone answers a new connection, else (why not, "")."""
-        from harness.backends.adb.profile import read_soc_model
+    def _check(self) -> tuple[str | None, str, str]:
+        """(None, SoC, where) when the phone answers a new connection and ``getprop``, else
+        (why not, "", "")."""
+        from harness.backends.adb.device import AdbError, Phone
 
-        options = replace(self.options, connect_timeout_s=min(self.options.connect_timeout_s,
-                                                              CHECK_TIMEOUT_S))
+        o = self.options
         try:
-            soc, _where = read_soc_model(options)
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}", ""
-        return None, soc.strip().upper()
+            phone = Phone.connect(adb=o.adb, serial=o.serial,
+                                  timeout_s=min(o.connect_timeout_s, CHECK_TIMEOUT_S))
+            try:
+                return None, phone.getprop("ro.soc.model").strip().upper(), phone.where
+            finally:
+                phone.close()
+        except AdbError as exc:
+            return str(exc), "", ""
+        except Exception as exc:  # the check itself must not kill the actor
+            return f"{type(exc).__name__}: {exc}", "", ""
 
     def hello(self) -> dict[str, Any]:
         """The phone's SoC and this node, or why the phone does not answer."""
-        why, soc = self._check()
+        why, soc, where = self._check()
         if why is not None:
             # two actors of one host may race to create ~/.android/adbkey the first time
             time.sleep(1.0)
-            why, soc = self._check()
-        return {"error": why, "soc": soc, "node": self.node}
+            why, soc, where = self._check()
+        return {"error": why, "soc": soc, "where": where, "node": self.node}
 
     def measure(self, backend: str, profile: DeviceProfile, job: CaseJob) -> dict[str, Any]:
         """Check the phone, measure ``job`` (the backend waits for the SoC to cool first),
         and check again after a failure: was it the case, or the phone?"""
-        why, _ = self._check()
+        why, _, _ = self._check()
         if why is not None:
             return {"started": False, "lost": why, "node": self.node}
         opened = self.backends.get(profile.name)
@@ -264,7 +270,7 @@ def _lease_phones(socs: set[str], options: BackendOptions) -> list[_Phone]:
             except ray.exceptions.RayError as exc:
                 _retire(p, f"its actor failed to start ({type(exc).__name__})")
                 continue
-            p.node, p.soc = answer["node"], answer["soc"]
+            p.node, p.soc, p.where = answer["node"], answer["soc"], answer["where"]
             if answer["error"]:
                 _retire(p, f"it does not answer: {answer['error']}")
             elif not p.soc and len(p.slot.socs) == 1:
