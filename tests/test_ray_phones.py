@@ -123,6 +123,21 @@ def _sweep(tmp_path: Path, shared: dict[str, Path], cluster: Cluster,
     return {r["case_id"]: r for r in rows}, took
 
 
+def test_a_phone_resource_names_how_its_host_reaches_it() -> None:
+    from harness.backends.base import BackendOptions
+    from harness.executors.ray_phones import PhoneAddress
+
+    usb = PhoneAddress.parse("phone:R5CT1234")
+    tcp = PhoneAddress.parse("phone:192.168.1.20:5555")
+    assert (usb.serial, usb.adb) == ("R5CT1234", None)
+    assert (tcp.serial, tcp.adb) == (None, "192.168.1.20:5555")
+    o = tcp.options(BackendOptions(serial="other", cooldown_c=5.0))
+    assert (o.adb, o.serial, o.cooldown_c) == ("192.168.1.20:5555", None, 5.0)
+    for bad in ("phone:", "soc:SM8650"):
+        with pytest.raises(ValueError, match="phone:SERIAL"):
+            PhoneAddress.parse(bad)
+
+
 def _phone_of(row: dict[str, Any]) -> str:
     return str(row["measured"]["extra"]["phone"])
 
