@@ -408,8 +408,9 @@ def _actor_failure(exc: BaseException) -> str:
 
 
 def _no_phone_reason(soc: str, phones: Sequence[_Phone]) -> str:
+    # the phones of that SoC, and those whose node declared it (a phone of another SoC says so)
     gone = [f"{p.slot.address.resource} ({p.retired})" for p in phones
-            if p.retired and (p.soc == soc or (not p.soc and soc in p.slot.socs))]
+            if p.retired and (p.soc == soc or soc in p.slot.socs)]
     if gone:
         return f"not run: no phone with SoC {soc} is left: " + "; ".join(gone)
     return (f"not run: the Ray cluster has no phone with SoC {soc}: start its host with `ray "
