@@ -295,6 +295,7 @@ def _dispatch(queues: dict[str, deque[CaseJob]], phones: list[_Phone],
               on_start: Callable[[CaseJob], None] | None
               ) -> Iterator[tuple[CaseJob, Measurement]]:
     """Give each idle phone the next case of its SoC until every case has a row."""
+    # ref -> (phone, job, seconds allowed, monotonic start, wall-clock start)
     running: dict[Any, tuple[_Phone, CaseJob, float, float, str]] = {}
     announced: set[str] = set()
     settled: set[str] = set()
@@ -330,8 +331,8 @@ def _dispatch(queues: dict[str, deque[CaseJob]], phones: list[_Phone],
                 phone.busy = True
                 profile = profiles[str(job.case.device)]
                 ref = phone.actor.measure.remote(job.case.backend, profile, job)
-                running[ref] = (phone, job, time.monotonic() + case_deadline_s(job, options),
-                                time.monotonic(), now_iso())
+                t0 = time.monotonic()
+                running[ref] = (phone, job, case_deadline_s(job, options), t0, now_iso())
             alive = [p for p in phones if p.soc == soc and not p.retired]
             if queue and not alive:
                 # nobody left to run these: say so now rather than wait for nothing
@@ -342,7 +343,7 @@ def _dispatch(queues: dict[str, deque[CaseJob]], phones: list[_Phone],
                     yield from settle(job, lost(job, None, why, t0, at))
         if not running:
             continue
-        soonest = min(d for _, _, d, _, _ in running.values())
+        soonest = min(t0 + allowed for _, _, allowed, t0, _ in running.values())
         ready, _ = ray.wait(list(running), num_returns=1,
                             timeout=max(0.0, min(soonest - time.monotonic(), POLL_S)))
         for ref in ready:
@@ -371,10 +372,9 @@ def _dispatch(queues: dict[str, deque[CaseJob]], phones: list[_Phone],
                                    f"({answer['lost']}); the backend said: {m.reason}")
             yield from settle(job, m)
         now = time.monotonic()
-        for ref, (phone, job, deadline, t0, at) in list(running.items()):
-            if deadline <= now:
+        for ref, (phone, job, allowed, t0, at) in list(running.items()):
+            if t0 + allowed <= now:
                 del running[ref]
-                allowed = deadline - t0
                 _retire(phone, f"no answer within {allowed:g} s")
                 yield from settle(job, lost(job, phone, f"device lost: no answer from "
                                                         f"{phone.slot.address.resource} within "
