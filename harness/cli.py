@@ -157,17 +157,17 @@ def _add_bench(sub: Any) -> None:
                         "suite, devices, backends and filters default to the run's and must "
                         "match it if given")
     p.add_argument("--retry", action="append", default=[], metavar="STATUS",
-                   choices=("error", "timeout", "oom", "unsupported"),
+                   choices=("error", "timeout", "oom", "unsupported", "device_lost"),
                    help="with --resume: run the cases that ended with this status again "
                         "(repeatable), e.g. --retry error after a worker was killed")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="artifact and model cache (default: $HARNESS_CACHE_DIR or "
                         "~/.cache/edge-harness)")
     p.add_argument("--fail-on", action="append", default=[], metavar="STATUS",
-                   choices=("error", "oom", "unsupported", "timeout"),
+                   choices=("error", "oom", "unsupported", "timeout", "device_lost"),
                    help="exit with status 1 when any case ends with this status (repeatable: "
-                        "error, oom, unsupported, timeout). Without it, bench exits 1 only "
-                        "when no case is ok")
+                        "error, oom, unsupported, timeout, device_lost). Without it, bench exits "
+                        "1 only when no case is ok")
     p.add_argument("--wide", action="store_true",
                    help="print every summary column, however wide (default: the deciding "
                         "columns, fitted to the terminal)")
