@@ -18,6 +18,7 @@ of them).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +82,17 @@ class CalibrationReport:
             groups.setdefault(r[key], []).append(abs(r["error_pct"]))
         return {k: median(v) for k, v in sorted(groups.items())}
 
+    def by_model_and_device(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per (model, device): the median predicted/published ratio over its rows (every
+        runtime and precision) and their count, furthest from 1 first (a ratio of 2 or 0.5
+        is a model predicted 2x off on that phone)."""
+        groups: dict[tuple[str, str], list[float]] = {}
+        for r in rows:
+            groups.setdefault((r["model"], r["device"]), []).append(1 + r["error_pct"] / 100)
+        out = [{"model": m, "device": d, "median_ratio": median(v), "rows": len(v)}
+               for (m, d), v in groups.items()]
+        return sorted(out, key=lambda g: -abs(math.log(g["median_ratio"])))
+
     def to_json(self) -> dict[str, Any]:
         return {"parameters": self.parameters, "in_sample": self.in_sample,
                 "leave_one_device_out": self.leave_one_device_out,
@@ -90,7 +102,9 @@ class CalibrationReport:
                          for name, rows in self.validations().items() if rows}
                     for by in ("device", "model", "precision")},
                 "rank_agreement": self.rank_agreement, "unit_checks": self.unit_checks,
-                "independent_targets": self.independent_targets}
+                "independent_targets": self.independent_targets,
+                "by_model_and_device": {name: self.by_model_and_device(rows)
+                                        for name, rows in self.validations().items() if rows}}
 
 
 def observations(*, cache_dir: Path, progress: Callable[[str], None] | None = None

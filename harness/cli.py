@@ -1042,6 +1042,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                                   for name in checks)]
                             for k in by["in sample"]],
                            headers=[title.split(" ")[0], *checks]))
+        lomo = checks["leave one model out"]
+        if lomo:
+            print("\nmodel on a device, leave one model out (median predicted/published over "
+                  "its rows; furthest from 1 first):")
+            print(tabulate([[g["model"], g["device"], f"{g['median_ratio']:.2f}", g["rows"]]
+                            for g in report.by_model_and_device(lomo)[:args.worst]],
+                           headers=["model", "device", "ratio", "rows"]))
         print("\nmodel ordering per device (Kendall tau, 1 = same order as published):")
         print(tabulate(sorted(report.rank_agreement.items()), headers=["device / precision",
                                                                          "tau"],

@@ -133,6 +133,10 @@ def test_calibrate_predicts_each_model_from_a_fit_without_it(
     # The latencies came from the emulator with fixed physics: a model never seen is still
     # predicted closely (the parameters are not fitted to the models).
     assert np.median([abs(r["error_pct"]) for r in lomo]) < 5.0
+    groups = report.by_model_and_device(lomo)
+    assert sum(g["rows"] for g in groups) == len(lomo) and len(groups) == len(models) * 2
+    off = [abs(np.log(g["median_ratio"])) for g in groups]
+    assert off == sorted(off, reverse=True) and max(off) < np.log(1.05)
     overall = report.overall()
     assert set(overall) == {"in sample", "leave one device out", "leave one model out"}
     assert overall["leave one model out"]["rows"] == len(obs)
