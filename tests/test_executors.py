@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -98,3 +99,29 @@ def test_a_case_reported_twice_is_written_once(tiny_model: Path, tmp_path: Path)
     ids = [json.loads(line)["case_id"]
            for line in (run_dir / "cases.jsonl").read_text().splitlines()]
     assert len(ids) == 2 == len(set(ids))
+
+
+def test_a_ray_auth_token_at_hand_turns_token_mode_on_before_ray_is_imported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ray start` clusters want the token (Ray >= 2.59); a driver sends it only when
+    RAY_AUTH_MODE=token is set before ray is imported."""
+    from harness.executors.ray_auth import auth_token_source, prepare_token_auth
+
+    # a copy of the environment: what prepare_token_auth sets must not outlive the test
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    monkeypatch.setattr(os, "environ", env | {"HOME": str(tmp_path)})
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    assert auth_token_source() is None and not prepare_token_auth()
+    assert "RAY_AUTH_MODE" not in os.environ
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("t" * 64)
+    assert auth_token_source() == str(tmp_path / ".ray" / "auth_token")
+    assert prepare_token_auth() and os.environ["RAY_AUTH_MODE"] == "token"
+    # the user's own choice stands; a token in the environment comes first
+    os.environ.update(RAY_AUTH_MODE="disabled", RAY_AUTH_TOKEN="abc")
+    assert not prepare_token_auth() and os.environ["RAY_AUTH_MODE"] == "disabled"
+    assert auth_token_source() == "$RAY_AUTH_TOKEN"
+    # too late once ray is imported: nothing is changed
+    del os.environ["RAY_AUTH_MODE"]
+    monkeypatch.setitem(sys.modules, "ray", object())
+    assert not prepare_token_auth() and "RAY_AUTH_MODE" not in os.environ

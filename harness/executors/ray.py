@@ -71,6 +71,7 @@ from harness.core.measurement import Measurement
 from harness.core.types import WorkerTask
 from harness.errors import InputError
 from harness.executors.base import BackendKey, ExecutorOptions
+from harness.executors.ray_auth import auth_token_source
 from harness.executors.ray_phones import measure_on_phones, node_info
 
 # one per node: a node times one case at a time
@@ -149,11 +150,17 @@ class RayExecutor:
         else:
             if ray.is_initialized():
                 ray.shutdown()
+            token = auth_token_source()
             try:
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise InputError(f"could not connect to the Ray cluster at {address}: {exc}",
-                                 field="--ray-address") from None
+                hint = (f" (the Ray auth token was taken from {token}; is it this cluster's? "
+                        "`ray get-auth-token` on the head prints it)" if token else
+                        " (if the cluster uses token authentication, put its token, from "
+                        "`ray get-auth-token` on the head, in ~/.ray/auth_token or "
+                        "$RAY_AUTH_TOKEN)")
+                raise InputError(f"could not connect to the Ray cluster at {address}: "
+                                 f"{exc}{hint}", field="--ray-address") from None
             self._owns = True
         if self._timing_slots() < 1:
             where = address or "this Ray instance"
