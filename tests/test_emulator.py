@@ -237,6 +237,18 @@ def test_unknown_op_is_charged_per_element_and_listed() -> None:
     assert "Frobnicate" in " ".join(emulate(g, profile()).notes)
 
 
+def test_cumsum_is_one_add_per_element() -> None:
+    """RoBERTa-style encoders compute position ids as a CumSum of the token mask; it was
+    charged at the unknown-op rate and named in the notes as if the emulator could not cost it."""
+    axis = init("axis", np.array(1, dtype=np.int64))
+    m = model([helper.make_node("CumSum", ["x", "axis"], ["y"], name="cumsum")],
+              [tensor("x", TensorProto.INT64, [1, 64])], [tensor("y", TensorProto.INT64, None)],
+              [axis])
+    g = load_graph(m)
+    assert g.unknown_ops == ()
+    assert node(g.nodes, "cumsum").known and node(g.nodes, "cumsum").work_ops == 64
+
+
 # --------------------------------------------------------------------------- dynamic dims
 
 

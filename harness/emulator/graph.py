@@ -189,6 +189,7 @@ OPS_PER_ELEMENT: dict[str, float] = {
         "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor", "Not",
         "Where", "Mod", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
         "IsNaN", "IsInf", "Reciprocal", "Sqrt", "ThresholdedRelu", "Shrink", "Pow", "BiasAdd",
+        "CumSum",   # a running add: RoBERTa-style position ids are a CumSum of the token mask
     ), 1.0),
     **dict.fromkeys(("HardSigmoid", "BatchNormalization", "QuantizeLinear", "DequantizeLinear"),
                     2.0),
