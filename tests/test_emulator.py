@@ -682,6 +682,20 @@ def test_static_shape_units_refuse_unknown_shapes_with_a_reason() -> None:
     assert n.unit == "cpu" and n.fallback is not None and "shape:" in n.fallback
 
 
+def test_isnan_runs_on_the_qnn_npu() -> None:
+    """torch's legacy exporter writes scaled_dot_product_attention with a boolean mask (as
+    transformers' encoders pass it) with one IsNaN per attention layer: fully masked rows come
+    out of the softmax as NaN and are set to 0. The QNN op set lacked IsNaN, so each such layer
+    left the NPU for the CPU and came back."""
+    from harness.profiles import load_profile
+
+    m = model([helper.make_node("IsNaN", ["x"], ["y"], name="isnan")],
+              [tensor("x", F32, [1, 2, 64, 64])], [tensor("y", TensorProto.BOOL, None)])
+    lat = predict_latency(m, load_profile("snapdragon8gen3"), unit="npu", precision="fp16")
+    assert lat.fallbacks == ()
+    assert [n.unit for n in lat.nodes] == ["npu"]
+
+
 def test_two_four_sparsity_halves_work_only_on_units_that_exploit_it() -> None:
     m = _mm_chain(1, size=128)
     dense = predict_latency(m, _v2_profile([_v2_unit("gpu", "gpu", ["*"], {"fp32": 10.0},
