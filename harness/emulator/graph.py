@@ -613,7 +613,8 @@ class _Builder:
         self.typed: dict[str, tuple[str, int, tuple[int, ...]]] = {}   # dtype, bits, shape
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = {}
-        self.constants: set[str] = set()
+        self.constants: set[str] = set()   # outputs of the constant-folded nodes
+        self.folded: set[int] = set()       # nodes evaluated when the graph is compiled
         self.stored_in: dict[str, str] = {}
         self.device_nbytes: dict[str, int] = {}
 
@@ -736,6 +737,37 @@ class _Builder:
         shape = tuple(1 if d is None else d for d in (dims or ()))
         return dtype, bits, shape
 
+    def _constant_folded(self) -> set[int]:
+        """Indices of the nodes a compiler evaluates once, when it loads the graph.
+
+        Constants, Shape/Size of a tensor whose shape is known, and any node all of whose
+        inputs are weights or outputs of such nodes (the pad arithmetic of TF-style "same"
+        padding, position ids sliced from a buffer): ORT's constant folding and the QNN
+        converter compute them ahead of time, so no unit runs them. Left out: Q/DQ (folded
+        with their neighbours instead), ops with subgraphs and random ops, which are not
+        constant whatever their inputs.
+        """
+        const = set(self.weights)
+        folded: set[int] = set()
+        for i, n in enumerate(self.nodes):
+            op = n.op_type
+            ins = [t for t in n.input if t]
+            if op == "Constant":
+                ok = True
+            elif op in ("Shape", "Size"):
+                ok = bool(ins) and ins[0] not in self.unresolved
+            else:
+                ok = (bool(ins) and all(t in const for t in ins) and op not in QDQ_OPS
+                      and n.domain in ("", "ai.onnx")
+                      and not op.startswith(("Random", "Bernoulli", "Multinomial"))
+                      and not any(a.type in (onnx.AttributeProto.GRAPH,
+                                             onnx.AttributeProto.GRAPHS)
+                                  for a in n.attribute))
+            if ok:
+                folded.add(i)
+                const.update(o for o in n.output if o)
+        return folded
+
     # -- tensors -----------------------------------------------------------------------
 
     def _kind(self, t: str) -> str:
@@ -794,8 +826,9 @@ class _Builder:
                 if t and (not self.consumers[t] or self.consumers[t][-1] != i):
                     self.consumers[t].append(i)
             self.producer.update((t, i) for t in n.output if t)
-        self.constants = {o for n in self.nodes if n.op_type == "Constant" for o in n.output}
         self.typed = {t: self._tensor_type(t) for t in names}
+        self.folded = self._constant_folded()
+        self.constants = {o for i in self.folded for o in self.nodes[i].output if o}
         why = {t: self._unknown_reason(t) for t in names if t in self.unresolved}
         self._place_tensors()
         facts = [self._facts(i, n) for i, n in enumerate(self.nodes)]
@@ -846,7 +879,8 @@ class _Builder:
         return NodeFacts(
             index=index, name=node.name or f"{op}_{index}", op_type=op, domain=node.domain,
             precision=self._precision(node, attrs),
-            fused=op in QDQ_OPS or op in VIEW_OPS or op in FOLDED_OPS, known=known,
+            fused=(op in QDQ_OPS or op in VIEW_OPS or op in FOLDED_OPS
+                   or index in self.folded), known=known,
             work_ops=work, bytes_read=read, bytes_written=written, weight_bytes=weight,
             inputs=tuple(ins), outputs=tuple(outs),
             output_bytes=tuple(self._nbytes(t) for t in outs),
