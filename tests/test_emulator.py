@@ -727,6 +727,37 @@ def test_nodes_on_inputs_or_random_are_not_folded() -> None:
     assert [n.name for n in g.nodes if n.fused] == ["shape"]
 
 
+def test_integer_index_arithmetic_runs_on_an_npu_without_fp32() -> None:
+    """RoBERTa's position ids: Equal -> Not -> Cast -> CumSum -> Add on the int64 token ids,
+    then an embedding Gather. Integer-only nodes were precision fp32, which the 8 Gen 3 NPU
+    lacks, so each went to the CPU and back in an fp16 encoder; they need no float rate."""
+    from harness.profiles import load_profile
+
+    i64 = TensorProto.INT64
+    nodes = [
+        helper.make_node("Equal", ["ids", "pad"], ["is_pad"], name="equal"),
+        helper.make_node("Not", ["is_pad"], ["keep"], name="not"),
+        helper.make_node("Cast", ["keep"], ["keep32"], name="cast", to=TensorProto.INT32),
+        helper.make_node("CumSum", ["keep32", "axis"], ["count"], name="cumsum"),
+        helper.make_node("Cast", ["count"], ["count64"], name="cast64", to=i64),
+        helper.make_node("Add", ["count64", "pad"], ["positions"], name="add"),
+        helper.make_node("Gather", ["table", "positions"], ["y"], name="gather"),
+    ]
+    inits = [init("pad", np.array([1], np.int64)), init("axis", np.array(1, np.int64)),
+             init("table", np.zeros((80, 16), np.float16))]
+    g = load_graph(model(nodes, [tensor("ids", i64, [1, 64])], [tensor("y", F16, None)], inits))
+    gen3 = load_profile("snapdragon8gen3")
+    lat = predict_latency(g, gen3, unit="npu")
+    assert lat.fallbacks == ()
+    assert {n.unit for n in lat.nodes} == {"npu"}
+    integer = [n.name for n in g.nodes if n.integer]
+    assert integer == ["equal", "not", "cast", "cumsum", "cast64", "add"]
+    assert {n.run_precision for n in lat.nodes if n.name in integer} == {"int8"}
+    # A unit that has the node's own precision keeps it (the CPU's fp32 rate).
+    on_cpu = predict_latency(g, gen3, unit="cpu")
+    assert {n.run_precision for n in on_cpu.nodes if n.name in integer} == {"fp32"}
+
+
 def test_isnan_runs_on_the_qnn_npu() -> None:
     """torch's legacy exporter writes scaled_dot_product_attention with a boolean mask (as
     transformers' encoders pass it) with one IsNaN per attention layer: fully masked rows come

@@ -259,6 +259,9 @@ class NodeFacts:
     op_class: str = "other"      # see op_class(): which efficiency a unit reaches on it
     shape_known: bool = True     # False: some input/output shape had to be guessed
     unresolved: tuple[str, ...] = ()   # its inputs/outputs whose shapes were guessed
+    # Integers and booleans only (indices, masks, position ids): no float or quantized data,
+    # so any unit runs it at whatever precision it has (``precision`` then reads fp32).
+    integer: bool = False
 
 
 @dataclass(frozen=True)
@@ -888,7 +891,17 @@ class _Builder:
                               channels_per_group=self._channels_per_group(node)),
             shape_known=not any(t in self.unresolved for t in [*ins, *outs]),
             unresolved=tuple(dict.fromkeys(t for t in [*ins, *outs] if t in self.unresolved)),
+            integer=self._integer_only(node),
         )
+
+    def _integer_only(self, node: onnx.NodeProto) -> bool:
+        """Whether every tensor ``node`` reads or writes is an integer or boolean that is not
+        quantized data (int32/int64/bool: indices, masks, counters)."""
+        if node.op_type in QDQ_OPS or node.op_type in QUANTIZED_OPS:
+            return False
+        dtypes = [self.typed[t][0] for t in [*node.input, *node.output] if t]
+        return bool(dtypes) and not any(_is_float(d) or d in _QUANT_INTS or d == "string"
+                                        for d in dtypes)
 
     def _channels_per_group(self, node: onnx.NodeProto) -> int | None:
         """Input channels each group of a convolution reads, from its weight; None if unknown.
@@ -961,7 +974,7 @@ class _Builder:
             # Integer data movement in QOperator graphs (MaxPool, Reshape, Gather on uint8);
             # int64 shapes and indices beside the data do not widen it.
             return precision_for_bits(max(quantized))
-        return "fp32"   # shape arithmetic on int64/bool: scalar CPU work
+        return "fp32"   # integers and booleans only: NodeFacts.integer, any unit runs it
 
 
 def _topological(nodes: list[onnx.NodeProto], available: set[str], *,
