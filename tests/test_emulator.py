@@ -654,6 +654,22 @@ def test_transfers_between_units_are_charged_and_steer_placement() -> None:
     assert {n.unit for n in far.nodes} == {"cpu"} and far.output_transfer_ms == 0.0
 
 
+def test_constants_folded_from_a_shape_need_no_transfer() -> None:
+    """A shape read off a tensor the NPU made is a compile-time constant: a CPU node that uses
+    it (here an Expand the NPU does not list) pays no hand-off for it, as for a weight."""
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0})
+    npu = _v2_unit("npu", "npu", ["MatMul"], {"fp32": 1e6}, handoff_us=10.0)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["a"], name="mm"),
+             helper.make_node("Shape", ["a"], ["s"], name="shape"),
+             helper.make_node("Expand", ["b", "s"], ["y"], name="expand")]
+    m = model(nodes, [tensor("x", F32, [64, 64]), tensor("b", F32, [1, 64])],
+              [tensor("y", F32, None), tensor("a", F32, None)], [init("W", rand(64, 64))])
+    lat = predict_latency(m, _v2_profile([cpu, npu]), unit="auto")
+    assert node(lat.nodes, "mm").unit == "npu"
+    expand = node(lat.nodes, "expand")
+    assert expand.unit == "cpu" and expand.transfer_ms == 0.0
+
+
 def test_a_tensor_crosses_to_a_unit_once_however_many_nodes_read_it() -> None:
     # x (on the cpu, as every input) is read by two matmuls on the npu: one hand-off, not two
     # (a KV cache read by one Slice per head would otherwise be copied once per head).

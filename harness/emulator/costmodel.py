@@ -485,11 +485,13 @@ class _Placer:
         if node.fused:
             # Q/DQ run inside the integer kernels next to them; views and constants are
             # resolved when the graph is compiled. Neither is a kernel launch on a device; the
-            # output lives where the input was made.
+            # output lives where the input was made, except a constant (a shape read off a
+            # tensor, arithmetic on it): like a weight, it lives wherever it is used.
             src = next((self._producer_unit(t) for t in node.inputs
                         if self._producer_unit(t) is not None), None)
             for t in node.outputs:
-                if src is not None:
+                info = self.g.tensors.get(t)
+                if src is not None and (info is None or info.kind != "weight"):
                     self.where[t] = src
             return NodeCost(node.name, node.op_type, node.op_class, node.precision, None,
                             node.precision, node.work_ops / 1e9,
