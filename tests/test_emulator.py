@@ -237,6 +237,18 @@ def test_unknown_op_is_charged_per_element_and_listed() -> None:
     assert "Frobnicate" in " ".join(emulate(g, profile()).notes)
 
 
+def test_cumsum_is_one_add_per_element() -> None:
+    """RoBERTa-style encoders compute position ids as a CumSum of the token mask; it was
+    charged at the unknown-op rate and named in the notes as if the emulator could not cost it."""
+    axis = init("axis", np.array(1, dtype=np.int64))
+    m = model([helper.make_node("CumSum", ["x", "axis"], ["y"], name="cumsum")],
+              [tensor("x", TensorProto.INT64, [1, 64])], [tensor("y", TensorProto.INT64, None)],
+              [axis])
+    g = load_graph(m)
+    assert g.unknown_ops == ()
+    assert node(g.nodes, "cumsum").known and node(g.nodes, "cumsum").work_ops == 64
+
+
 # --------------------------------------------------------------------------- dynamic dims
 
 
@@ -642,6 +654,22 @@ def test_transfers_between_units_are_charged_and_steer_placement() -> None:
     assert {n.unit for n in far.nodes} == {"cpu"} and far.output_transfer_ms == 0.0
 
 
+def test_constants_folded_from_a_shape_need_no_transfer() -> None:
+    """A shape read off a tensor the NPU made is a compile-time constant: a CPU node that uses
+    it (here an Expand the NPU does not list) pays no hand-off for it, as for a weight."""
+    cpu = _v2_unit("cpu", "cpu", ["*"], {"fp32": 1.0})
+    npu = _v2_unit("npu", "npu", ["MatMul"], {"fp32": 1e6}, handoff_us=10.0)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["a"], name="mm"),
+             helper.make_node("Shape", ["a"], ["s"], name="shape"),
+             helper.make_node("Expand", ["b", "s"], ["y"], name="expand")]
+    m = model(nodes, [tensor("x", F32, [64, 64]), tensor("b", F32, [1, 64])],
+              [tensor("y", F32, None), tensor("a", F32, None)], [init("W", rand(64, 64))])
+    lat = predict_latency(m, _v2_profile([cpu, npu]), unit="auto")
+    assert node(lat.nodes, "mm").unit == "npu"
+    expand = node(lat.nodes, "expand")
+    assert expand.unit == "cpu" and expand.transfer_ms == 0.0
+
+
 def test_a_tensor_crosses_to_a_unit_once_however_many_nodes_read_it() -> None:
     # x (on the cpu, as every input) is read by two matmuls on the npu: one hand-off, not two
     # (a KV cache read by one Slice per head would otherwise be copied once per head).
@@ -668,6 +696,96 @@ def test_static_shape_units_refuse_unknown_shapes_with_a_reason() -> None:
     lat = predict_latency(m, _v2_profile([cpu, npu]))
     (n,) = lat.nodes
     assert n.unit == "cpu" and n.fallback is not None and "shape:" in n.fallback
+
+
+def test_arithmetic_on_constants_is_folded_not_run() -> None:
+    """TF-style "same" padding (MobileNetV2 in transformers) computes its pads from the input's
+    shape: Shape -> Slice -> Sub -> Max -> Concat -> Cast -> Pad. With static shapes every node
+    before the Pad is on constants; a compiler evaluates them once. Run as int64 nodes ("fp32":
+    the NPU has none) they sent an fp16 MobileNetV2 to the CPU and back 55 times (3.9 ms for
+    0.34)."""
+    from harness.profiles import load_profile
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+        helper.make_node("Slice", ["shape", "two", "four"], ["hw"], name="slice"),
+        helper.make_node("Sub", ["ten", "hw"], ["short"], name="sub"),
+        helper.make_node("Max", ["short", "zero"], ["need"], name="max"),
+        helper.make_node("Concat", ["zeros", "need"], ["pads"], name="concat", axis=0),
+        helper.make_node("Cast", ["pads"], ["pads64"], name="cast", to=TensorProto.INT64),
+        helper.make_node("Pad", ["x", "pads64"], ["y"], name="pad"),
+    ]
+    inits = [init("two", np.array([2], dtype=np.int64)), init("four", np.array([4], np.int64)),
+             init("ten", np.array([10, 10], np.int64)), init("zero", np.array([0], np.int64)),
+             init("zeros", np.zeros(6, np.int64))]   # pads: begins of 4 axes, ends of N, C
+    m = model(nodes, [tensor("x", F16, [1, 3, 8, 8])], [tensor("y", F16, None)], inits)
+    g = load_graph(m)
+    assert g.tensors["y"].shape == (1, 3, 10, 10)
+    folded = ["shape", "slice", "sub", "max", "concat", "cast"]
+    assert [n.name for n in g.nodes if n.fused] == folded
+    assert all(g.tensors[t].kind == "weight" for t in ("hw", "need", "pads64"))
+    lat = predict_latency(g, load_profile("snapdragon8gen3"), unit="npu")
+    assert lat.fallbacks == ()
+    assert [n.unit for n in lat.nodes if n.bound != "fused"] == ["npu"]
+
+
+def test_nodes_on_inputs_or_random_are_not_folded() -> None:
+    """Only what is constant whatever the inputs is folded: not arithmetic on an input's
+    values, not a random op."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("RandomNormalLike", ["x"], ["r"], name="random"),
+             helper.make_node("Add", ["x", "one"], ["y"], name="add"),
+             helper.make_node("Expand", ["y", "s"], ["z"], name="expand")]
+    m = model(nodes, [tensor("x", F32, [2, 4])], [tensor("z", F32, None),
+                                                  tensor("r", F32, None)],
+              [init("one", np.ones((1,), np.float32))])
+    g = load_graph(m)
+    assert [n.name for n in g.nodes if n.fused] == ["shape"]
+
+
+def test_integer_index_arithmetic_runs_on_an_npu_without_fp32() -> None:
+    """RoBERTa's position ids: Equal -> Not -> Cast -> CumSum -> Add on the int64 token ids,
+    then an embedding Gather. Integer-only nodes were precision fp32, which the 8 Gen 3 NPU
+    lacks, so each went to the CPU and back in an fp16 encoder; they need no float rate."""
+    from harness.profiles import load_profile
+
+    i64 = TensorProto.INT64
+    nodes = [
+        helper.make_node("Equal", ["ids", "pad"], ["is_pad"], name="equal"),
+        helper.make_node("Not", ["is_pad"], ["keep"], name="not"),
+        helper.make_node("Cast", ["keep"], ["keep32"], name="cast", to=TensorProto.INT32),
+        helper.make_node("CumSum", ["keep32", "axis"], ["count"], name="cumsum"),
+        helper.make_node("Cast", ["count"], ["count64"], name="cast64", to=i64),
+        helper.make_node("Add", ["count64", "pad"], ["positions"], name="add"),
+        helper.make_node("Gather", ["table", "positions"], ["y"], name="gather"),
+    ]
+    inits = [init("pad", np.array([1], np.int64)), init("axis", np.array(1, np.int64)),
+             init("table", np.zeros((80, 16), np.float16))]
+    g = load_graph(model(nodes, [tensor("ids", i64, [1, 64])], [tensor("y", F16, None)], inits))
+    gen3 = load_profile("snapdragon8gen3")
+    lat = predict_latency(g, gen3, unit="npu")
+    assert lat.fallbacks == ()
+    assert {n.unit for n in lat.nodes} == {"npu"}
+    integer = [n.name for n in g.nodes if n.integer]
+    assert integer == ["equal", "not", "cast", "cumsum", "cast64", "add"]
+    assert {n.run_precision for n in lat.nodes if n.name in integer} == {"int8"}
+    # A unit that has the node's own precision keeps it (the CPU's fp32 rate).
+    on_cpu = predict_latency(g, gen3, unit="cpu")
+    assert {n.run_precision for n in on_cpu.nodes if n.name in integer} == {"fp32"}
+
+
+def test_isnan_runs_on_the_qnn_npu() -> None:
+    """torch's legacy exporter writes scaled_dot_product_attention with a boolean mask (as
+    transformers' encoders pass it) with one IsNaN per attention layer: fully masked rows come
+    out of the softmax as NaN and are set to 0. The QNN op set lacked IsNaN, so each such layer
+    left the NPU for the CPU and came back."""
+    from harness.profiles import load_profile
+
+    m = model([helper.make_node("IsNaN", ["x"], ["y"], name="isnan")],
+              [tensor("x", F32, [1, 2, 64, 64])], [tensor("y", TensorProto.BOOL, None)])
+    lat = predict_latency(m, load_profile("snapdragon8gen3"), unit="npu", precision="fp16")
+    assert lat.fallbacks == ()
+    assert [n.unit for n in lat.nodes] == ["npu"]
 
 
 def test_two_four_sparsity_halves_work_only_on_units_that_exploit_it() -> None:

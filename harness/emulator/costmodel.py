@@ -256,7 +256,7 @@ def _what_if(g: Graph, precision: str | None) -> tuple[list[NodeFacts], Any]:
 
     nodes = []
     for n in g.nodes:
-        if n.fused or n.precision not in ("fp32", "fp16"):
+        if n.fused or n.precision not in ("fp32", "fp16") or n.integer:
             nodes.append(n)
             continue
         w_scale = min(1.0, wbits / (32 if n.precision == "fp32" else 16))
@@ -406,8 +406,24 @@ class _Placer:
         return total
 
     def _can_take(self, u: ComputeUnit, node: NodeFacts) -> bool:
-        return (u.supports_op(node.op_type) and u.supports_precision(node.precision)
+        return (u.supports_op(node.op_type) and self._has_precision(u, node)
                 and (node.shape_known or not u.static_shapes))
+
+    @staticmethod
+    def _has_precision(u: ComputeUnit, node: NodeFacts) -> bool:
+        # Integer index and mask arithmetic needs no float or quantized rate: an NPU without
+        # fp32 runs it all the same (QNN's HTP takes int32 Equal, Cast, CumSum, Gather...).
+        return u.supports_precision(node.precision) or (node.integer and bool(u.peak_gops))
+
+    @staticmethod
+    def _run_precision(u: ComputeUnit, node: NodeFacts) -> str:
+        """The precision ``node`` runs at on ``u``: its own, or for integer arithmetic on a
+        unit without it, the unit's int8 rate (else the first it has), which only sets the
+        rate of a few ops per element."""
+        if u.supports_precision(node.precision) or not node.integer:
+            return node.precision
+        return next(p for p in ("int8", "fp16", "fp32", "int4", *u.peak_gops)
+                    if u.supports_precision(p))
 
     def _dram_bytes(self, node: NodeFacts, u: ComputeUnit) -> int:
         """Bytes the node moves through DRAM on ``u``.
@@ -469,11 +485,13 @@ class _Placer:
         if node.fused:
             # Q/DQ run inside the integer kernels next to them; views and constants are
             # resolved when the graph is compiled. Neither is a kernel launch on a device; the
-            # output lives where the input was made.
+            # output lives where the input was made, except a constant (a shape read off a
+            # tensor, arithmetic on it): like a weight, it lives wherever it is used.
             src = next((self._producer_unit(t) for t in node.inputs
                         if self._producer_unit(t) is not None), None)
             for t in node.outputs:
-                if src is not None:
+                info = self.g.tensors.get(t)
+                if src is not None and (info is None or info.kind != "weight"):
                     self.where[t] = src
             return NodeCost(node.name, node.op_type, node.op_class, node.precision, None,
                             node.precision, node.work_ops / 1e9,
@@ -482,7 +500,7 @@ class _Placer:
                             unknown_shapes=self._unknown_shapes(node))
         able = [u for u in self.allowed if self._can_take(u, node)]
         if able:
-            options = [self._cost_on(node, u, node.precision) for u in able]
+            options = [self._cost_on(node, u, self._run_precision(u, node)) for u in able]
             best = min(options, key=lambda c: c.time_ms)
             if self.asked == "auto":
                 best = replace(best, fallback=self._lost_faster(node, best))
@@ -533,7 +551,7 @@ class _Placer:
         problems = []
         if not u.supports_op(node.op_type):
             problems.append(f"op: does not list {node.op_type}")
-        if not u.supports_precision(node.precision):
+        if not self._has_precision(u, node):
             problems.append(f"precision: has no {node.precision}")
         if u.static_shapes and not node.shape_known:
             problem = "shape: needs static shapes and this node's are not known"
@@ -553,11 +571,11 @@ class _Placer:
         """
         faster = []
         for u in self.profile.units:
-            if u.name == chosen.unit or not u.supports_precision(node.precision):
+            if u.name == chosen.unit or not self._has_precision(u, node):
                 continue
             if self._can_take(u, node):
                 continue   # it could take the node and was slower, transfers included
-            c = self._cost_on(node, u, node.precision)
+            c = self._cost_on(node, u, self._run_precision(u, node))
             if c.time_ms < chosen.time_ms:
                 faster.append(c)
         if not faster:

@@ -189,6 +189,7 @@ OPS_PER_ELEMENT: dict[str, float] = {
         "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor", "Not",
         "Where", "Mod", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
         "IsNaN", "IsInf", "Reciprocal", "Sqrt", "ThresholdedRelu", "Shrink", "Pow", "BiasAdd",
+        "CumSum",   # a running add: RoBERTa-style position ids are a CumSum of the token mask
     ), 1.0),
     **dict.fromkeys(("HardSigmoid", "BatchNormalization", "QuantizeLinear", "DequantizeLinear"),
                     2.0),
@@ -258,6 +259,9 @@ class NodeFacts:
     op_class: str = "other"      # see op_class(): which efficiency a unit reaches on it
     shape_known: bool = True     # False: some input/output shape had to be guessed
     unresolved: tuple[str, ...] = ()   # its inputs/outputs whose shapes were guessed
+    # Integers and booleans only (indices, masks, position ids): no float or quantized data,
+    # so any unit runs it at whatever precision it has (``precision`` then reads fp32).
+    integer: bool = False
 
 
 @dataclass(frozen=True)
@@ -612,7 +616,8 @@ class _Builder:
         self.typed: dict[str, tuple[str, int, tuple[int, ...]]] = {}   # dtype, bits, shape
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = {}
-        self.constants: set[str] = set()
+        self.constants: set[str] = set()   # outputs of the constant-folded nodes
+        self.folded: set[int] = set()       # nodes evaluated when the graph is compiled
         self.stored_in: dict[str, str] = {}
         self.device_nbytes: dict[str, int] = {}
 
@@ -735,6 +740,37 @@ class _Builder:
         shape = tuple(1 if d is None else d for d in (dims or ()))
         return dtype, bits, shape
 
+    def _constant_folded(self) -> set[int]:
+        """Indices of the nodes a compiler evaluates once, when it loads the graph.
+
+        Constants, Shape/Size of a tensor whose shape is known, and any node all of whose
+        inputs are weights or outputs of such nodes (the pad arithmetic of TF-style "same"
+        padding, position ids sliced from a buffer): ORT's constant folding and the QNN
+        converter compute them ahead of time, so no unit runs them. Left out: Q/DQ (folded
+        with their neighbours instead), ops with subgraphs and random ops, which are not
+        constant whatever their inputs.
+        """
+        const = set(self.weights)
+        folded: set[int] = set()
+        for i, n in enumerate(self.nodes):
+            op = n.op_type
+            ins = [t for t in n.input if t]
+            if op == "Constant":
+                ok = True
+            elif op in ("Shape", "Size"):
+                ok = bool(ins) and ins[0] not in self.unresolved
+            else:
+                ok = (bool(ins) and all(t in const for t in ins) and op not in QDQ_OPS
+                      and n.domain in ("", "ai.onnx")
+                      and not op.startswith(("Random", "Bernoulli", "Multinomial"))
+                      and not any(a.type in (onnx.AttributeProto.GRAPH,
+                                             onnx.AttributeProto.GRAPHS)
+                                  for a in n.attribute))
+            if ok:
+                folded.add(i)
+                const.update(o for o in n.output if o)
+        return folded
+
     # -- tensors -----------------------------------------------------------------------
 
     def _kind(self, t: str) -> str:
@@ -793,8 +829,9 @@ class _Builder:
                 if t and (not self.consumers[t] or self.consumers[t][-1] != i):
                     self.consumers[t].append(i)
             self.producer.update((t, i) for t in n.output if t)
-        self.constants = {o for n in self.nodes if n.op_type == "Constant" for o in n.output}
         self.typed = {t: self._tensor_type(t) for t in names}
+        self.folded = self._constant_folded()
+        self.constants = {o for i in self.folded for o in self.nodes[i].output if o}
         why = {t: self._unknown_reason(t) for t in names if t in self.unresolved}
         self._place_tensors()
         facts = [self._facts(i, n) for i, n in enumerate(self.nodes)]
@@ -845,7 +882,8 @@ class _Builder:
         return NodeFacts(
             index=index, name=node.name or f"{op}_{index}", op_type=op, domain=node.domain,
             precision=self._precision(node, attrs),
-            fused=op in QDQ_OPS or op in VIEW_OPS or op in FOLDED_OPS, known=known,
+            fused=(op in QDQ_OPS or op in VIEW_OPS or op in FOLDED_OPS
+                   or index in self.folded), known=known,
             work_ops=work, bytes_read=read, bytes_written=written, weight_bytes=weight,
             inputs=tuple(ins), outputs=tuple(outs),
             output_bytes=tuple(self._nbytes(t) for t in outs),
@@ -853,7 +891,17 @@ class _Builder:
                               channels_per_group=self._channels_per_group(node)),
             shape_known=not any(t in self.unresolved for t in [*ins, *outs]),
             unresolved=tuple(dict.fromkeys(t for t in [*ins, *outs] if t in self.unresolved)),
+            integer=self._integer_only(node),
         )
+
+    def _integer_only(self, node: onnx.NodeProto) -> bool:
+        """Whether every tensor ``node`` reads or writes is an integer or boolean that is not
+        quantized data (int32/int64/bool: indices, masks, counters)."""
+        if node.op_type in QDQ_OPS or node.op_type in QUANTIZED_OPS:
+            return False
+        dtypes = [self.typed[t][0] for t in [*node.input, *node.output] if t]
+        return bool(dtypes) and not any(_is_float(d) or d in _QUANT_INTS or d == "string"
+                                        for d in dtypes)
 
     def _channels_per_group(self, node: onnx.NodeProto) -> int | None:
         """Input channels each group of a convolution reads, from its weight; None if unknown.
@@ -926,7 +974,7 @@ class _Builder:
             # Integer data movement in QOperator graphs (MaxPool, Reshape, Gather on uint8);
             # int64 shapes and indices beside the data do not widen it.
             return precision_for_bits(max(quantized))
-        return "fp32"   # shape arithmetic on int64/bool: scalar CPU work
+        return "fp32"   # integers and booleans only: NodeFacts.integer, any unit runs it
 
 
 def _topological(nodes: list[onnx.NodeProto], available: set[str], *,
