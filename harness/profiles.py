@@ -49,6 +49,7 @@ File format (``schema_version = 1``)::
     energy_pj_per_op = { int8 = { ... } }     # optional (v2); else derived from active power
     sparse_2_4 = true                     # optional (v2): skips the zeros of 2:4 sparse weights
     static_shapes = true                  # optional (v2): cannot run nodes of unknown shape
+    fp32_as = "fp16"                      # optional (v2): runs fp32 nodes at this precision
     onchip_mb = { ... }                   # optional (v2): local memory that keeps activations
 
 A figure's ``basis`` is one of ``published`` (a spec sheet or measurement, cited), ``derived``
@@ -119,6 +120,15 @@ class ComputeUnit:
     static_shapes: bool = False
     # Local memory (an NPU's TCM): a node whose activations fit stays off DRAM for them.
     onchip_mb: Figure | None = None
+    # A unit without an fp32 rate whose runtime runs fp32 nodes at this precision instead of
+    # refusing them (ONNX Runtime's QNN EP: enable_htp_fp16_precision, on by default).
+    fp32_as: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fp32_as is not None and self.fp32_as not in self.peak_gops:
+            raise InputError(f"expected a precision this unit has a peak for "
+                             f"({', '.join(self.peak_gops)}), got {self.fp32_as!r}",
+                             field=f"units.{self.name}.fp32_as")
 
     def efficiency_for(self, op_class: str) -> float:
         """Share of peak reached on ``op_class`` (the unit's default when not given)."""
@@ -529,7 +539,7 @@ def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
     keys = {"name", "kind", "ops", "peak_gops", "efficiency", "dispatch_us", "active_power_w",
             "handoff_us"}
     check_keys(raw, allowed=keys | {"op_efficiency", "energy_pj_per_op", "sparse_2_4",
-                                    "static_shapes", "onchip_mb"},
+                                    "static_shapes", "onchip_mb", "fp32_as"},
                required=keys, file=file, prefix=where + ".")
     flags = {k: expect_type(raw.get(k, False), bool, "true or false", file=file,
                             field=f"{where}.{k}") for k in ("sparse_2_4", "static_shapes")}
@@ -569,8 +579,20 @@ def _unit(raw: Any, i: int, file: Any) -> ComputeUnit:
         energy_pj_per_op_given=energy,
         onchip_mb=_figure(raw["onchip_mb"], file=file, field=where + ".onchip_mb",
                           check=_onchip_mb) if "onchip_mb" in raw else None,
+        fp32_as=_fp32_as(raw, peaks, file=file, field=where + ".fp32_as"),
         **flags,
     )
+
+
+def _fp32_as(raw: Mapping[str, Any], peaks: Mapping[str, Figure], *, file: Any,
+             field: str) -> str | None:
+    if "fp32_as" not in raw:
+        return None
+    value = expect_type(raw["fp32_as"], str, "a precision", file=file, field=field)
+    if value not in peaks:
+        raise unknown_name("precision of this unit", value, tuple(peaks), file=file,
+                           field=field)
+    return value
 
 
 # --------------------------------------------------------------------------- upgrades

@@ -1019,3 +1019,24 @@ def test_static_bert_encoder_runs_its_matmuls_on_the_npu(tiny_bert_onnx: onnx.Mo
         assert not [f for f in lat.fallbacks if "shape:" in f]
         matmuls = [n for n in lat.nodes if n.op_type == "MatMul"]
         assert len(matmuls) == 2 * 8 and {n.unit for n in matmuls} == {"npu"}
+
+
+def test_an_npu_that_runs_fp32_as_fp16_takes_fp32_nodes_at_fp16() -> None:
+    """QNN's HTP runs a float graph at fp16 (enable_htp_fp16_precision): with ``fp32_as`` an
+    fp32 MatMul runs on the NPU at the fp16 rate, moving half the bytes; without it the NPU
+    (no fp32 rate) refuses it and it runs on the CPU."""
+    g = load_graph(_mm_chain(n=1, size=256))
+    units = [_v2_unit("cpu", "cpu", ["*"], {"fp32": 10.0}),
+             _v2_unit("npu", "npu", ["MatMul"], {"int8": 1000.0, "fp16": 500.0})]
+    plain = predict_latency(g, _v2_profile(units, bandwidth_gb_s=1.0))
+    (mm,) = [n for n in plain.nodes if n.op_type == "MatMul"]
+    assert (mm.unit, mm.run_precision) == ("cpu", "fp32")
+    units[1]["fp32_as"] = "fp16"
+    as16 = predict_latency(g, _v2_profile(units, bandwidth_gb_s=1.0))
+    (mm16,) = [n for n in as16.nodes if n.op_type == "MatMul"]
+    assert (mm16.unit, mm16.run_precision, mm16.precision) == ("npu", "fp16", "fp32")
+    assert mm16.bytes_mb == pytest.approx(mm.bytes_mb / 2, rel=1e-3)
+    # a unit can only run fp32 at a precision it has a rate for
+    units[1]["fp32_as"] = "int4"
+    with pytest.raises(InputError, match="fp32_as"):
+        _v2_profile(units)

@@ -23,8 +23,8 @@ checked are the principles the emulator promises for any model with static input
   these graphs use is on the QNN HTP op list);
 * quantized as stored by the harness's own quantizers (int8-static QDQ, fp16), every
   convolution and matrix product runs on the NPU at the artifact's precision and nothing else
-  leaves it but the casts at the graph's edges. Where that does not hold yet the case is an
-  xfail (strict) with the reason.
+  leaves it but the casts at the graph's edges (float ops left in a QDQ graph run at fp16 on
+  the HTP, as QNN's EP runs them).
 
 Four fixes came out of these models, pinned on small graphs in tests/test_emulator.py: CumSum
 (RoBERTa's position ids) had no cost rule; the QNN HTP op set lacked IsNaN (written by torch's
@@ -309,20 +309,11 @@ def test_runs_on_the_npu_without_fallback(build: Callable[[str], Built], gen3: D
 
 # --------------------------------------------------------------------------- as quantized
 
-# Where placing a quantized artifact as stored still goes wrong, and why (xfail, strict: a fix
-# makes these pass and must remove the entry).
-_FLOAT_ISLANDS = (
-    "float ops ORT's QDQ quantizer leaves unquantized (GELU's Div and Erf, attention's Div; in "
-    "a transformer, where the harness quantizes only MatMul/Gemm/Gather inputs, everything "
-    "else: LayerNorm, Softmax, the adds) are fp32 nodes; the NPU has no fp32, so they fall "
-    "back to the CPU and back, though QNN's HTP runs the float ops of a QDQ graph at fp16 (the "
-    "QNN EP's enable_htp_fp16_precision): the fallback ladder only widens")
-_AS_STORED_XFAIL = {
-    ("mobilevit-deeplabv3", "int8-static"): _FLOAT_ISLANDS,
-    ("segformer", "int8-static"): _FLOAT_ISLANDS,
-    ("convnext", "int8-static"): _FLOAT_ISLANDS,
-    ("roberta", "int8-static"): _FLOAT_ISLANDS,
-}
+# The float ops ORT's QDQ quantizer leaves unquantized (GELU's Div and Erf; in a transformer,
+# LayerNorm, Softmax, the adds) are fp32 nodes. They used to fall back to the CPU and back
+# (the NPU has no fp32 rate); the Snapdragon profiles now say their HTP runs fp32 at fp16
+# (`fp32_as`, QNN EP's enable_htp_fp16_precision), so these pass for MobileViT, SegFormer,
+# ConvNeXt and RoBERTa at int8-static as well.
 
 
 @pytest.fixture(scope="module")
@@ -349,14 +340,10 @@ def quantized(build: Callable[[str], Built],
 @pytest.mark.parametrize(("level", "precision"), [("int8-static", "int8"), ("fp16", "fp16")])
 def test_quantized_artifact_runs_on_the_npu(quantized: Callable[[str, str], Graph],
                                            gen3: DeviceProfile, name: str, level: str,
-                                           precision: str,
-                                           request: pytest.FixtureRequest) -> None:
+                                           precision: str) -> None:
     """As stored (no what-if precision): every Conv/MatMul/Gemm on the NPU at the artifact's
     precision, and nothing off the NPU but the casts at the graph's edges (the fp16 converter
     keeps fp32 inputs and outputs; the app's side of the cast is the CPU's)."""
-    if (name, level) in _AS_STORED_XFAIL:
-        request.applymarker(pytest.mark.xfail(reason=_AS_STORED_XFAIL[name, level],
-                                              strict=True))
     g = quantized(name, level)
     assert g.unresolved == (), dict(g.unresolved_why)
     edges = set(g.inputs) | set(g.outputs)

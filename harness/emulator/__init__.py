@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 # Bump whenever the same graph on the same profile would be predicted differently (a changed
 # cost formula, op class or memory rule), so `harness compare` can tell a changed yardstick from
 # a changed model. Recorded in every row's provenance.
-EMULATOR_VERSION = "2026.11.30c"
+EMULATOR_VERSION = "2026.11.30d"
 
 if TYPE_CHECKING:
     from harness.emulator.costmodel import (

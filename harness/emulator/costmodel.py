@@ -413,14 +413,20 @@ class _Placer:
     def _has_precision(u: ComputeUnit, node: NodeFacts) -> bool:
         # Integer index and mask arithmetic needs no float or quantized rate: an NPU without
         # fp32 runs it all the same (QNN's HTP takes int32 Equal, Cast, CumSum, Gather...).
-        return u.supports_precision(node.precision) or (node.integer and bool(u.peak_gops))
+        return (u.supports_precision(node.precision) or (node.integer and bool(u.peak_gops))
+                or (node.precision == "fp32" and u.fp32_as is not None))
 
     @staticmethod
     def _run_precision(u: ComputeUnit, node: NodeFacts) -> str:
-        """The precision ``node`` runs at on ``u``: its own, or for integer arithmetic on a
-        unit without it, the unit's int8 rate (else the first it has), which only sets the
-        rate of a few ops per element."""
-        if u.supports_precision(node.precision) or not node.integer:
+        """The precision ``node`` runs at on ``u``: its own; an fp32 node on a unit that runs
+        fp32 as another precision (``fp32_as``: QNN's HTP runs float graphs at fp16), that
+        one; for integer arithmetic on a unit without it, the unit's int8 rate (else the first
+        it has), which only sets the rate of a few ops per element."""
+        if u.supports_precision(node.precision):
+            return node.precision
+        if node.precision == "fp32" and u.fp32_as is not None and not node.integer:
+            return u.fp32_as
+        if not node.integer:
             return node.precision
         return next(p for p in ("int8", "fp16", "fp32", "int4", *u.peak_gops)
                     if u.supports_precision(p))
@@ -465,6 +471,10 @@ class _Placer:
                 memory_energy_mj=0.0, fallback=fallback,
                 unknown_shapes=self._unknown_shapes(node))
         nbytes = self._dram_bytes(node, u)
+        if node.precision == "fp32" and precision != "fp32" and not node.integer:
+            # run below fp32 (fp32_as): the runtime converted its weights and activations at
+            # load, so they move at the narrower width
+            nbytes = int(nbytes * WHAT_IF[precision][1] / 32)
         compute_ms, memory_ms = _split_ms(work, nbytes, u, precision, self.bandwidth,
                                           node.op_class)
         overhead_ms = u.dispatch_us.value / 1e3
