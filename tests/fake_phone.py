@@ -8,14 +8,23 @@ acknowledged with OKAY, 24-byte headers with the payload's byte-sum checksum and
 * ``shell:<cmd>``: a tiny dispatcher, never a real shell: ``;`` and ``&&`` lists of getprop,
   cat, chmod, ls, rm, mkdir -p, echo (``$?`` expanded), sha256sum, true, and running a pushed
   executable, which acts as ONNX Runtime's ``onnxruntime_perf_test`` (its 1.17 output format);
+  and the harness's telemetry loop (``while [ $n -lt N ]; do ...; done`` of variable
+  assignments, ``read VAR < FILE``, ``echo`` with ``$VAR``/``$$`` and ``sleep``, see
+  harness/backends/adb/telemetry.py), interpreted with its own variables and streamed one
+  WRTE per ``echo`` while it runs, until ``kill PID``, the host closing the stream, or the
+  phone vanishing;
 * ``sync:``: STAT, SEND (DATA.../DONE -> OKAY), RECV and QUIT, enough for push, pull and stat.
 
 The phone has an Android-like state: properties (``ro.soc.model`` SM8650...), files under
 ``/data/local/tmp``, thermal zones that warm while the runner runs and cool after, battery
-files. Knobs: ``run_heat_mc`` and ``cool_tau_s`` (how hot a run makes it, how fast it cools);
+files (``current_now`` drawing more while the runner runs), cpufreq policies whose clocks drop
+as the SoC heats, ``/proc/uptime``. Knobs: ``run_heat_mc`` and ``cool_tau_s`` (how hot a run
+makes it, how fast it cools), ``run_s`` (how long a runner run takes: the heat comes in over
+it), ``battery_status`` and ``usb_online`` (on a charger or not);
 for fault tests ``accepted_keys`` (None: any key; a list of public keys: only
 those; [] none: the "unauthorized" phone), ``runner_mode`` (ok, crash, hang, garbage),
-``vanish_after_runs`` (the phone goes away after that many runner runs).
+``vanish_after_runs`` (the phone goes away after that many runner runs; ``vanish_after_s``
+into the next one).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import hashlib
 import math
 import os
 import posixpath
+import re
 import shlex
 import socket
 import struct
@@ -82,6 +92,13 @@ class FakeAndroid:
     base_latency_ms: float = 1.5
     run_heat_mc: float = 4000.0     # heat of one runner run (plus 40 m°C per iteration)
     cool_tau_s: float = 0.3         # the time constant of cooling back to idle (tests: fast)
+    run_s: float = 0.0              # wall time of one runner run (heat comes in over it)
+    vanish_after_s: float = 0.0     # with vanish_after_runs: how far into the run it goes
+    battery_status: str = "Charging"
+    usb_online: bool = True
+    idle_current_ua: int = 350_000     # drawn from the battery (negative: discharging)
+    run_current_ua: int = 1_250_000    # while the runner runs
+    voltage_uv: int = 4_213_000
     files: dict[str, _File] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=lambda: {"/", "/data", "/data/local",
                                                     "/data/local/tmp"})
@@ -90,9 +107,21 @@ class FakeAndroid:
     runs: list[list[str]] = field(default_factory=list)  # argv of each runner run
     pushes: list[str] = field(default_factory=list)      # device paths pushed
     auth_attempts: int = 0
+    loops_started: int = 0                               # telemetry loops begun
+    loops_ended: list[str] = field(default_factory=list)  # and why each ended
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
+        self._boot = time.monotonic() - 5000.0
+        self._running = 0                # runner runs in progress
+        self._loops: dict[int, threading.Event] = {}   # pid -> killed
+        self._next_pid = 4200
+        # (name, cpuinfo_max_freq kHz): little, big and prime clusters as on an SM8650
+        self._policies = [("policy0", 2265600), ("policy2", 3148800), ("policy7", 3302400)]
+        for name, top in self._policies:
+            base = f"/sys/devices/system/cpu/cpufreq/{name}"
+            self._put_dir(base)
+            self.files[f"{base}/cpuinfo_max_freq"] = _File(f"{top}\n".encode())
         self._conns: list[socket.socket] = []
         self._heat_mc = 0.0
         self._heat_at = time.monotonic()
@@ -102,9 +131,9 @@ class FakeAndroid:
             self._put_dir(f"/sys/class/thermal/thermal_zone{i}")
             self.files[f"/sys/class/thermal/thermal_zone{i}/type"] = _File(
                 (name + "\n").encode())
-        battery = {"capacity": "87", "status": "Charging", "current_now": "350000",
-                   "voltage_now": "4213000", "temp": "298", "charge_counter": "3900000"}
+        battery = {"capacity": "87", "temp": "298", "charge_counter": "3900000"}
         self._put_dir("/sys/class/power_supply/battery")
+        self._put_dir("/sys/class/power_supply/usb")
         for k, v in battery.items():
             self.files[f"/sys/class/power_supply/battery/{k}"] = _File((v + "\n").encode())
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -158,12 +187,39 @@ class FakeAndroid:
                          + amount_mc)
         self._heat_at = now
 
+    def clock_khz(self, index: int) -> int:
+        """A policy's clock: low while idle (the governor's choice), its top while the runner
+        runs, less as the SoC passes 40 °C (throttling: down to half at 60 °C)."""
+        top = self._policies[index][1]
+        if not self._running:
+            return int(top * 0.3)
+        over = max(0.0, self.zone_temp_mc(0) / 1000 - 40.0)
+        return int(top * max(0.5, 1.0 - over / 40.0))
+
     def _read(self, path: str) -> bytes | None:
         path = posixpath.normpath(path)
         if path.startswith("/sys/class/thermal/thermal_zone") and path.endswith("/temp"):
             i = int(path.split("thermal_zone")[1].split("/")[0])
             if i < len(self._zones):
                 return f"{self.zone_temp_mc(i)}\n".encode()
+        if path.endswith("/scaling_cur_freq"):
+            for i, (name, _) in enumerate(self._policies):
+                if path == f"/sys/devices/system/cpu/cpufreq/{name}/scaling_cur_freq":
+                    return f"{self.clock_khz(i)}\n".encode()
+        if path == "/proc/uptime":
+            up = time.monotonic() - self._boot
+            return f"{up:.2f} {up * 7.5:.2f}\n".encode()
+        battery = "/sys/class/power_supply/battery/"
+        if path.startswith(battery):
+            charging = self.battery_status.lower() in ("charging", "full")
+            draw = self.run_current_ua if self._running else self.idle_current_ua
+            value = {"status": self.battery_status, "voltage_now": str(self.voltage_uv),
+                     # the kernel's sign: positive into the battery, negative out of it
+                     "current_now": str(draw if charging else -draw)}.get(path[len(battery):])
+            if value is not None:
+                return (value + "\n").encode()
+        if path == "/sys/class/power_supply/usb/online":
+            return b"1\n" if self.usb_online else b"0\n"
         f = self.files.get(path)
         return None if f is None else f.data
 
@@ -184,6 +240,77 @@ class FakeAndroid:
             pass
         finally:
             conn.close()
+
+    # ------------------------------------------------------------------ telemetry loop
+    def loop(self, command: str) -> Iterator[bytes]:
+        """Run the harness's telemetry loop (a ``while`` over builtins), yielding what each
+        ``echo`` prints as it prints it; ends at ``kill PID`` (its ``$$``), when the loop's
+        bound is reached, or with the phone or the stream."""
+        self.commands.append(command)
+        pid, self._next_pid = self._next_pid, self._next_pid + 1
+        killed = threading.Event()
+        self._loops[pid] = killed
+        self.loops_started += 1
+        lex = shlex.shlex(command, posix=True, punctuation_chars=";&|<")
+        lex.whitespace_split = True
+        program, _ = _parse_block(list(lex), 0, ())
+        why = "stream closed or phone gone"
+        try:
+            yield from self._exec(program, {"$": str(pid)}, killed)
+            why = "bound reached"
+        except _Killed:
+            why = "killed"
+        finally:
+            self._loops.pop(pid, None)
+            self.loops_ended.append(why)
+
+    def _exec(self, program: list[tuple[str, Any]], env: dict[str, str],
+              killed: threading.Event) -> Iterator[bytes]:
+        rc = 0
+        for connector, node in program:
+            if (connector == "&&" and rc != 0) or (connector == "||" and rc == 0):
+                continue
+            if killed.is_set():
+                raise _Killed
+            if self.gone:
+                raise PhoneGone("cable pulled")
+            if node[0] == "while":
+                while (yield from self._exec(node[1], env, killed)) == 0:
+                    yield from self._exec(node[2], env, killed)
+                rc = 0
+                continue
+            out, rc = self._builtin(node[1], env, killed)
+            if out:
+                yield out
+        return rc
+
+    def _builtin(self, argv: list[str], env: dict[str, str],
+                 killed: threading.Event) -> tuple[bytes, int]:
+        """One simple command of the loop, with the shell's builtins it uses."""
+        name, args = argv[0], [_expand(a, env) for a in argv[1:]]
+        if "=" in name and name.split("=")[0].isidentifier() and not args:
+            key, _, value = name.partition("=")
+            env[key] = _expand(value, env)
+            return b"", 0
+        if name == "exec":
+            return b"", 0       # only `exec 2>/dev/null` is sent: stderr is not faked apart
+        if name == "echo":
+            return (" ".join(args) + "\n").encode(), 0
+        if name == "read" and "<" in args:
+            at = args.index("<")
+            names, data = args[:at], self._read(args[at + 1]) if at + 1 < len(args) else None
+            if data is None:
+                return b"", 1
+            values = data.decode().splitlines()[0].split(None, max(0, len(names) - 1))
+            for i, var in enumerate(names):
+                env[var] = values[i] if i < len(values) else ""
+            return b"", 0
+        if name == "[" and len(args) == 4 and args[1] == "-lt" and args[3] == "]":
+            return b"", 0 if int(args[0]) < int(args[2]) else 1
+        if name == "sleep":
+            killed.wait(float(args[0]))
+            return b"", 0
+        return self._run([name, *args], 0)
 
     # ------------------------------------------------------------------ shell
     def shell(self, command: str) -> tuple[bytes, int]:
@@ -213,6 +340,16 @@ class FakeAndroid:
             return (" ".join(a.replace("$?", str(last_rc)) for a in args) + "\n").encode(), 0
         if name == "true":
             return b"", 0
+        if name == "kill":
+            rc, out = 0, b""
+            for a in (a for a in args if not a.startswith("-")):
+                killed = self._loops.get(int(a)) if a.isdigit() else None
+                if killed is None:
+                    out += f"/system/bin/sh: kill: {a}: No such process\n".encode()
+                    rc = 1
+                else:
+                    killed.set()
+            return out, rc
         if name == "getprop":
             if not args:
                 return "".join(f"[{k}]: [{v}]\n" for k, v in self.props.items()).encode(), 0
@@ -281,10 +418,16 @@ class FakeAndroid:
         """``onnxruntime_perf_test [options] model_path``, as ONNX Runtime 1.17 prints it;
         with ``vanish_after_runs`` N, run N+1 finds the cable pulled."""
         if self.vanish_after_runs is not None and len(self.runs) >= self.vanish_after_runs:
+            self._running += 1
+            self._stop.wait(self.vanish_after_s)
             self.close()
             raise PhoneGone("cable pulled")
         self.runs.append(argv)
-        return self._perf_test_output(argv)
+        self._running += 1
+        try:
+            return self._perf_test_output(argv)
+        finally:
+            self._running -= 1
 
     def _perf_test_output(self, argv: list[str]) -> tuple[bytes, int]:
         opts: dict[str, str] = {}
@@ -311,7 +454,14 @@ class FakeAndroid:
             return b"something unexpected\n", 0
         n = int(opts.get("-r", "100"))
         size_mb = len(self.files[model].data) / 1e6
-        self._heat(self.run_heat_mc + 40.0 * n)
+        heat = self.run_heat_mc + 40.0 * n
+        steps = max(1, int(self.run_s / 0.01))
+        for _ in range(steps if self.run_s > 0 else 0):   # the heat builds over the run
+            if self._stop.wait(self.run_s / steps):
+                raise PhoneGone("cable pulled")
+            self._heat(heat / steps)
+        if self.run_s <= 0:
+            self._heat(heat)
         warm = 1.0 + max(0.0, self.zone_temp_mc(0) - 36000) / 100000.0
         lat = [(self.base_latency_ms + size_mb) * warm * (1.0 + 0.05 * ((i * 7) % 11) / 10)
                for i in range(n)]
@@ -338,6 +488,51 @@ class FakeAndroid:
                       f"P95 Latency: {pct(95):.6f} s", f"P99 Latency: {pct(99):.6f} s",
                       f"P999 Latency: {pct(99.9):.6f} s"]
         return ("\n".join(lines) + "\n").encode(), 0
+
+
+class _Killed(Exception):
+    """The telemetry loop got ``kill PID``."""
+
+
+def _parse_block(tokens: list[str], i: int, until: tuple[str, ...]
+                 ) -> tuple[list[tuple[str, Any]], int]:
+    """Statements from ``tokens[i:]`` up to a word in ``until`` (``do``, ``done``): a list
+    of (connector before it, node); a node is ("simple", argv) or ("while", cond, body)."""
+    program: list[tuple[str, Any]] = []
+    argv: list[str] = []
+    connector = ";"
+    while i < len(tokens):
+        tok = tokens[i]
+        if not argv and tok in until:
+            break
+        if not argv and tok == "while":
+            cond, i = _parse_block(tokens, i + 1, ("do",))
+            body, i = _parse_block(tokens, i + 1, ("done",))
+            program.append((connector, ("while", cond, body)))
+        elif tok in (";", "&&", "||"):
+            if argv:
+                program.append((connector, ("simple", argv)))
+            argv, connector = [], tok
+        elif tok == "2>/dev/null":
+            pass
+        else:
+            argv.append(tok)
+        i += 1
+    if argv:
+        program.append((connector, ("simple", argv)))
+    return program, i
+
+
+def _expand(word: str, env: dict[str, str]) -> str:
+    """``$((a+b))``, ``$$`` and ``$NAME`` in a word of the telemetry loop."""
+    def arith(m: Any) -> str:
+        return str(sum(int(_expand(t if t.startswith("$") or not t.isidentifier()
+                                   else "$" + t, env) or 0)
+                       for t in m.group(1).split("+")))
+
+    word = re.sub(r"\$\(\((.*?)\)\)", arith, word)
+    word = word.replace("$$", env["$"])
+    return re.sub(r"\$\{?([A-Za-z_]\w*)\}?", lambda m: env.get(m.group(1), ""), word)
 
 
 def _verify(signature: bytes, token: bytes, key: Any) -> bool:
@@ -417,9 +612,14 @@ class _Connection:
         dev_id = self.next_id
         if service.startswith("shell:"):
             self.send(OKAY, dev_id, host_id)
-            out, _ = self.phone.shell(service[len("shell:"):])
-            for i in range(0, len(out), CHUNK):
-                self._write(dev_id, host_id, out[i:i + CHUNK])
+            command = service[len("shell:"):]
+            if "while [" in command:
+                outputs: Iterator[bytes] = self.phone.loop(command)
+            else:
+                outputs = iter([self.phone.shell(command)[0]])
+            for out in outputs:
+                for i in range(0, len(out), CHUNK):
+                    self._write(dev_id, host_id, out[i:i + CHUNK])
             self.send(CLSE, dev_id, host_id)
         elif service == "sync:":
             self.send(OKAY, dev_id, host_id)

@@ -37,6 +37,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def quick_cooldown_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cooldown gate reads the fake phone's thermal zones every 50 ms, not every 2 s."""
     monkeypatch.setattr("harness.backends.adb.backend.COOLDOWN_POLL_S", 0.05)
+    # and samples its telemetry every 50 ms, not every 200 ms
+    monkeypatch.setattr("harness.backends.adb.backend.TELEMETRY_PERIOD_S", 0.05)
 
 
 @pytest.fixture

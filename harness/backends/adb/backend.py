@@ -10,7 +10,7 @@ says so in ``measured.extra.notes``. Any failure is this case's ``error`` or ``t
 
 from __future__ import annotations
 
-import re
+import math
 import shlex
 import time
 from dataclasses import replace
@@ -23,6 +23,12 @@ from harness.backends.adb.perf_test import (
     parse_perf_test,
     perf_test_args,
 )
+from harness.backends.adb.telemetry import (
+    TelemetryStream,
+    soc_temp,
+    summarize,
+    telemetry_script,
+)
 from harness.backends.base import (
     BackendContext,
     BackendOptions,
@@ -31,7 +37,14 @@ from harness.backends.base import (
     measurement_for,
     now_iso,
 )
-from harness.core.measurement import FORWARD, ColdStart, Measured, Measurement, Phase
+from harness.core.measurement import (
+    FORWARD,
+    ColdStart,
+    DeviceTelemetry,
+    Measured,
+    Measurement,
+    Phase,
+)
 
 if TYPE_CHECKING:
     from harness.profiles import DeviceProfile
@@ -40,18 +53,9 @@ QUALITY_NOTE = ("quality and fidelity are not measured on the phone (the runner 
                 "generated inputs): see the host or emulated row of this cell")
 DEFAULT_TIMEOUT_S = 600.0
 COOLDOWN_POLL_S = 2.0      # between thermal reads while waiting for the SoC to cool
-# thermal zone types of the SoC (CPU clusters, GPU, the SoC sensor); battery, skin, modem,
-# charger zones are not the SoC
-_SOC_ZONE = re.compile(r"cpu|soc|gpu|tsens|cluster|apc|mtktscpu|little|big|mid", re.I)
-
-
-def soc_temp(zones: dict[str, float]) -> float | None:
-    """The SoC's temperature (°C): the hottest zone whose type names a SoC part, or the
-    hottest zone but the battery when no type does; None without readable zones."""
-    soc = [t for name, t in zones.items() if _SOC_ZONE.search(name)]
-    if not soc:
-        soc = [t for name, t in zones.items() if "battery" not in name.lower()]
-    return max(soc) if soc else None
+TELEMETRY_PERIOD_S = 0.2   # between samples of the loop on the phone
+TELEMETRY_START_S = 5.0    # wait at most this for the first sample before running
+TELEMETRY_MARGIN_S = 60.0  # the loop's own bound: the case's timeout plus this
 
 
 class AdbBackend:
@@ -103,6 +107,7 @@ class AdbBackend:
                           "product_model": phone.getprop("ro.product.model") or None,
                           "serialno": phone.getprop("ro.serialno") or None}
             phone.list_zones()
+            phone.list_policies()
             if self.idle_c is None:   # a reconnect (phone lost mid-sweep) keeps the first
                 self.idle_c = soc_temp(phone.thermal())
             runner = Path(o.runner)
@@ -182,37 +187,104 @@ class AdbBackend:
         timeout = task.timeout_s if task.timeout_s > 0 else DEFAULT_TIMEOUT_S
         before, cooldown = self._cool_down(phone)
         battery = phone.battery()
+        stream, tele_note = self._start_telemetry(phone, timeout)
         t0 = time.monotonic()
-        out, rc = phone.sh(command, timeout_s=timeout)
-        wall = time.monotonic() - t0
+        ran = False
+        try:
+            out, rc = phone.sh(command, timeout_s=timeout)
+            ran = True
+        finally:
+            wall = time.monotonic() - t0
+            # after a timeout or a lost phone the main connection cannot carry the kill:
+            # the stream is cut instead (the loop then dies writing to its closed stream)
+            tele_note = self._stop_telemetry(phone if ran else None, stream, tele_note)
         after = phone.thermal()
         extra = {**self.facts, "command": command, "artifact_pushed": pushed,
                  "run_s": round(wall, 3), "thermal_before_c": before,
                  "thermal_after_c": after, "battery_before": battery, **cooldown,
                  "notes": [QUALITY_NOTE]}
+
+        def telemetry(mean_ms: float | None) -> tuple[DeviceTelemetry | None, Any]:
+            if stream is None:
+                return DeviceTelemetry(samples=0, period_s=TELEMETRY_PERIOD_S,
+                                       note=tele_note), None
+            return summarize(stream.parser, period_s=TELEMETRY_PERIOD_S,
+                             mean_inference_ms=mean_ms, note=tele_note)
+
         if rc != 0:
             tail = " | ".join(out.strip().splitlines()[-3:])
             signal = f" (killed by signal {rc - 128})" if rc > 128 else ""
+            tele, trace = telemetry(None)
             return finish("error", f"the runner exited with status {rc}{signal}: "
                                    f"{tail[-300:]}",
-                          measured=Measured(where=phone.where, extra=extra))
+                          measured=Measured(where=phone.where, extra=extra, telemetry=tele),
+                          trace=trace)
         try:
             parsed = parse_perf_test(out)
         except PerfTestOutputError as exc:
+            tele, trace = telemetry(None)
             return finish("error", f"{exc}: {out.strip()[-300:]!r}",
-                          measured=Measured(where=phone.where, extra=extra))
+                          measured=Measured(where=phone.where, extra=extra, telemetry=tele),
+                          trace=trace)
         cold = None
         if parsed.load_ns is not None and parsed.first_inference_ns is not None:
             cold = ColdStart(parsed.load_ns, parsed.first_inference_ns)
+        tele, trace = telemetry(parsed.summary["mean_ns"] / 1e6)
         measured = Measured(
             where=phone.where, phases=(Phase(FORWARD, (), summary=parsed.summary),),
             cold_start=cold,
             peak_memory_mb=None if parsed.peak_memory_bytes is None
             else round(parsed.peak_memory_bytes / 2**20, 3),
             runtime="onnxruntime", providers=("CPUExecutionProvider",),
-            threads=task.threads or None, warmup_runs=1, extra=extra)
-        result: Measurement = finish("ok", measured=measured)
+            threads=task.threads or None, warmup_runs=1, extra=extra, telemetry=tele)
+        result: Measurement = finish("ok", measured=measured, trace=trace)
         return result
+
+    # ------------------------------------------------------------------ telemetry
+    def _start_telemetry(self, phone: Phone, timeout_s: float
+                         ) -> tuple[TelemetryStream | None, str]:
+        """The sampling loop, started and its first sample in (at most TELEMETRY_START_S):
+        the stream, or None and why not. A failure here never fails the case."""
+        period = TELEMETRY_PERIOD_S
+        script = telemetry_script(
+            phone.zones, phone.policies, period_s=period,
+            max_samples=math.ceil((timeout_s + TELEMETRY_MARGIN_S) / period))
+        o = self.options
+        try:
+            if o.adb is not None:
+                # a connection of its own (see TelemetryStream); USB has one device handle
+                side = Phone.connect(adb=o.adb, serial=None,
+                                     timeout_s=min(o.connect_timeout_s, 10.0))
+                device, owns = side.device, True
+            else:
+                device, owns = phone.device, False
+        except AdbError as exc:
+            return None, f"telemetry not started: {exc}"
+        stream = TelemetryStream(device, script, owns_device=owns,
+                                 read_timeout_s=max(10.0, 20 * period))
+        if not stream.parser.wait_for_samples(1, TELEMETRY_START_S,
+                                              alive=lambda: stream.alive):
+            why = stream.error or f"no sample within {TELEMETRY_START_S:g} s"
+            return stream, f"telemetry did not start before the run ({why})"
+        return stream, ""
+
+    def _stop_telemetry(self, phone: Phone | None, stream: TelemetryStream | None,
+                        note: str) -> str:
+        """After the run: wait (bounded) for one sample taken after it, then end the loop,
+        killing it through ``phone`` (None: the run failed, just cut the stream); the note,
+        with why the stream ended early if it did."""
+        if stream is None:
+            return note
+        if phone is not None:
+            seen = len(stream.parser.samples)
+            stream.parser.wait_for_samples(seen + 1, TELEMETRY_PERIOD_S + 2.0,
+                                           alive=lambda: stream.alive)
+        ended_early = not stream.alive and stream.error
+        stream.stop(None if phone is None else (lambda cmd: phone.sh(cmd, timeout_s=5.0)))
+        if ended_early:
+            note = "; ".join(filter(None, [note, f"the telemetry stream ended during the "
+                                                 f"case ({stream.error})"]))
+        return note
 
     def _cool_down(self, phone: Phone) -> tuple[dict[str, float], dict[str, Any]]:
         """Wait, at most ``cooldown_max_s``, until the SoC is within ``cooldown_c`` of its

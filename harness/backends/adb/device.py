@@ -15,6 +15,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from harness.backends.adb.telemetry import zone_celsius
+
 REMOTE_ROOT = "/data/local/tmp/edge-harness"
 _RC = re.compile(r"__rc=(\d+)\s*$")
 
@@ -58,6 +60,7 @@ class Phone:
         self.device = device
         self.where = where
         self.zones: list[str] = []
+        self.policies: list[str] = []
 
     @classmethod
     def connect(cls, *, adb: str | None, serial: str | None, timeout_s: float) -> Phone:
@@ -159,6 +162,12 @@ class Phone:
         self.zones = sorted((z for z in out.split() if z.startswith("thermal_zone")),
                             key=lambda z: int(z[12:]) if z[12:].isdigit() else 0)[:64]
 
+    def list_policies(self) -> None:
+        """The CPU frequency policies (``policy0``, ``policy4``...: one per cluster)."""
+        out, _rc = self.sh("ls /sys/devices/system/cpu/cpufreq")
+        self.policies = sorted((p for p in out.split() if p.startswith("policy")
+                                and p[6:].isdigit()), key=lambda p: int(p[6:]))[:16]
+
     def thermal(self) -> dict[str, float]:
         """Temperature (°C) of each readable thermal zone, by its type (``cpu-0-0-0``...);
         zones SELinux hides are left out."""
@@ -175,8 +184,7 @@ class Phone:
                 name, value = lines[0], int(lines[1])
                 while name in temps:
                     name += "'"
-                # millidegrees on most phones; a few report whole degrees
-                temps[name] = value / 1000 if abs(value) > 500 else float(value)
+                temps[name] = zone_celsius(value)
         return temps
 
     def battery(self) -> dict[str, str]:
