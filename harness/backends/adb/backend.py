@@ -261,7 +261,7 @@ class AdbBackend:
         except AdbError as exc:
             return None, f"telemetry not started: {exc}"
         stream = TelemetryStream(device, script, owns_device=owns,
-                                 read_timeout_s=max(10.0, 20 * period))
+                                 read_timeout_s=max(5.0, 20 * period))
         if not stream.parser.wait_for_samples(1, TELEMETRY_START_S,
                                               alive=lambda: stream.alive):
             why = stream.error or f"no sample within {TELEMETRY_START_S:g} s"

@@ -409,14 +409,18 @@ def _cut(device: Any) -> None:
     """Close an adb-shell device under a thread reading from it, without waiting for it.
 
     ``AdbDevice.close`` takes the transport lock the reader holds while it waits in
-    ``select``: it would wait for that read to time out. Shutting the TCP socket down first
-    wakes the reader at once (the read fails); the close itself then runs on a daemon thread.
+    ``select``: it would wait for that read to time out. Worse, adb-shell reads an EOF (a
+    phone gone) as "no bytes yet" and spins until its read timeout. Shutting the TCP socket
+    down wakes a waiting reader, and closing it makes its next ``select`` fail at once; the
+    device's own close then runs on a daemon thread.
     """
     sock = getattr(getattr(getattr(device, "_io_manager", None), "_transport", None),
                    "_connection", None)
-    if sock is not None:
+    if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
 
     def close() -> None:
         with contextlib.suppress(Exception):
