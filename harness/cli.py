@@ -1007,7 +1007,9 @@ def _add_calibrate(sub: Any) -> None:
     p.add_argument("--from-run", type=Path, default=None, metavar="RUN",
                    help="instead: the error of a run's emulated rows against its adb (phone) "
                         "rows per case, and one scale on the efficiency of the unit the phone "
-                        "ran on that removes the median error (see docs/adb.md)")
+                        "ran on that removes the median error; with --write that refit is "
+                        "stored in devices/fitted/phone-<device>.toml, which the profile loads "
+                        "(see docs/adb.md)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="where reference models are cached (default: the artifact cache)")
@@ -1075,15 +1077,21 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _calibrate_from_run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from harness.calibrate import fit_from_run
-    from harness.errors import InputError
+    from harness.calibrate import check_phone_fit, fit_from_run, write_phone_overlay
 
-    if args.write:
-        raise InputError("--write with --from-run is not implemented yet: the fit is "
-                         "reported, not stored", field="--write")
     fits = fit_from_run(args.from_run)
+
+    def write() -> None:
+        if args.write:
+            for f in fits:       # every device's fit is checked before a file is written
+                check_phone_fit(f)
+            for f in fits:
+                path = write_phone_overlay(f)
+                print(f"{f.device}: refit written to {path}", file=sys.stderr)
+
     if args.format == "json":
         print(json.dumps([f.to_json() for f in fits], indent=2))
+        write()
         return 0
     for f in fits:
         print(f"{f.device}: emulated vs phone rows of {args.from_run}")
@@ -1105,6 +1113,7 @@ def _calibrate_from_run(args: argparse.Namespace) -> int:
               f"{before['median_pct']:+.1f}% -> {after['median_pct']:+.1f}% (median |error| "
               f"{before['median_abs_pct']:.1f}% -> {after['median_abs_pct']:.1f}%), assuming "
               "latency inversely proportional to the efficiency (not re-emulated)\n")
+    write()
     return 0
 
 

@@ -380,7 +380,7 @@ def test_emulator_vs_device_in_the_report(tmp_path: Path, tiny_model: Path, phon
         assert abs(fit.errors(after=True)["median_pct"]) < abs(
             fit.errors(after=False)["median_pct"])
     assert main(["calibrate", "--from-run", str(run_dir)]) == 0
-    assert main(["calibrate", "--from-run", str(run_dir), "--write"]) != 0
+    # --write: tests/test_adb_calibrate.py (on a copy of devices/)
 
 def test_no_pairs_no_section(tmp_path: Path, tiny_model: Path, phone: FakeAndroid,
                              runner: Path) -> None:
