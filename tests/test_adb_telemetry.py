@@ -287,6 +287,13 @@ def test_each_case_has_its_telemetry_from_the_phone(tmp_path: Path, tiny_model: 
         assert len(trace["time_s"]) == tele.samples
         assert max(trace["clock_fraction"]) > 0.9 and min(trace["clock_fraction"]) < 0.5
         assert set(trace["clock_fraction_by_policy"]) == {"policy0", "policy1", "policy2"}
+    # the rows match the published row schema (tests/test_schemas.py: the other backends)
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas"
+                         / "result-row.v2.schema.json").read_text())
+    for m in ms:
+        jsonschema.validate(m.to_row(), schema)
     # one loop per case, each killed by its pid when the case ended; none left running
     assert unplugged.loops_started == 2 and unplugged.loops_ended == ["killed", "killed"]
     assert _no_telemetry_threads_within(5.0)
