@@ -99,8 +99,13 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--serial", default=None, metavar="SERIAL",
                    help="adb backend: the phone over USB (needs adb-shell[usb])")
     p.add_argument("--runner", default=None, type=Path, metavar="PATH",
-                   help="adb backend: onnxruntime_perf_test built for Android, pushed to the "
+                   help="adb backend: onnxruntime_perf_test (ONNX artifacts) or TFLite's "
+                        "benchmark_model (.tflite artifacts) built for Android, pushed to the "
                         "phone")
+    p.add_argument("--runner-kind", default=None,
+                   choices=("onnxruntime_perf_test", "benchmark_model"),
+                   help="adb backend: which tool --runner is (default: benchmark_model when "
+                        "its file name says so, else onnxruntime_perf_test)")
     p.add_argument("--cooldown-c", default=3.0, type=float, metavar="MARGIN",
                    help="adb backend: before each case wait until the SoC is within MARGIN "
                         "°C of its temperature at connect (default 3.0)")
@@ -282,6 +287,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, eval_size=args.eval_size, command_line=tuple(sys.argv),
         shapes=tuple((k, tuple(v)) for k, v in _parse_shapes(args.shape).items()),
         retry=tuple(args.retry), adb=args.adb, serial=args.serial, runner=args.runner,
+        runner_kind=args.runner_kind,
         cooldown_c=args.cooldown_c, cooldown_max_s=args.cooldown_max_s,
         executor=args.executor, ray_address=args.ray_address,
         overrides=MeasureOverrides(

@@ -6,8 +6,9 @@ acknowledged with OKAY, 24-byte headers with the payload's byte-sum checksum and
 ``magic = command ^ 0xFFFFFFFF``. Two services exist:
 
 * ``shell:<cmd>``: a tiny dispatcher, never a real shell: ``;`` and ``&&`` lists of getprop,
-  cat, chmod, ls, rm, mkdir -p, echo (``$?`` expanded), sha256sum, true, and running a pushed
-  executable, which acts as ONNX Runtime's ``onnxruntime_perf_test`` (its 1.17 output format);
+  cat, chmod, ls, rm, mkdir -p, echo (``$?`` expanded), sha256sum, true, kill, and running a
+  pushed executable, which acts as ONNX Runtime's ``onnxruntime_perf_test`` (its 1.17 output
+  format), or as TFLite's ``benchmark_model`` when given ``--graph=`` (TF 2.x format);
   and the harness's telemetry loop (``while [ $n -lt N ]; do ...; done`` of variable
   assignments, ``read VAR < FILE``, ``echo`` with ``$VAR``/``$$`` and ``sleep``, see
   harness/backends/adb/telemetry.py), interpreted with its own variables and streamed one
@@ -430,6 +431,8 @@ class FakeAndroid:
             self._running -= 1
 
     def _perf_test_output(self, argv: list[str]) -> tuple[bytes, int]:
+        if any(a.startswith("--graph=") for a in argv[1:]):
+            return self._benchmark_model_output(argv)
         opts: dict[str, str] = {}
         positional: list[str] = []
         it = iter(argv[1:])
@@ -454,17 +457,7 @@ class FakeAndroid:
             return b"something unexpected\n", 0
         n = int(opts.get("-r", "100"))
         size_mb = len(self.files[model].data) / 1e6
-        heat = self.run_heat_mc + 40.0 * n
-        steps = max(1, int(self.run_s / 0.01))
-        for _ in range(steps if self.run_s > 0 else 0):   # the heat builds over the run
-            if self._stop.wait(self.run_s / steps):
-                raise PhoneGone("cable pulled")
-            self._heat(heat / steps)
-        if self.run_s <= 0:
-            self._heat(heat)
-        warm = 1.0 + max(0.0, self.zone_temp_mc(0) - 36000) / 100000.0
-        lat = [(self.base_latency_ms + size_mb) * warm * (1.0 + 0.05 * ((i * 7) % 11) / 10)
-               for i in range(n)]
+        lat = self._simulate_run(n, size_mb)
         srt = sorted(lat)
 
         def pct(p: float) -> float:
@@ -487,6 +480,68 @@ class FakeAndroid:
                       f"P50 Latency: {pct(50):.6f} s", f"P90 Latency: {pct(90):.6f} s",
                       f"P95 Latency: {pct(95):.6f} s", f"P99 Latency: {pct(99):.6f} s",
                       f"P999 Latency: {pct(99.9):.6f} s"]
+        return ("\n".join(lines) + "\n").encode(), 0
+
+    def _simulate_run(self, n: int, size_mb: float) -> list[float]:
+        """``n`` inference latencies (ms) of a model of ``size_mb``, taking ``run_s`` of wall
+        time over which the run's heat comes in; slower as the SoC warms."""
+        heat = self.run_heat_mc + 40.0 * n
+        steps = max(1, int(self.run_s / 0.01))
+        for _ in range(steps if self.run_s > 0 else 0):   # the heat builds over the run
+            if self._stop.wait(self.run_s / steps):
+                raise PhoneGone("cable pulled")
+            self._heat(heat / steps)
+        if self.run_s <= 0:
+            self._heat(heat)
+        warm = 1.0 + max(0.0, self.zone_temp_mc(0) - 36000) / 100000.0
+        return [(self.base_latency_ms + size_mb) * warm * (1.0 + 0.05 * ((i * 7) % 11) / 10)
+                for i in range(n)]
+
+    def _benchmark_model_output(self, argv: list[str]) -> tuple[bytes, int]:
+        """TFLite's ``benchmark_model --graph=M --num_runs=N ...`` as TF 2.x prints it (the
+        fake runs whatever file it is given: the format is what is tested)."""
+        flags = dict(a[2:].partition("=")[::2] for a in argv[1:] if a.startswith("--"))
+        model = posixpath.normpath(flags.get("graph", ""))
+        if model not in self.files:
+            return (f"INFO: STARTING!\nERROR: Could not open '{model}'.\nERROR: Failed to "
+                    f"mmap model {model}\nBenchmarking failed.\n").encode(), 1
+        if self.runner_mode == "crash":
+            return b"INFO: STARTING!\nSegmentation fault\n", 139
+        n = int(flags.get("num_runs", "50"))
+        size_mb = len(self.files[model].data) / 1e6
+        lat = [x * 1e3 for x in self._simulate_run(n + 1, size_mb)]   # µs; one warm-up
+        warm, timed = lat[:1], lat[1:]
+        srt = sorted(timed)
+        mean = sum(timed) / n
+        std = math.sqrt(sum((x - mean) ** 2 for x in timed) / n)
+        init_us = 3337 + size_mb * 1000
+        lines = [
+            "INFO: STARTING!",
+            f"INFO: Log parameter values verbosely: [0]\nINFO: Num threads: "
+            f"[{flags.get('num_threads', '-1')}]\nINFO: Graph: [{model}]",
+            "INFO: Loaded model " + model,
+            f"INFO: The input model file size (MB): {size_mb:g}",
+            f"INFO: Initialized session in {init_us / 1e3:.3f}ms.",
+            "INFO: Running benchmark for at least 1 iterations and at least 0 seconds but "
+            "terminate if exceeding 150 seconds.",
+            f"INFO: count=1 first={int(warm[0])} curr={int(warm[0])} min={int(warm[0])} "
+            f"max={int(warm[0])} avg={warm[0]:g} std=0 p5={int(warm[0])} "
+            f"median={int(warm[0])} p95={int(warm[0])}",
+            "",
+            f"INFO: Running benchmark for at least {n} iterations and at least 0 seconds but "
+            "terminate if exceeding 150 seconds.",
+            f"INFO: count={n} first={int(timed[0])} curr={int(timed[-1])} min={int(srt[0])} "
+            f"max={int(srt[-1])} avg={mean:g} std={int(std)} p5={int(_pct(srt, 5))} "
+            f"median={int(_pct(srt, 50))} p95={int(_pct(srt, 95))}",
+            "",
+            f"INFO: Inference timings in us: Init: {int(init_us)}, First inference: "
+            f"{int(warm[0])}, Warmup (avg): {warm[0]:g}, Inference (avg): {mean:g}",
+            "INFO: Note: as the benchmark tool itself affects memory footprint, the following "
+            "is only APPROXIMATE to the actual memory footprint of the model at runtime. Take "
+            "the information at your discretion.",
+            f"INFO: Peak memory footprint (MB): init={3.5 + size_mb:g} "
+            f"overall={12.25 + 2 * size_mb:g}",
+        ]
         return ("\n".join(lines) + "\n").encode(), 0
 
 
@@ -533,6 +588,11 @@ def _expand(word: str, env: dict[str, str]) -> str:
     word = re.sub(r"\$\(\((.*?)\)\)", arith, word)
     word = word.replace("$$", env["$"])
     return re.sub(r"\$\{?([A-Za-z_]\w*)\}?", lambda m: env.get(m.group(1), ""), word)
+
+
+def _pct(sorted_values: list[float], p: float) -> float:
+    n = len(sorted_values)
+    return sorted_values[min(n - 1, max(0, math.ceil(p / 100.0 * n) - 1))]
 
 
 def _verify(signature: bytes, token: bytes, key: Any) -> bool:

@@ -1,4 +1,5 @@
-"""The ``adb`` backend: each case measured on a real phone by ``onnxruntime_perf_test``.
+"""The ``adb`` backend: each case measured on a real phone by ``onnxruntime_perf_test`` (or
+TFLite's ``benchmark_model`` for ``.tflite`` artifacts, see :mod:`.benchmark_model`).
 
 Per case: connect (once; again after the phone was lost), push the artifact once to
 ``/data/local/tmp/edge-harness/<key>/`` (skipped when the same bytes are there) and the runner
@@ -17,6 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.backends.adb.benchmark_model import (
+    BENCHMARK_MODEL,
+    RUNNER_FORMATS,
+    benchmark_model_args,
+    parse_benchmark_model,
+    runner_kind,
+)
 from harness.backends.adb.device import REMOTE_ROOT, AdbError, Phone, sha256_file
 from harness.backends.adb.perf_test import (
     PerfTestOutputError,
@@ -154,9 +162,11 @@ class AdbBackend:
                 return finish(*job.failure)
             if job.measure is None:
                 return finish("error", "no measurement task (the artifact was not built)")
-            if job.measure.artifact.format != "onnx":
-                return finish("unsupported", f"the adb backend runs ONNX artifacts with "
-                                             f"onnxruntime_perf_test, not "
+            kind = self._runner_kind()
+            wants = RUNNER_FORMATS[kind]
+            if job.measure.artifact.format != wants:
+                return finish("unsupported", f"the runner {kind} runs {wants} artifacts, "
+                                             f"this case's is "
                                              f"{job.measure.artifact.format!r}")
             return self._measure(job, finish)
         except AdbError as exc:
@@ -181,8 +191,10 @@ class AdbBackend:
             self._sha[local] = sha256_file(local)
         remote = f"{REMOTE_ROOT}/{task.artifact.key}/{task.artifact.filename}"
         pushed = phone.push_if_changed(local, remote, sha256=self._sha[local])
-        argv = [self.runner_remote, *perf_test_args(remote, iterations=task.iterations,
-                                                    threads=task.threads)]
+        kind = self._runner_kind()
+        args = benchmark_model_args if kind == BENCHMARK_MODEL else perf_test_args
+        argv = [self.runner_remote, *args(remote, iterations=task.iterations,
+                                          threads=task.threads)]
         command = " ".join(shlex.quote(a) for a in argv)
         timeout = task.timeout_s if task.timeout_s > 0 else DEFAULT_TIMEOUT_S
         before, cooldown = self._cool_down(phone)
@@ -220,7 +232,8 @@ class AdbBackend:
                           measured=Measured(where=phone.where, extra=extra, telemetry=tele),
                           trace=trace)
         try:
-            parsed = parse_perf_test(out)
+            parsed = (parse_benchmark_model if kind == BENCHMARK_MODEL
+                      else parse_perf_test)(out)
         except PerfTestOutputError as exc:
             tele, trace = telemetry(None)
             return finish("error", f"{exc}: {out.strip()[-300:]!r}",
@@ -235,10 +248,15 @@ class AdbBackend:
             cold_start=cold,
             peak_memory_mb=None if parsed.peak_memory_bytes is None
             else round(parsed.peak_memory_bytes / 2**20, 3),
-            runtime="onnxruntime", providers=("CPUExecutionProvider",),
+            runtime="tflite" if kind == BENCHMARK_MODEL else "onnxruntime",
+            providers=() if kind == BENCHMARK_MODEL else ("CPUExecutionProvider",),
             threads=task.threads or None, warmup_runs=1, extra=extra, telemetry=tele)
         result: Measurement = finish("ok", measured=measured, trace=trace)
         return result
+
+    def _runner_kind(self) -> str:
+        o = self.options
+        return runner_kind(Path(o.runner or ""), o.runner_kind)
 
     # ------------------------------------------------------------------ telemetry
     def _start_telemetry(self, phone: Phone, timeout_s: float
