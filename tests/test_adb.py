@@ -403,7 +403,8 @@ def _free_port() -> int:
 def test_the_real_adb_client_talks_to_the_fake_phone(tmp_path: Path, phone: FakeAndroid,
                                                      home: Path) -> None:
     """Interop: Debian's `adb` (its own server, on a private port) connects to the fake phone,
-    reads a property, pushes a file and reads it back: the fake speaks ADB as adbd does."""
+    reads a property, pushes a file and reads it back, and reads the telemetry loop's stream:
+    the fake speaks ADB as adbd does."""
     import shutil
     import subprocess
 
@@ -431,6 +432,15 @@ def test_the_real_adb_client_talks_to_the_fake_phone(tmp_path: Path, phone: Fake
         assert phone.files["/data/local/tmp/hello.txt"].data == local.read_bytes()
         out = run("-s", phone.address, "shell", "cat", "/data/local/tmp/hello.txt")
         assert out.replace("\r\n", "\n") == local.read_text()
+        # the telemetry loop, streamed to the real client until its bound ends it
+        from harness.backends.adb.telemetry import parse_lines, telemetry_script
+
+        script = telemetry_script(["thermal_zone0", "thermal_zone3"], ["policy0"],
+                                  period_s=0.01, max_samples=3)
+        parsed = parse_lines(run("-s", phone.address, "shell", script).splitlines())
+        assert parsed.skipped == 0 and len(parsed.samples) == 3
+        assert parsed.zone_types == {0: "cpu-0-0-0", 1: "battery"}
+        assert phone.loops_ended == ["bound reached"]
     finally:
         subprocess.run([adb, "-P", server_port, "kill-server"], env=env,
                        capture_output=True, timeout=30, check=False)

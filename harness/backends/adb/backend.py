@@ -278,8 +278,10 @@ class AdbBackend:
                 device, owns = phone.device, False
         except AdbError as exc:
             return None, f"telemetry not started: {exc}"
-        stream = TelemetryStream(device, script, owns_device=owns,
-                                 read_timeout_s=max(5.0, 20 * period))
+        # on its own connection a silence of 20 periods means the phone is gone; sharing
+        # the USB connection, the reader may wait for the runner's command to finish first
+        wait = max(5.0, 20 * period) if owns else timeout_s + TELEMETRY_MARGIN_S
+        stream = TelemetryStream(device, script, owns_device=owns, read_timeout_s=wait)
         if not stream.parser.wait_for_samples(1, TELEMETRY_START_S,
                                               alive=lambda: stream.alive):
             why = stream.error or f"no sample within {TELEMETRY_START_S:g} s"
