@@ -231,6 +231,10 @@ def test_energy_by_hand() -> None:
     gap = parse_lines(["S 0.0 c=500000 v=4000000", "S 1.0 c= v=4000000",
                        "S 2.0 c=500000 v=4000000"])
     assert summarize(gap, period_s=1.0, mean_inference_ms=1.0)[0].avg_power_w == 2.0
+    # a phone reporting mA (500 mA read as 500 µA): said, not silently 1000 times too low
+    milli = summarize(parse_lines(["S 0.0 c=-500 v=4000000 s=Discharging"]), period_s=1.0,
+                      mean_inference_ms=1.0)[0]
+    assert milli.avg_power_w == 0.002 and "current_now in mA" in milli.note
 
 
 def test_clock_fraction_is_the_fastest_policy_against_its_top() -> None:
@@ -258,7 +262,10 @@ def test_telemetry_round_trips_through_a_row() -> None:
 @pytest.fixture
 def unplugged() -> Iterator[FakeAndroid]:
     """A phone over Wi-Fi off its charger whose runner takes 0.4 s and heats it."""
-    with FakeAndroid(run_s=0.4, battery_status="Discharging", usb_online=False) as p:
+    # cooling slowly (tau 2 s): the sample after the run still shows the run's heat however
+    # late a loaded test machine takes it
+    with FakeAndroid(run_s=0.4, cool_tau_s=2.0, battery_status="Discharging",
+                     usb_online=False) as p:
         yield p
 
 

@@ -45,6 +45,8 @@ POWER = "/sys/class/power_supply"
 _SOC_ZONE = re.compile(r"cpu|soc|gpu|tsens|cluster|apc|mtktscpu|little|big|mid", re.I)
 _INT = re.compile(r"-?\d+")
 CHARGING_STATUSES = ("charging", "full")
+# an awake phone draws a few hundred mW at least: less means a unit is not the kernel's
+MIN_PLAUSIBLE_W = 0.01
 
 
 def soc_temp(zones: Mapping[str, float]) -> float | None:
@@ -303,6 +305,9 @@ def summarize(parsed: StreamParser, *, period_s: float, mean_inference_ms: float
         notes.append("cannot tell whether the phone was on a charger (no battery status)")
     elif charging:
         notes.append("the phone was charging (USB power): energy is not meaningful")
+    if avg_power is not None and 0 < avg_power < MIN_PLAUSIBLE_W:
+        notes.append(f"a battery power of {avg_power:.2g} W is implausibly low for a phone: "
+                     f"this phone may report current_now in mA, not the kernel's µA")
     energy = (avg_power * mean_inference_ms
               if avg_power is not None and mean_inference_ms is not None else None)
     known_t = [t for t in temps if t is not None]
