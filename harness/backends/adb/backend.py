@@ -3,8 +3,10 @@ TFLite's ``benchmark_model`` for ``.tflite`` artifacts, see :mod:`.benchmark_mod
 
 Per case: connect (once; again after the phone was lost), push the artifact once to
 ``/data/local/tmp/edge-harness/<key>/`` (skipped when the same bytes are there) and the runner
-once, read the thermal zones, run the runner with every argument quoted, read them again,
-parse the output into a ``forward`` phase whose ``summary`` holds the runner's statistics.
+once, wait for the SoC to cool (bounded), start the telemetry loop on the phone
+(:mod:`.telemetry`: one streaming shell read on a thread), run the runner with every argument
+quoted, stop the loop, parse the output into a ``forward`` phase whose ``summary`` holds the
+runner's statistics, and the samples into ``measured.telemetry`` and the row's ``trace``.
 Quality and fidelity are the host's business (the runner times generated inputs): the row
 says so in ``measured.extra.notes``. Any failure is this case's ``error`` or ``timeout`` row.
 """
