@@ -237,6 +237,32 @@ def test_energy_by_hand() -> None:
     assert milli.avg_power_w == 0.002 and "current_now in mA" in milli.note
 
 
+def test_clocks_and_power_come_from_the_samples_inside_the_run() -> None:
+    """Phone uptimes placed on the host clock by the soonest delivery; the idle samples
+    before and after the run count for temperatures only."""
+    p = StreamParser()
+    p.feed("HF 0 1000000\n", now=49.0)
+    for uptime, got, freq, amps in ((100.0, 50.0, 300000, 250000),   # before the run
+                                    (101.0, 51.3, 1000000, 1250000),  # arrived late
+                                    (102.0, 52.0, 900000, 1250000),
+                                    (103.0, 53.0, 300000, 250000)):   # after it
+        p.feed(f"S {uptime} z0={int(uptime * 100)} f0={freq} c=-{amps} v=4000000 "
+               f"s=Discharging\n", now=got)
+    tele, trace = summarize(p, period_s=1.0, mean_inference_ms=2.0,
+                            run_window=(50.5, 52.5))
+    assert trace is not None and trace["during_run"] == [False, True, True, False]
+    assert tele.start_temp_c == 10.0 and tele.end_temp_c == 10.3     # the whole case
+    assert tele.start_clock_fraction == 1.0 and tele.end_clock_fraction == 0.9
+    assert tele.min_clock_fraction == 0.9
+    assert tele.avg_power_w == 5.0 and tele.energy_mj == 10.0        # 1.25 A x 4 V; x 2 ms
+    assert tele.note == ""
+    # a run shorter than a period: no sample inside, the whole case is used, and said
+    short, _ = summarize(p, period_s=1.0, mean_inference_ms=2.0, run_window=(50.1, 50.2))
+    # 1, 5, 5, 1 W a second apart: trapezoids (1+5)/2 + (5+5)/2 + (5+1)/2 = 11 J over 3 s
+    assert short.avg_power_w == pytest.approx(11 / 3, abs=1e-4)
+    assert "no telemetry sample fell inside the run" in short.note
+
+
 def test_clock_fraction_is_the_fastest_policy_against_its_top() -> None:
     parsed = parse_lines(["HF 0 2000000", "HF 1 3000000",
                           "S 1.0 f0=600000 f1=3000000", "S 2.0 f0=2000000 f1=1500000"])
@@ -281,8 +307,9 @@ def test_each_case_has_its_telemetry_from_the_phone(tmp_path: Path, tiny_model: 
         assert tele.end_temp_c is not None and tele.start_temp_c is not None
         assert tele.end_temp_c > tele.start_temp_c + 1.0    # the run heated the SoC
         assert tele.charging is False and tele.energy_meaningful
-        # the runner's draw (1.25 A at 4.213 V) over most of the case, idle draw around it
-        assert tele.avg_power_w is not None and 1.5 < tele.avg_power_w < 5.3
+        # the runner's draw (1.25 A at 4.213 V = 5.27 W) from the samples inside the run (a
+        # sample in the instant between the host's start and the fake runner's may be idle)
+        assert tele.avg_power_w is not None and 4.0 < tele.avg_power_w < 5.3
         fwd = m.measured.phase("forward") if m.measured else None
         mean_ms = (fwd.summary or {})["mean_ns"] / 1e6 if fwd else 0.0
         assert tele.energy_mj == pytest.approx(tele.avg_power_w * mean_ms, rel=1e-3)
@@ -293,6 +320,11 @@ def test_each_case_has_its_telemetry_from_the_phone(tmp_path: Path, tiny_model: 
         assert trace["time_s"] == sorted(trace["time_s"])
         assert len(trace["time_s"]) == tele.samples
         assert max(trace["clock_fraction"]) > 0.9 and min(trace["clock_fraction"]) < 0.5
+        # the idle samples before and after the run are not in it; most inside are at the top
+        assert trace["during_run"][0] is False and trace["during_run"][-1] is False
+        running = [c for c, d in zip(trace["clock_fraction"], trace["during_run"],
+                                     strict=True) if d]
+        assert sum(c > 0.9 for c in running) > len(running) / 2
         assert set(trace["clock_fraction_by_policy"]) == {"policy0", "policy1", "policy2"}
     # the rows match the published row schema (tests/test_schemas.py: the other backends)
     import jsonschema

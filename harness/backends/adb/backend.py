@@ -223,7 +223,8 @@ class AdbBackend:
                 return DeviceTelemetry(samples=0, period_s=TELEMETRY_PERIOD_S,
                                        note=tele_note), None
             return summarize(stream.parser, period_s=TELEMETRY_PERIOD_S,
-                             mean_inference_ms=mean_ms, note=tele_note)
+                             mean_inference_ms=mean_ms, note=tele_note,
+                             run_window=(t0, t0 + wall))
 
         if rc != 0:
             tail = " | ".join(out.strip().splitlines()[-3:])

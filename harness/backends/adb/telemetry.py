@@ -144,17 +144,22 @@ class StreamParser:
         self.zone_types: dict[int, str] = {}
         self.max_freq_khz: dict[int, int] = {}
         self.samples: list[Sample] = []
+        # when each sample arrived (host time.monotonic()): places the phone's clock on ours
+        self.received: list[float] = []
+        self._now = 0.0
         self.skipped = 0
         self.skipped_examples: list[str] = []
         self._buf = b""
         self._lock = threading.Lock()
         self.arrived = threading.Condition(self._lock)
 
-    def feed(self, data: bytes | str) -> None:
-        """Add a chunk of the stream; complete lines are parsed."""
+    def feed(self, data: bytes | str, *, now: float | None = None) -> None:
+        """Add a chunk of the stream, arrived at ``now`` (host ``time.monotonic()``, the
+        default); complete lines are parsed."""
         if isinstance(data, str):
             data = data.encode("utf-8", "replace")
         with self._lock:
+            self._now = time.monotonic() if now is None else now
             self._buf += data
             *lines, self._buf = self._buf.split(b"\n")
             for raw in lines:
@@ -219,6 +224,7 @@ class StreamParser:
             if sample is None:
                 return False
             self.samples.append(sample)
+            self.received.append(self._now)
             return True
         return False
 
@@ -266,17 +272,37 @@ def parse_lines(lines: Iterable[str]) -> StreamParser:
 # ---------------------------------------------------------------------------- summary
 
 
+def run_flags(parsed: StreamParser, window: tuple[float, float]) -> list[bool]:
+    """Per sample: whether it was taken while the runner ran (``window``: host
+    ``time.monotonic()`` at its start and end). The phone's uptime is placed on the host clock
+    by the sample that arrived soonest after it was taken (delivery only ever delays)."""
+    pairs = list(zip(parsed.samples, parsed.received, strict=True))
+    if not pairs:
+        return []
+    offset = min(got - s.uptime_s for s, got in pairs)
+    return [window[0] <= s.uptime_s + offset <= window[1] for s, _ in pairs]
+
+
 def summarize(parsed: StreamParser, *, period_s: float, mean_inference_ms: float | None,
-              note: str = "") -> tuple[DeviceTelemetry, dict[str, Any] | None]:
+              note: str = "", run_window: tuple[float, float] | None = None
+              ) -> tuple[DeviceTelemetry, dict[str, Any] | None]:
     """The case's telemetry figures and its trace (``time_s``, ``temp_c``,
     ``clock_fraction``, ``power_w`` per sample, as the emulator's sustained trace names
     them) from the samples of the case; the trace is None without samples.
 
-    Average power is the time-weighted (trapezoid) mean of |I|·V over the samples; energy per
-    inference is that power times the mean inference time (W * ms = mJ). Both are the whole
-    phone's, and meaningless on a charger (``energy_meaningful`` False).
+    Temperatures run from the first sample (just before the run) to the last (just after).
+    Clock fractions and power are taken from the samples inside ``run_window`` (the runner's
+    start and end, host monotonic time; see :func:`run_flags`), over the whole case when
+    none fell inside it (a run shorter than a period; the note says so). Average power is the
+    time-weighted (trapezoid) mean of |I|·V; energy per inference is that power times the mean
+    inference time (W * ms = mJ). Both are the whole phone's, and meaningless on a charger
+    (``energy_meaningful`` False).
     """
-    samples = sorted(parsed.samples, key=lambda s: s.uptime_s)
+    flags = run_flags(parsed, run_window) if run_window is not None \
+        else [True] * len(parsed.samples)
+    order = sorted(range(len(parsed.samples)), key=lambda i: parsed.samples[i].uptime_s)
+    samples = [parsed.samples[i] for i in order]
+    in_run = [flags[i] for i in order]
     notes = [note] if note else []
     if parsed.skipped:
         notes.append(f"{parsed.skipped} telemetry line(s) skipped, e.g. "
@@ -297,10 +323,18 @@ def summarize(parsed: StreamParser, *, period_s: float, mean_inference_ms: float
              for fs in zip(*by_policy.values(), strict=True)] if by_policy \
         else [None] * len(samples)
     power = [s.power_w for s in samples]
-    avg_power = _time_mean([s.uptime_s for s in samples], power)
-    flags = [s.charging for s in samples]
-    charging = True if any(flags) else (False if flags and all(f is False for f in flags)
-                                        else None)
+    during = in_run
+    if not any(in_run):
+        if run_window is not None:
+            notes.append("no telemetry sample fell inside the run: clocks and power are "
+                          "those of the whole case")
+        during = [True] * len(samples)
+    run_clock = [c for c, d in zip(clock, during, strict=True) if d]
+    avg_power = _time_mean([s.uptime_s for s, d in zip(samples, during, strict=True) if d],
+                           [p for p, d in zip(power, during, strict=True) if d])
+    states = [s.charging for s in samples]
+    charging = True if any(states) else (False if states and all(f is False for f in states)
+                                         else None)
     if charging is None:
         notes.append("cannot tell whether the phone was on a charger (no battery status)")
     elif charging:
@@ -311,13 +345,13 @@ def summarize(parsed: StreamParser, *, period_s: float, mean_inference_ms: float
     energy = (avg_power * mean_inference_ms
               if avg_power is not None and mean_inference_ms is not None else None)
     known_t = [t for t in temps if t is not None]
-    known_c = [c for c in clock if c is not None]
+    known_c = [c for c in run_clock if c is not None]
     telemetry = DeviceTelemetry(
         samples=len(samples), period_s=period_s,
         duration_s=round(samples[-1].uptime_s - t0, 3),
         start_temp_c=_first(temps), end_temp_c=_first(temps[::-1]),
         max_temp_c=max(known_t) if known_t else None,
-        start_clock_fraction=_first(clock), end_clock_fraction=_first(clock[::-1]),
+        start_clock_fraction=_first(run_clock), end_clock_fraction=_first(run_clock[::-1]),
         min_clock_fraction=min(known_c) if known_c else None,
         avg_power_w=None if avg_power is None else round(avg_power, 4),
         energy_mj=None if energy is None else round(energy, 4),
@@ -328,6 +362,7 @@ def summarize(parsed: StreamParser, *, period_s: float, mean_inference_ms: float
              "temp_c": [None if t is None else round(t, 3) for t in temps],
              "clock_fraction": [None if c is None else round(c, 4) for c in clock],
              "power_w": [None if p is None else round(p, 4) for p in power],
+             "during_run": in_run,
              "clock_fraction_by_policy": {k: [None if f is None else round(f, 4) for f in v]
                                           for k, v in by_policy.items()},
              "zone_types": {str(i): t for i, t in sorted(types.items())}}
