@@ -1,16 +1,18 @@
 """A loopback fake Android phone that speaks the real ADB wire protocol over TCP (test code).
 
 It answers an ADB client (adb-shell) on 127.0.0.1 the way adbd does: the CNXN/AUTH handshake
-with an RSA token, streams opened with OPEN and ended with CLSE, WRTE packets each
-acknowledged with OKAY, 24-byte headers with the payload's byte-sum checksum and
-``magic = command ^ 0xFFFFFFFF``. Two services exist:
+with an RSA token, streams opened with OPEN and ended with CLSE (several at once on one
+connection, each served on its own thread), WRTE packets each acknowledged with OKAY,
+24-byte headers with the payload's byte-sum checksum and ``magic = command ^ 0xFFFFFFFF``.
+Two services exist:
 
 * ``shell:<cmd>``: a tiny dispatcher, never a real shell: ``;`` and ``&&`` lists of getprop,
   cat, chmod, ls, rm, mkdir -p, echo (``$?`` expanded), sha256sum, true, kill, and running a
   pushed executable, which acts as ONNX Runtime's ``onnxruntime_perf_test`` (its 1.17 output
   format), or as TFLite's ``benchmark_model`` when given ``--graph=`` (TF 2.x format);
   and the harness's telemetry loop (``while [ $n -lt N ]; do ...; done`` of variable
-  assignments, ``read VAR < FILE``, ``echo`` with ``$VAR``/``$$`` and ``sleep``, see
+  assignments, ``read VAR < FILE``, ``[ -e FILE ] || break``, ``echo`` with ``$VAR``/``$$``
+  and ``sleep``, see
   harness/backends/adb/telemetry.py), interpreted with its own variables and streamed one
   WRTE per ``echo`` while it runs, until ``kill PID``, the host closing the stream, or the
   phone vanishing;
@@ -35,6 +37,7 @@ import hashlib
 import math
 import os
 import posixpath
+import queue
 import re
 import shlex
 import socket
@@ -107,6 +110,7 @@ class FakeAndroid:
     executed: list[str] = field(default_factory=list)    # the name of every command run
     runs: list[list[str]] = field(default_factory=list)  # argv of each runner run
     pushes: list[str] = field(default_factory=list)      # device paths pushed
+    removed: list[str] = field(default_factory=list)     # paths given to rm
     auth_attempts: int = 0
     loops_started: int = 0                               # telemetry loops begun
     loops_ended: list[str] = field(default_factory=list)  # and why each ended
@@ -258,7 +262,7 @@ class FakeAndroid:
         why = "stream closed or phone gone"
         try:
             yield from self._exec(program, {"$": str(pid)}, killed)
-            why = "bound reached"
+            why = "ended"         # its bound, or its flag file removed
         except _Killed:
             why = "killed"
         finally:
@@ -276,8 +280,11 @@ class FakeAndroid:
             if self.gone:
                 raise PhoneGone("cable pulled")
             if node[0] == "while":
-                while (yield from self._exec(node[1], env, killed)) == 0:
-                    yield from self._exec(node[2], env, killed)
+                try:
+                    while (yield from self._exec(node[1], env, killed)) == 0:
+                        yield from self._exec(node[2], env, killed)
+                except _Break:
+                    pass
                 rc = 0
                 continue
             out, rc = self._builtin(node[1], env, killed)
@@ -308,6 +315,11 @@ class FakeAndroid:
             return b"", 0
         if name == "[" and len(args) == 4 and args[1] == "-lt" and args[3] == "]":
             return b"", 0 if int(args[0]) < int(args[2]) else 1
+        if name == "[" and len(args) == 3 and args[0] == "-e" and args[2] == "]":
+            path = posixpath.normpath(args[1])
+            return b"", 0 if path in self.files or path in self.dirs else 1
+        if name == "break":
+            raise _Break
         if name == "sleep":
             killed.wait(float(args[0]))
             return b"", 0
@@ -340,6 +352,12 @@ class FakeAndroid:
         if name == "echo":
             return (" ".join(a.replace("$?", str(last_rc)) for a in args) + "\n").encode(), 0
         if name == "true":
+            return b"", 0
+        if name == "touch":
+            for p in (posixpath.normpath(a) for a in args if not a.startswith("-")):
+                if posixpath.dirname(p) not in self.dirs:
+                    return f"touch: '{p}': No such file or directory\n".encode(), 1
+                self.files.setdefault(p, _File(b""))
             return b"", 0
         if name == "kill":
             rc, out = 0, b""
@@ -382,6 +400,7 @@ class FakeAndroid:
             return out, rc
         if name == "rm":
             for p in (posixpath.normpath(a) for a in args if not a.startswith("-")):
+                self.removed.append(p)
                 self.files.pop(p, None)
                 for k in [k for k in self.files if k.startswith(p + "/")]:
                     del self.files[k]
@@ -549,6 +568,10 @@ class _Killed(Exception):
     """The telemetry loop got ``kill PID``."""
 
 
+class _Break(Exception):
+    """``break`` out of the telemetry loop's ``while``."""
+
+
 def _parse_block(tokens: list[str], i: int, until: tuple[str, ...]
                  ) -> tuple[list[tuple[str, Any]], int]:
     """Statements from ``tokens[i:]`` up to a word in ``until`` (``do``, ``done``): a list
@@ -603,12 +626,16 @@ def _verify(signature: bytes, token: bytes, key: Any) -> bool:
 
 
 class _Connection:
-    """One client connection: the handshake, then streams served one at a time (adb-shell
-    runs one command at a time)."""
+    """One client connection: the handshake, then streams multiplexed as adbd does: each OPEN
+    is served on a thread of its own, and the packets the host sends are routed to their
+    stream by its id (a telemetry loop can stream while a command runs beside it)."""
 
     def __init__(self, phone: FakeAndroid, sock: socket.socket) -> None:
         self.phone, self.sock = phone, sock
         self.next_id = 100
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._inboxes: dict[int, queue.Queue[tuple[int, int, int, bytes] | None]] = {}
 
     def recv(self) -> tuple[int, int, int, bytes]:
         header = self._exact(24)
@@ -634,15 +661,40 @@ class _Connection:
     def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
         if self.phone.gone:
             raise PhoneGone
-        self.sock.sendall(pack(command, arg0, arg1, data))
+        with self._send_lock:      # streams' threads share the socket
+            self.sock.sendall(pack(command, arg0, arg1, data))
 
     def run(self) -> None:
         self._handshake()
-        while True:
-            command, arg0, _, data = self.recv()
-            if command == OPEN:
-                self._open(arg0, data.rstrip(b"\0").decode())
-            # a CLSE or OKAY for a stream already closed is ignored, as adbd does
+        try:
+            while True:
+                packet = self.recv()
+                command, arg0, arg1, data = packet
+                if command == OPEN:
+                    self.next_id += 1
+                    inbox: queue.Queue[tuple[int, int, int, bytes] | None] = queue.Queue()
+                    with self._lock:
+                        self._inboxes[self.next_id] = inbox
+                    threading.Thread(target=self._stream, daemon=True, args=(
+                        arg0, self.next_id, data.rstrip(b"\0").decode(), inbox)).start()
+                    continue
+                with self._lock:
+                    box = self._inboxes.get(arg1)
+                if box is not None:
+                    box.put(packet)
+                # a CLSE or OKAY for a stream already closed is ignored, as adbd does
+        finally:
+            with self._lock:
+                boxes = list(self._inboxes.values())
+            for box in boxes:      # the connection is gone, and every stream with it
+                box.put(None)
+
+    def next_packet(self, inbox: queue.Queue[tuple[int, int, int, bytes] | None]
+                    ) -> tuple[int, int, int, bytes]:
+        packet = inbox.get()
+        if packet is None:
+            raise PhoneGone("connection closed")
+        return packet
 
     def _handshake(self) -> None:
         command, *_ = self.recv()
@@ -667,47 +719,112 @@ class _Connection:
                   f"{phone.props['ro.product.model']};ro.product.device=fake;features=cmd\0")
         self.send(CNXN, VERSION, MAXDATA, banner.encode())
 
-    def _open(self, host_id: int, service: str) -> None:
-        self.next_id += 1
-        dev_id = self.next_id
+    def _stream(self, host_id: int, dev_id: int, service: str,
+                inbox: queue.Queue[tuple[int, int, int, bytes] | None]) -> None:
+        try:
+            self._open(host_id, dev_id, service, inbox)
+        except (_StreamClosed, PhoneGone, OSError):
+            pass       # this stream ends; a phone gone closes the connection by itself
+        finally:
+            with self._lock:
+                self._inboxes.pop(dev_id, None)
+
+    def _open(self, host_id: int, dev_id: int, service: str,
+              inbox: queue.Queue[tuple[int, int, int, bytes] | None]) -> None:
         if service.startswith("shell:"):
             self.send(OKAY, dev_id, host_id)
             command = service[len("shell:"):]
             if "while [" in command:
-                outputs: Iterator[bytes] = self.phone.loop(command)
+                outputs: Iterator[bytes] = _Pipe(self.phone.loop(command))
             else:
                 outputs = iter([self.phone.shell(command)[0]])
-            for out in outputs:
-                for i in range(0, len(out), CHUNK):
-                    self._write(dev_id, host_id, out[i:i + CHUNK])
+            try:
+                for out in outputs:
+                    for i in range(0, len(out), CHUNK):
+                        self._write(dev_id, host_id, out[i:i + CHUNK], inbox)
+            finally:
+                if isinstance(outputs, _Pipe):
+                    outputs.close()
             self.send(CLSE, dev_id, host_id)
         elif service == "sync:":
             self.send(OKAY, dev_id, host_id)
-            _Sync(self, dev_id, host_id).run()
+            _Sync(self, dev_id, host_id, inbox).run()
         else:
             self.send(CLSE, 0, host_id)
 
-    def _write(self, dev_id: int, host_id: int, data: bytes) -> None:
+    def _write(self, dev_id: int, host_id: int, data: bytes,
+               inbox: queue.Queue[tuple[int, int, int, bytes] | None]) -> None:
         """WRTE one packet and wait for its OKAY."""
         self.send(WRTE, dev_id, host_id, data)
         while True:
-            command, *_ = self.recv()
+            command, *_ = self.next_packet(inbox)
             if command == OKAY:
                 return
             if command == CLSE:
-                raise PhoneGone("stream closed by the host")
+                raise _StreamClosed
+
+
+class _StreamClosed(Exception):
+    """The host closed the stream (CLSE) before its end."""
+
+
+class _Pipe:
+    """A shell's stdout as adbd reads it: the shell writes into a pipe (64 KiB) at its own
+    pace on a thread of its own while the stream sends what is in it as the host takes it;
+    a full pipe blocks the shell; a closed one ends it at its next write (SIGPIPE)."""
+
+    SIZE = 64 * 1024
+
+    def __init__(self, producer: Iterator[bytes]) -> None:
+        self._producer = producer
+        self._chunks: queue.Queue[bytes | None] = queue.Queue()
+        self._room = threading.Semaphore(self.SIZE // 256)   # about 256 bytes a line
+        self._closed = threading.Event()
+        threading.Thread(target=self._fill, daemon=True).start()
+
+    def _fill(self) -> None:
+        try:
+            for chunk in self._producer:
+                while not self._room.acquire(timeout=0.1):
+                    if self._closed.is_set():
+                        return
+                if self._closed.is_set():
+                    return        # SIGPIPE: the generator is closed, its loop ends
+                self._chunks.put(chunk)
+        except PhoneGone:
+            pass
+        finally:
+            close = getattr(self._producer, "close", None)
+            if close is not None:
+                close()
+            self._chunks.put(None)
+
+    def __iter__(self) -> _Pipe:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = self._chunks.get()
+        if chunk is None:
+            raise StopIteration
+        self._room.release()
+        return chunk
+
+    def close(self) -> None:
+        self._closed.set()
 
 
 class _Sync:
     """The ``sync:`` service: records of a 4-byte id and a u32, reassembled across WRTEs."""
 
-    def __init__(self, conn: _Connection, dev_id: int, host_id: int) -> None:
+    def __init__(self, conn: _Connection, dev_id: int, host_id: int,
+                 inbox: queue.Queue[tuple[int, int, int, bytes] | None]) -> None:
         self.conn, self.dev_id, self.host_id = conn, dev_id, host_id
+        self.inbox = inbox
         self.buf = b""
 
     def _need(self, n: int) -> bytes:
         while len(self.buf) < n:
-            command, _, _, data = self.conn.recv()
+            command, _, _, data = self.conn.next_packet(self.inbox)
             if command == WRTE:
                 self.conn.send(OKAY, self.dev_id, self.host_id)
                 self.buf += data
@@ -721,7 +838,7 @@ class _Sync:
         return head[:4], int(struct.unpack("<I", head[4:])[0])
 
     def _reply(self, data: bytes) -> None:
-        self.conn._write(self.dev_id, self.host_id, data)
+        self.conn._write(self.dev_id, self.host_id, data, self.inbox)
 
     def run(self) -> None:
         phone = self.phone = self.conn.phone

@@ -129,6 +129,20 @@ def test_the_loop_is_real_shell_and_its_output_parses(tmp_path: Path) -> None:
                        ac_online=None, status="Not charging")
     tele, trace = summarize(parsed, period_s=0.01, mean_inference_ms=2.0)
     assert tele.start_temp_c == 41.5 and tele.end_clock_fraction == 0.75
+    # with a flag file: the loop creates it, and ends after the first sample that finds it
+    # gone (here: removed by the third sample's time, the loop takes no fourth)
+    flag = tmp_path / "run.on"
+    script = telemetry_script(["thermal_zone0"], [], period_s=0.2, max_samples=1000,
+                              flag="/run.on", root=str(tmp_path))
+    proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    flag.unlink()
+    out2, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert 2 <= len(parse_lines(out2.splitlines()).samples) <= 4
     assert tele.charging is False and tele.energy_meaningful
     assert tele.avg_power_w == 2.0 and tele.energy_mj == 4.0   # 0.5 A x 4 V; 2 W x 2 ms
     assert trace is not None and trace["temp_c"] == [41.5] * 3
@@ -320,11 +334,12 @@ def test_each_case_has_its_telemetry_from_the_phone(tmp_path: Path, tiny_model: 
         assert trace["time_s"] == sorted(trace["time_s"])
         assert len(trace["time_s"]) == tele.samples
         assert max(trace["clock_fraction"]) > 0.9 and min(trace["clock_fraction"]) < 0.5
-        # the idle samples before and after the run are not in it; most inside are at the top
-        assert trace["during_run"][0] is False and trace["during_run"][-1] is False
+        # the sample before the run is not in it; inside, the cluster is at its top (but at
+        # the very edges, where the runner starts and exits)
+        assert trace["during_run"][0] is False
         running = [c for c, d in zip(trace["clock_fraction"], trace["during_run"],
                                      strict=True) if d]
-        assert sum(c > 0.9 for c in running) > len(running) / 2
+        assert len(running) >= 3 and all(c > 0.9 for c in running[1:-1]), trace
         assert set(trace["clock_fraction_by_policy"]) == {"policy0", "policy1", "policy2"}
     # the rows match the published row schema (tests/test_schemas.py: the other backends)
     import jsonschema
@@ -333,8 +348,10 @@ def test_each_case_has_its_telemetry_from_the_phone(tmp_path: Path, tiny_model: 
                          / "result-row.v2.schema.json").read_text())
     for m in ms:
         jsonschema.validate(m.to_row(), schema)
-    # one loop per case, each killed by its pid when the case ended; none left running
-    assert unplugged.loops_started == 2 and unplugged.loops_ended == ["killed", "killed"]
+    # one loop per case, each ended by itself when its run removed its flag file (a sample
+    # after the run, then out); none left running, no flag file left on the phone
+    assert unplugged.loops_started == 2 and unplugged.loops_ended == ["ended", "ended"]
+    assert not [f for f in unplugged.files if "telemetry-" in f]
     assert _no_telemetry_threads_within(5.0)
     # the report shows it in its power table
     from harness.report.frame import row_stats
@@ -376,9 +393,50 @@ def test_the_phone_lost_mid_case_ends_the_stream(tmp_path: Path, tiny_model: Pat
     assert "lost the phone" in ms[1].reason or "no longer answers" in ms[1].reason
     assert ms[0].measured and ms[0].measured.telemetry and ms[0].measured.telemetry.samples
     assert phone.loops_started == 2
-    assert phone.loops_ended[0] == "killed"
+    assert phone.loops_ended[0] == "ended"
     assert took < 20, took
     assert _no_telemetry_threads_within(5.0)
+
+
+def test_over_usb_there_is_no_telemetry_and_the_row_says_why(tmp_path: Path) -> None:
+    """Over USB the stream would share the runner's one connection; adb-shell reading both
+    from two threads was seen to stall the runner's command (with the fake multiplexing
+    streams as adbd does): USB cases run without telemetry, and the note says so."""
+    from harness.backends.adb.backend import AdbBackend
+    from harness.backends.adb.device import Phone
+    from harness.backends.base import BackendContext, BackendOptions
+
+    backend = AdbBackend()
+    backend.open(None, BackendContext(options=BackendOptions(serial="R5CT1234567",
+                                                             runner=tmp_path / "r")))
+    with FakeAndroid() as fake:
+        phone = Phone.connect(adb=fake.address, serial=None, timeout_s=5.0)
+        try:
+            stream, note = backend._start_telemetry(phone, 10.0)
+        finally:
+            phone.close()
+    assert stream is None and fake.loops_started == 0
+    assert "telemetry not started" in note and "--adb HOST:PORT (TCP) only" in note
+
+
+def test_a_loop_that_does_not_end_by_itself_is_killed(tmp_path: Path) -> None:
+    """No flag file (or one the run could not remove): stop kills the loop by its pid."""
+    from harness.backends.adb.device import Phone
+
+    with FakeAndroid() as fake:
+        phone = Phone.connect(adb=fake.address, serial=None, timeout_s=5.0)
+        side = Phone.connect(adb=fake.address, serial=None, timeout_s=5.0)
+        try:
+            script = telemetry_script(["thermal_zone0"], ["policy0"], period_s=0.05,
+                                      max_samples=100000)
+            stream = TelemetryStream(side.device, script, owns_device=True,
+                                     read_timeout_s=30.0)
+            assert stream.parser.wait_for_samples(2, 5.0)
+            assert not stream.wait_done(0.2)            # it would go on
+            stream.stop(lambda cmd: phone.sh(cmd, timeout_s=5.0))
+            assert not stream.alive and fake.loops_ended == ["killed"]
+        finally:
+            phone.close()
 
 
 def test_stop_without_a_kill_cuts_the_stream_in_bounded_time(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ says so in ``measured.extra.notes``. Any failure is this case's ``error`` or ``t
 from __future__ import annotations
 
 import math
+import secrets
 import shlex
 import time
 from dataclasses import replace
@@ -203,9 +204,16 @@ class AdbBackend:
         battery = phone.battery()
         stream, tele_note = self._start_telemetry(phone, timeout)
         t0 = time.monotonic()
-        ran = False
+        ran, on_phone = False, None
         try:
-            out, rc = phone.sh(command, timeout_s=timeout)
+            # the phone's uptime around the run, read in the same shell: which samples were
+            # taken while it ran, however late the connection let the command through
+            # the loop's flag goes with the run, in the same shell: the loop then takes one
+            # more sample and ends by itself (no kill to send on a shared USB connection)
+            out, rc, on_phone = phone.sh_timed(
+                command, timeout_s=timeout,
+                then=None if stream is None or stream.flag is None
+                else f"rm -f {shlex.quote(stream.flag)}")
             ran = True
         finally:
             wall = time.monotonic() - t0
@@ -224,7 +232,7 @@ class AdbBackend:
                                        note=tele_note), None
             return summarize(stream.parser, period_s=TELEMETRY_PERIOD_S,
                              mean_inference_ms=mean_ms, note=tele_note,
-                             run_window=(t0, t0 + wall))
+                             run_window=(t0, t0 + wall), run_uptime=on_phone)
 
         if rc != 0:
             tail = " | ".join(out.strip().splitlines()[-3:])
@@ -267,29 +275,38 @@ class AdbBackend:
         """The sampling loop, started and its first sample in (at most TELEMETRY_START_S):
         the stream, or None and why not. A failure here never fails the case."""
         period = TELEMETRY_PERIOD_S
+        flag = f"{REMOTE_ROOT}/telemetry-{secrets.token_hex(6)}.on"
         script = telemetry_script(
-            phone.zones, phone.policies, period_s=period,
+            phone.zones, phone.policies, period_s=period, flag=flag,
             max_samples=math.ceil((timeout_s + TELEMETRY_MARGIN_S) / period))
-        o = self.options
         try:
-            if o.adb is not None:
-                # a connection of its own (see TelemetryStream); USB has one device handle
-                side = Phone.connect(adb=o.adb, serial=None,
-                                     timeout_s=min(o.connect_timeout_s, 10.0))
-                device, owns = side.device, True
-            else:
-                device, owns = phone.device, False
+            device, owns = self._telemetry_device(phone)
         except AdbError as exc:
             return None, f"telemetry not started: {exc}"
-        # on its own connection a silence of 20 periods means the phone is gone; sharing
-        # the USB connection, the reader may wait for the runner's command to finish first
+        # on its own connection a silence of 20 periods means the phone is gone; sharing a
+        # connection, the reader may have to wait for the runner's command to finish first
         wait = max(5.0, 20 * period) if owns else timeout_s + TELEMETRY_MARGIN_S
-        stream = TelemetryStream(device, script, owns_device=owns, read_timeout_s=wait)
+        stream = TelemetryStream(device, script, owns_device=owns, read_timeout_s=wait,
+                                 flag=flag)
         if not stream.parser.wait_for_samples(1, TELEMETRY_START_S,
                                               alive=lambda: stream.alive):
             why = stream.error or f"no sample within {TELEMETRY_START_S:g} s"
             return stream, f"telemetry did not start before the run ({why})"
         return stream, ""
+
+    def _telemetry_device(self, phone: Phone) -> tuple[Any, bool]:
+        """The adb-shell device the telemetry stream reads, and whether it is its own: over
+        TCP a connection of its own (see TelemetryStream). Over USB there is one handle, and
+        adb-shell reading the stream and the runner's command on it from two threads was seen
+        to stall the command (for its whole timeout) now and then: the measurement comes
+        first, so USB gets no telemetry (an AdbError saying so)."""
+        o = self.options
+        if o.adb is None:
+            raise AdbError("failed", "it is streamed over --adb HOST:PORT (TCP) only: over "
+                                     "USB the stream would share the runner's connection, "
+                                     "which can stall the run (see docs/adb.md)")
+        side = Phone.connect(adb=o.adb, serial=None, timeout_s=min(o.connect_timeout_s, 10.0))
+        return side.device, True
 
     def _stop_telemetry(self, phone: Phone | None, stream: TelemetryStream | None,
                         note: str) -> str:
@@ -298,12 +315,14 @@ class AdbBackend:
         with why the stream ended early if it did."""
         if stream is None:
             return note
-        if phone is not None:
-            seen = len(stream.parser.samples)
-            stream.parser.wait_for_samples(seen + 1, TELEMETRY_PERIOD_S + 2.0,
-                                           alive=lambda: stream.alive)
         ended_early = not stream.alive and stream.error
-        stream.stop(None if phone is None else (lambda cmd: phone.sh(cmd, timeout_s=5.0)))
+        if phone is not None:
+            # the run removed the flag: one more sample, and the loop ends by itself
+            stream.wait_done(TELEMETRY_PERIOD_S + 2.0)
+        # else (or if it did not end) kill it; the flag goes too (a temporary file)
+        rm = "" if stream.flag is None else f"; rm -f {shlex.quote(stream.flag)}"
+        stream.stop(None if phone is None
+                    else (lambda cmd: phone.sh(cmd + rm, timeout_s=5.0)))
         if ended_early:
             note = "; ".join(filter(None, [note, f"the telemetry stream ended during the "
                                                  f"case ({stream.error})"]))

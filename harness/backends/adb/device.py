@@ -19,6 +19,14 @@ from harness.backends.adb.telemetry import zone_celsius
 
 REMOTE_ROOT = "/data/local/tmp/edge-harness"
 _RC = re.compile(r"__rc=(\d+)\s*$")
+_RCIN = re.compile(r"__rcin=(\d+)\r?\n?")
+_UPTIME = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s+[0-9]+(?:\.[0-9]+)?\s*")
+
+
+def _uptime(line: str) -> float | None:
+    """The first figure of a ``/proc/uptime`` line, or None when ``line`` is not one."""
+    m = _UPTIME.fullmatch(line)
+    return None if m is None else float(m.group(1))
 
 
 class AdbError(Exception):
@@ -122,6 +130,28 @@ class Phone:
             raise AdbError("gone", f"the phone at {self.where} ended the command without an "
                                    f"exit status (output: {text[-200:]!r})")
         return text[:m.start()], int(m.group(1))
+
+    def sh_timed(self, command: str, *, timeout_s: float = 30.0, then: str | None = None
+                 ) -> tuple[str, int, tuple[float, float] | None]:
+        """:meth:`sh`, with the phone's uptime (s) read just before and just after
+        ``command`` in the same shell: when it really ran on the phone's clock, whatever the
+        delays of the connection (None when /proc/uptime could not be read); ``then`` runs
+        after it in the same shell (what it prints is left out)."""
+        after = "" if then is None else f"; {then}"
+        text, _ = self.sh(f"cat /proc/uptime; {command}; echo __rcin=$?; cat /proc/uptime"
+                          f"{after}", timeout_s=timeout_s)
+        first, _, rest = text.partition("\n")
+        start = _uptime(first)
+        if start is None:
+            rest = text
+        at = rest.rfind("__rcin=")
+        m = _RCIN.match(rest, at) if at >= 0 else None
+        if m is None:
+            raise AdbError("gone", f"the phone at {self.where} ended the command without an "
+                                   f"exit status (output: {text[-200:]!r})")
+        end = _uptime(rest[m.end():].strip().split("\n")[0])
+        window = None if start is None or end is None else (start, end)
+        return rest[:at], int(m.group(1)), window
 
     def check(self, command: str, *, timeout_s: float = 30.0) -> str:
         out, rc = self.sh(command, timeout_s=timeout_s)

@@ -67,14 +67,19 @@ def zone_celsius(value: int) -> float:
 
 
 def telemetry_script(zones: Sequence[str], policies: Sequence[str], *, period_s: float,
-                     max_samples: int, root: str = "") -> str:
+                     max_samples: int, flag: str | None = None, root: str = "") -> str:
     """The shell loop sampling ``zones`` (``thermal_zoneN`` names) and ``policies``
-    (``policyN``) every ``period_s`` seconds, at most ``max_samples`` times. ``root`` prefixes
-    every path (tests run the script with the host's ``sh`` on a directory tree)."""
+    (``policyN``) every ``period_s`` seconds, at most ``max_samples`` times. With ``flag`` (a
+    file path on the phone) the loop creates it and, after the first sample that finds it
+    removed, ends by itself: the runner's command removes it when the run is over (no
+    separate command, which a shared USB connection could hold up). ``root`` prefixes every
+    path (tests run the script with the host's ``sh`` on a directory tree)."""
     def q(path: str) -> str:
         return shlex.quote(root + path)
 
     head = ["exec 2>/dev/null", 'echo "P $$"']
+    if flag is not None:
+        head.append(f"touch {q(flag)}")
     body: list[str] = ["t=", f"read t x < {q('/proc/uptime')}"]
     fields = []
     for i, z in enumerate(zones):
@@ -92,6 +97,8 @@ def telemetry_script(zones: Sequence[str], policies: Sequence[str], *, period_s:
     # the status goes last: it may hold a space ("Not charging")
     fields += ["c=$bc", "v=$bv", "u=$bu", "a=$ba", "s=$bs"]
     body.append(f'echo "S $t {" ".join(fields)}"')
+    if flag is not None:
+        body.append(f"[ -e {q(flag)} ] || break")
     loop = (f"n=0; while [ $n -lt {int(max_samples)} ]; do {'; '.join(body)}; "
             f"n=$((n+1)); sleep {period_s:g}; done")
     return "; ".join([*head, loop])
@@ -284,22 +291,30 @@ def run_flags(parsed: StreamParser, window: tuple[float, float]) -> list[bool]:
 
 
 def summarize(parsed: StreamParser, *, period_s: float, mean_inference_ms: float | None,
-              note: str = "", run_window: tuple[float, float] | None = None
+              note: str = "", run_window: tuple[float, float] | None = None,
+              run_uptime: tuple[float, float] | None = None
               ) -> tuple[DeviceTelemetry, dict[str, Any] | None]:
     """The case's telemetry figures and its trace (``time_s``, ``temp_c``,
     ``clock_fraction``, ``power_w`` per sample, as the emulator's sustained trace names
     them) from the samples of the case; the trace is None without samples.
 
     Temperatures run from the first sample (just before the run) to the last (just after).
-    Clock fractions and power are taken from the samples inside ``run_window`` (the runner's
-    start and end, host monotonic time; see :func:`run_flags`), over the whole case when
-    none fell inside it (a run shorter than a period; the note says so). Average power is the
+    Clock fractions and power are taken from the samples taken while the runner ran:
+    ``run_uptime`` (its start and end on the phone's clock) or else ``run_window`` (on the
+    host's ``time.monotonic()``, see :func:`run_flags`); over the whole case when none fell
+    inside it (a run shorter than a period; the note says so). Average power is the
     time-weighted (trapezoid) mean of |I|·V; energy per inference is that power times the mean
     inference time (W * ms = mJ). Both are the whole phone's, and meaningless on a charger
     (``energy_meaningful`` False).
     """
-    flags = run_flags(parsed, run_window) if run_window is not None \
-        else [True] * len(parsed.samples)
+    if run_uptime is not None:
+        # strictly inside: /proc/uptime ticks every 10 ms, a sample of the same tick as
+        # the start or the end may be either side of it
+        flags = [run_uptime[0] < s.uptime_s < run_uptime[1] for s in parsed.samples]
+    elif run_window is not None:
+        flags = run_flags(parsed, run_window)
+    else:
+        flags = [True] * len(parsed.samples)
     order = sorted(range(len(parsed.samples)), key=lambda i: parsed.samples[i].uptime_s)
     samples = [parsed.samples[i] for i in order]
     in_run = [flags[i] for i in order]
@@ -325,7 +340,7 @@ def summarize(parsed: StreamParser, *, period_s: float, mean_inference_ms: float
     power = [s.power_w for s in samples]
     during = in_run
     if not any(in_run):
-        if run_window is not None:
+        if run_window is not None or run_uptime is not None:
             notes.append("no telemetry sample fell inside the run: clocks and power are "
                           "those of the whole case")
         during = [True] * len(samples)
@@ -396,16 +411,18 @@ def _time_mean(times: Sequence[float], values: Sequence[float | None]) -> float 
 class TelemetryStream:
     """The loop running on the phone, read on a daemon thread.
 
-    ``device`` is an adb-shell device used only by this stream (over TCP a connection of its
-    own: adb-shell's transport lock would otherwise let a long runner command hold the reader
-    off for the whole run); ``kill`` runs a command on the phone's main connection.
-    ``stop`` never hangs: it kills the loop by its pid, waits a bounded time for the stream to
-    close, then closes the device under the reader.
+    ``device`` is the adb-shell device the stream is read from: over TCP a connection of its
+    own (adb-shell's transport lock would otherwise let a long runner command hold the reader
+    off for the whole run), over USB the phone's one handle (``owns_device`` False). The loop
+    normally ends by itself once its ``flag`` file is removed; ``stop`` never hangs: it kills
+    the loop by its pid, waits a bounded time for the stream to close, then (on a connection
+    of its own) closes the device under the reader.
     """
 
     def __init__(self, device: Any, script: str, *, owns_device: bool,
-                 read_timeout_s: float) -> None:
+                 read_timeout_s: float, flag: str | None = None) -> None:
         self.device, self.owns_device = device, owns_device
+        self.flag = flag            # the loop's flag file (see telemetry_script), if any
         self.parser = StreamParser()
         self.error: str | None = None
         self._script = script
@@ -417,6 +434,10 @@ class TelemetryStream:
     @property
     def alive(self) -> bool:
         return not self._done.is_set()
+
+    def wait_done(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for the stream to end; whether it has."""
+        return self._done.wait(timeout_s)
 
     def _read(self) -> None:
         try:
