@@ -38,7 +38,13 @@ from harness.emulator.fit import (
 )
 from harness.errors import InputError
 from harness.fsutil import atomic_write_text
-from harness.profiles import FITTED_OVERLAY, default_devices_dir, list_profiles, load_profile
+from harness.profiles import (
+    FITTED_OVERLAY,
+    default_devices_dir,
+    list_profiles,
+    load_profile,
+    phone_overlay_path,
+)
 
 # AI Hub precision -> what-if precision of the float reference model. 16-bit activations run
 # at the fp16 rate with 8-bit weight bytes (w8a16); "mixed_int16" keeps a share of the layers
@@ -361,6 +367,12 @@ class RunFit:
     efficiency: float | None
     rows: list[dict[str, Any]] = field(default_factory=list)   # every pair, fitted or not
     scale: float | None = None
+    run_id: str = ""
+    # the phone the adb rows were measured on: serialno, soc_model, product_model, where
+    phone: dict[str, Any] = field(default_factory=dict)
+    # the emulated rows' profile hashes differ from the profile as it is now (refitted or
+    # edited since the run): their predictions no longer say what the profile predicts
+    profile_changed: bool = False
 
     def errors(self, *, after: bool) -> dict[str, float]:
         fitted = [r for r in self.rows if r["fitted"]]
@@ -375,7 +387,8 @@ class RunFit:
                 if self.scale is None or self.efficiency is None
                 else self.efficiency * self.scale,
                 "before": self.errors(after=False), "after": self.errors(after=True),
-                "rows": self.rows}
+                "run_id": self.run_id, "phone": self.phone,
+                "profile_changed": self.profile_changed, "rows": self.rows}
 
 
 def fit_from_run(run_dir: Path) -> list[RunFit]:
@@ -393,10 +406,19 @@ def fit_from_run(run_dir: Path) -> list[RunFit]:
                          "a prediction: run `harness bench --backend emulated --backend adb "
                          "...` first", file=run_dir, field="--from-run")
     ran_on = {}
+    phones: dict[str, dict[str, Any]] = {}
+    predicted_with: dict[str, set[str]] = {}
     for m in run.measurements:
         if m.backend == "adb" and m.measured is not None:
             units = {_PROVIDER_UNIT.get(p) for p in m.measured.providers}
             ran_on[cell_id(m)] = units.pop() if len(units) == 1 else None
+            extra = m.measured.extra or {}
+            facts = {k: extra.get(k) for k in ("serialno", "soc_model", "product_model")
+                     if extra.get(k)}
+            phones.setdefault(str(m.device), {"where": m.measured.where, **facts})
+        elif m.prediction is not None and m.provenance.profile_sha256 and m.device:
+            predicted_with.setdefault(m.device, set()).add(m.provenance.profile_sha256)
+    run_id = str(run.manifest.get("run_id") or run_dir.name)
     fits: dict[str, RunFit] = {}
     for p in pairs:
         unit = ran_on.get(p.cell_id) or "cpu"
@@ -405,8 +427,12 @@ def fit_from_run(run_dir: Path) -> list[RunFit]:
             prof = load_profile(p.device)
             u = next((x for x in prof.units if x.name == unit), None)
             eff = getattr(getattr(u, "efficiency", None), "value", None)
-            fit_ = fits[p.device] = RunFit(device=p.device, unit=unit,
-                                           efficiency=float(eff) if eff is not None else None)
+            now = prof.provenance()["profile_sha256"]
+            fit_ = fits[p.device] = RunFit(
+                device=p.device, unit=unit,
+                efficiency=float(eff) if eff is not None else None, run_id=run_id,
+                phone=phones.get(p.device, {}),
+                profile_changed=bool(predicted_with.get(p.device, set()) - {now}))
         fit_.rows.append({"case": p.cell_id, "predicted_on": p.unit, "ran_on": unit,
                           "predicted_ms": p.predicted_ms, "measured_ms": p.measured_ms,
                           "error_pct": p.error_pct, "fitted": p.unit == fit_.unit})
@@ -418,3 +444,64 @@ def fit_from_run(run_dir: Path) -> list[RunFit]:
             r["after_pct"] = (100.0 * (r["predicted_ms"] / f.scale - r["measured_ms"])
                               / r["measured_ms"] if f.scale and r["fitted"] else None)
     return list(fits.values())
+
+
+def check_phone_fit(fit: RunFit) -> None:
+    """InputError when ``fit`` cannot be written: nothing was fitted, or the profile changed
+    since the run (the scale is relative to the figures the run's predictions were made
+    with)."""
+    if fit.scale is None or fit.efficiency is None:
+        raise InputError(f"{fit.device}: no case of the run was predicted on the unit the phone "
+                         f"ran ({fit.unit}): nothing to write", field="--write")
+    if fit.profile_changed:
+        raise InputError(f"{fit.device}: the profile changed since run {fit.run_id} was "
+                         f"predicted (refitted or edited: its profile_sha256 differs), so the "
+                         f"run's error is not this profile's; run the emulated and adb backends "
+                         f"again and refit from that run", field="--write")
+
+
+def write_phone_overlay(fit: RunFit, *, devices_dir: Path | None = None) -> Path:
+    """Write ``fit`` as profile ``fit.device``'s phone overlay (``fitted/phone-<name>.toml``,
+    see :func:`harness.profiles.phone_overlay_path`): the fitted unit's efficiency (and its
+    per-op-class efficiencies) times the fit's scale, with where it comes from; InputError
+    from :func:`check_phone_fit` first."""
+    check_phone_fit(fit)
+    assert fit.scale is not None and fit.efficiency is not None
+    d = devices_dir or default_devices_dir()
+    prof = load_profile(d / f"{fit.device}.toml")
+    unit = next(u for u in prof.units if u.name == fit.unit)
+    fitted = [r for r in fit.rows if r["fitted"]]
+    before, after = fit.errors(after=False), fit.errors(after=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    phone = ", ".join(f"{k} {v}" for k, v in fit.phone.items()) or "an unnamed phone"
+    source = (f"harness calibrate --from-run ({stamp}): {fit.unit} efficiency x "
+              f"{fit.scale:.4g}, the scale that makes the median predicted/measured latency 1 "
+              f"over {len(fitted)} case(s) of run {fit.run_id} measured on {phone}; median "
+              f"|error| {before['median_abs_pct']:.1f}% -> {after['median_abs_pct']:.1f}% "
+              f"(estimated: latency taken as inversely proportional to the efficiency)")
+    figures = {f"units.{fit.unit}.efficiency": unit.efficiency.value * fit.scale}
+    for cls, fig in sorted(unit.op_efficiency.items()):
+        figures[f"units.{fit.unit}.op_efficiency.{cls}"] = fig.value * fit.scale
+    lines = ["# Generated by `harness calibrate --from-run RUN --write`: do not edit by hand.",
+             f"# {fit.device}'s {fit.unit} refitted on a real phone's measured latencies; "
+             "merged over the profile",
+             "# after fitted/calibration.toml. Delete this file to undo the refit.",
+             "schema_version = 1", "",
+             "# where the refit comes from (the run, the phone) and how well it fits",
+             "[phone_fit]", f"date = {json.dumps(stamp)}", f"run_id = {json.dumps(fit.run_id)}",
+             *(f"{k} = {json.dumps(str(v))}" for k, v in fit.phone.items()),
+             f"unit = {json.dumps(fit.unit)}", f"scale = {fit.scale:.6g}",
+             f"efficiency_before = {fit.efficiency:.6g}",
+             f"rows = {len(fitted)}", f"cases = {json.dumps([r['case'] for r in fitted])}",
+             f"median_error_before_pct = {before['median_pct']:.2f}",
+             f"median_abs_error_before_pct = {before['median_abs_pct']:.2f}",
+             f"median_error_after_pct = {after['median_pct']:.2f}",
+             f"median_abs_error_after_pct = {after['median_abs_pct']:.2f}", ""]
+    for path, value in figures.items():
+        lines += [f"[profiles.{fit.device}.{path}]", f"value = {value:.6g}",
+                  'basis = "fitted"', f"source = {json.dumps(source)}", ""]
+    out = phone_overlay_path(d, fit.device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "\n".join(lines))
+    load_profile(d / f"{fit.device}.toml")   # the file just written must load: fail here
+    return out

@@ -99,8 +99,13 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--serial", default=None, metavar="SERIAL",
                    help="adb backend: the phone over USB (needs adb-shell[usb])")
     p.add_argument("--runner", default=None, type=Path, metavar="PATH",
-                   help="adb backend: onnxruntime_perf_test built for Android, pushed to the "
+                   help="adb backend: onnxruntime_perf_test (ONNX artifacts) or TFLite's "
+                        "benchmark_model (.tflite artifacts) built for Android, pushed to the "
                         "phone")
+    p.add_argument("--runner-kind", default=None,
+                   choices=("onnxruntime_perf_test", "benchmark_model"),
+                   help="adb backend: which tool --runner is (default: benchmark_model when "
+                        "its file name says so, else onnxruntime_perf_test)")
     p.add_argument("--cooldown-c", default=3.0, type=float, metavar="MARGIN",
                    help="adb backend: before each case wait until the SoC is within MARGIN "
                         "°C of its temperature at connect (default 3.0)")
@@ -282,6 +287,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, eval_size=args.eval_size, command_line=tuple(sys.argv),
         shapes=tuple((k, tuple(v)) for k, v in _parse_shapes(args.shape).items()),
         retry=tuple(args.retry), adb=args.adb, serial=args.serial, runner=args.runner,
+        runner_kind=args.runner_kind,
         cooldown_c=args.cooldown_c, cooldown_max_s=args.cooldown_max_s,
         executor=args.executor, ray_address=args.ray_address,
         overrides=MeasureOverrides(
@@ -1007,7 +1013,9 @@ def _add_calibrate(sub: Any) -> None:
     p.add_argument("--from-run", type=Path, default=None, metavar="RUN",
                    help="instead: the error of a run's emulated rows against its adb (phone) "
                         "rows per case, and one scale on the efficiency of the unit the phone "
-                        "ran on that removes the median error (see docs/adb.md)")
+                        "ran on that removes the median error; with --write that refit is "
+                        "stored in devices/fitted/phone-<device>.toml, which the profile loads "
+                        "(see docs/adb.md)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="where reference models are cached (default: the artifact cache)")
@@ -1084,15 +1092,21 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _calibrate_from_run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from harness.calibrate import fit_from_run
-    from harness.errors import InputError
+    from harness.calibrate import check_phone_fit, fit_from_run, write_phone_overlay
 
-    if args.write:
-        raise InputError("--write with --from-run is not implemented yet: the fit is "
-                         "reported, not stored", field="--write")
     fits = fit_from_run(args.from_run)
+
+    def write() -> None:
+        if args.write:
+            for f in fits:       # every device's fit is checked before a file is written
+                check_phone_fit(f)
+            for f in fits:
+                path = write_phone_overlay(f)
+                print(f"{f.device}: refit written to {path}", file=sys.stderr)
+
     if args.format == "json":
         print(json.dumps([f.to_json() for f in fits], indent=2))
+        write()
         return 0
     for f in fits:
         print(f"{f.device}: emulated vs phone rows of {args.from_run}")
@@ -1114,6 +1128,7 @@ def _calibrate_from_run(args: argparse.Namespace) -> int:
               f"{before['median_pct']:+.1f}% -> {after['median_pct']:+.1f}% (median |error| "
               f"{before['median_abs_pct']:.1f}% -> {after['median_abs_pct']:.1f}%), assuming "
               "latency inversely proportional to the efficiency (not re-emulated)\n")
+    write()
     return 0
 
 

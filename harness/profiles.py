@@ -252,10 +252,14 @@ class DeviceProfile:
         data = dataclasses.asdict(self)
         data.pop("path", None)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
-        overlay = self.path.parent / FITTED_OVERLAY if self.path else None
+        # the shared overlay, then this profile's phone refit if any (the hash of the shared
+        # one alone is what runs before phone refits recorded: it stays comparable)
+        overlays = [] if self.path is None else [
+            p for p in (self.path.parent / FITTED_OVERLAY,
+                        phone_overlay_path(self.path.parent, self.name)) if p.is_file()]
         return {"profile_sha256": hashlib.sha256(blob).hexdigest(),
-                "overlay_sha256": hashlib.sha256(overlay.read_bytes()).hexdigest()
-                if overlay is not None and overlay.is_file() else None}
+                "overlay_sha256": hashlib.sha256(b"".join(p.read_bytes() for p in overlays))
+                .hexdigest() if overlays else None}
 
 
 # --------------------------------------------------------------------------- loading
@@ -283,12 +287,23 @@ def load_profile(name_or_path: str | Path, *, devices_dir: Path | None = None,
     overlay = path.parent / FITTED_OVERLAY
     if fitted and overlay.is_file():
         data = apply_overlay(data, overlay)
+    phone = phone_overlay_path(path.parent, str(data.get("name") or path.stem))
+    if fitted and phone.is_file():
+        # a refit on this device's own phone is more specific than the shared fit: last
+        data = apply_overlay(data, phone)
     return parse_profile(data, file=path)
 
 
 # Fitted figures live in a generated file beside the hand-written profiles (which keep their
 # comments): `harness calibrate --write` rewrites it; load_profile merges it in.
 FITTED_OVERLAY = Path("fitted") / "calibration.toml"
+
+
+def phone_overlay_path(devices_dir: Path, name: str) -> Path:
+    """Where ``harness calibrate --from-run RUN --write`` keeps profile ``name``'s refit on a
+    real phone (``fitted/phone-<name>.toml``): one file per profile, merged after the shared
+    overlay; deleting it undoes the refit."""
+    return devices_dir / "fitted" / f"phone-{name}.toml"
 
 
 def calibration_fidelity(profile: DeviceProfile) -> dict[str, Any] | None:

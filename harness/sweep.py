@@ -104,6 +104,7 @@ class BenchOptions:
     adb: str | None = None
     serial: str | None = None
     runner: Path | None = None
+    runner_kind: str | None = None   # --runner-kind (None: from the runner's file name)
     adb_connect_timeout_s: float = 10.0
     # --cooldown-c MARGIN / --cooldown-max-s S (0: no cooldown gate), see docs/adb.md
     cooldown_c: float = 3.0
@@ -164,11 +165,18 @@ class BenchOptions:
             if not (value >= 0 and math.isfinite(value)):
                 flag = "--" + name.replace("_", "-")
                 raise InputError(f"expected {flag} >= 0, got {value!r}", field=flag)
-        given = [f for f in ("adb", "serial", "runner") if getattr(self, f) is not None]
+        from harness.backends.adb.benchmark_model import RUNNER_FORMATS
+
+        if self.runner_kind is not None and self.runner_kind not in RUNNER_FORMATS:
+            raise InputError(f"expected --runner-kind {' or '.join(RUNNER_FORMATS)}, got "
+                             f"{self.runner_kind!r}", field="--runner-kind")
+        given = [f for f in ("adb", "serial", "runner", "runner_kind")
+                 if getattr(self, f) is not None]
         if "adb" not in self.backends:
             if given and self.backends:  # (a resumed run names its backends itself)
-                raise InputError(f"--{given[0]} is for the adb backend: add --backend adb",
-                                 field=f"--{given[0]}")
+                flag = "--" + given[0].replace("_", "-")
+                raise InputError(f"{flag} is for the adb backend: add --backend adb",
+                                 field=flag)
             return
         if self.executor == "ray":
             # the phones are the cluster's phone:* resources (harness.executors.ray_phones)
@@ -195,6 +203,7 @@ class BenchOptions:
     def backend_options(self) -> BackendOptions:
         return BackendOptions(adb=self.adb, serial=self.serial,
                               runner=None if self.runner is None else Path(self.runner),
+                              runner_kind=self.runner_kind,
                               connect_timeout_s=self.adb_connect_timeout_s,
                               cooldown_c=self.cooldown_c, cooldown_max_s=self.cooldown_max_s)
 

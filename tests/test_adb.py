@@ -37,6 +37,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def quick_cooldown_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cooldown gate reads the fake phone's thermal zones every 50 ms, not every 2 s."""
     monkeypatch.setattr("harness.backends.adb.backend.COOLDOWN_POLL_S", 0.05)
+    # and samples its telemetry every 50 ms, not every 200 ms
+    monkeypatch.setattr("harness.backends.adb.backend.TELEMETRY_PERIOD_S", 0.05)
 
 
 @pytest.fixture
@@ -221,7 +223,10 @@ def test_a_hostile_file_name_is_quoted(tmp_path: Path, phone: FakeAndroid,
     assert all(m.status == "ok" for m in ms), [m.reason for m in ms]
     # the phone saw one runner invocation with the whole name as one word, and nothing else
     assert phone.runs[0][0] == "/data/local/tmp/edge-harness/bin/perf test; rm -rf $HOME 'x'"
-    assert "rm" not in phone.executed and "x" not in phone.executed
+    assert "x" not in phone.executed
+    # the only rm run is the harness's own: each case's telemetry flag file, after its run
+    assert len(phone.removed) == 2 and all(
+        p.startswith("/data/local/tmp/edge-harness/telemetry-") for p in phone.removed)
 
 
 def test_a_phone_with_another_soc_is_refused(tmp_path: Path, tiny_model: Path,
@@ -378,7 +383,7 @@ def test_emulator_vs_device_in_the_report(tmp_path: Path, tiny_model: Path, phon
         assert abs(fit.errors(after=True)["median_pct"]) < abs(
             fit.errors(after=False)["median_pct"])
     assert main(["calibrate", "--from-run", str(run_dir)]) == 0
-    assert main(["calibrate", "--from-run", str(run_dir), "--write"]) != 0
+    # --write: tests/test_adb_calibrate.py (on a copy of devices/)
 
 def test_no_pairs_no_section(tmp_path: Path, tiny_model: Path, phone: FakeAndroid,
                              runner: Path) -> None:
@@ -401,7 +406,8 @@ def _free_port() -> int:
 def test_the_real_adb_client_talks_to_the_fake_phone(tmp_path: Path, phone: FakeAndroid,
                                                      home: Path) -> None:
     """Interop: Debian's `adb` (its own server, on a private port) connects to the fake phone,
-    reads a property, pushes a file and reads it back: the fake speaks ADB as adbd does."""
+    reads a property, pushes a file and reads it back, and reads the telemetry loop's stream:
+    the fake speaks ADB as adbd does."""
     import shutil
     import subprocess
 
@@ -429,6 +435,15 @@ def test_the_real_adb_client_talks_to_the_fake_phone(tmp_path: Path, phone: Fake
         assert phone.files["/data/local/tmp/hello.txt"].data == local.read_bytes()
         out = run("-s", phone.address, "shell", "cat", "/data/local/tmp/hello.txt")
         assert out.replace("\r\n", "\n") == local.read_text()
+        # the telemetry loop, streamed to the real client until its bound ends it
+        from harness.backends.adb.telemetry import parse_lines, telemetry_script
+
+        script = telemetry_script(["thermal_zone0", "thermal_zone3"], ["policy0"],
+                                  period_s=0.01, max_samples=3)
+        parsed = parse_lines(run("-s", phone.address, "shell", script).splitlines())
+        assert parsed.skipped == 0 and len(parsed.samples) == 3
+        assert parsed.zone_types == {0: "cpu-0-0-0", 1: "battery"}
+        assert phone.loops_ended == ["ended"]       # its bound
     finally:
         subprocess.run([adb, "-P", server_port, "kill-server"], env=env,
                        capture_output=True, timeout=30, check=False)

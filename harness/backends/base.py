@@ -105,6 +105,8 @@ class BackendOptions:
     adb: str | None = None          # --adb HOST:PORT: a phone over TCP (`adb tcpip 5555`)
     serial: str | None = None       # --serial SERIAL: a phone over USB
     runner: Path | None = None      # --runner PATH: the on-device benchmark binary
+    # --runner-kind: onnxruntime_perf_test or benchmark_model (None: from the runner's name)
+    runner_kind: str | None = None
     connect_timeout_s: float = 10.0
     # --cooldown-c / --cooldown-max-s: before each case wait (at most cooldown_max_s, 0: never)
     # until the SoC is within cooldown_c of its temperature at connect

@@ -12,7 +12,7 @@ Row layout, schema version 2 (see docs/results-format.md)::
     measured    {where, runtime, runtime_version, providers, threads, warmup_runs, pace,
                  phases: [{name, unit, samples, tokens_per_sample, summary}],
                  cold_start: {load_ns, first_inference_ns}, peak_memory_mb,
-                 memory_before_load_mb, extra}
+                 memory_before_load_mb, extra, telemetry}
     quality     {metric, value, n_examples, higher_is_better, extra}
     fidelity    {cosine, top1_agreement, sqnr_db, identical, reference_sha256} | {error}
     prediction  {latency_ms, sustained_latency_ms, peak_memory_mb, app_cap_mb, fits,
@@ -117,6 +117,36 @@ class ColdStart:
 
 
 @dataclass(frozen=True)
+class DeviceTelemetry:
+    """What a phone's own sensors said during a case (adb: sampled on the phone, see
+    docs/adb.md); the per-sample series is the row's ``trace``. None: not readable."""
+
+    samples: int
+    period_s: float
+    duration_s: float | None = None         # first to last sample
+    start_temp_c: float | None = None       # the SoC (hottest SoC zone)
+    end_temp_c: float | None = None
+    max_temp_c: float | None = None
+    start_clock_fraction: float | None = None   # fastest CPU policy / its cpuinfo_max_freq
+    end_clock_fraction: float | None = None
+    min_clock_fraction: float | None = None
+    avg_power_w: float | None = None        # battery |I|·V, time-weighted over the case
+    energy_mj: float | None = None          # avg_power_w * mean inference time (mJ)
+    charging: bool | None = None            # on USB/AC power or charging: None if unknown
+    energy_meaningful: bool = False         # only off the charger
+    skipped_lines: int = 0                  # stream lines that were not a record
+    note: str = ""                          # what is missing and why
+
+    def to_row(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_row(cls, d: Mapping[str, Any]) -> DeviceTelemetry:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**{"samples": 0, "period_s": 0.0, **known})
+
+
+@dataclass(frozen=True)
 class Measured:
     """What a backend measured by running the artifact (on the host or on a phone)."""
 
@@ -138,6 +168,8 @@ class Measured:
     # facts only one backend has (adb: the SoC, thermal zones before and after the run,
     # the runner, notes such as "quality not measured on the device"); see docs/adb.md
     extra: Mapping[str, Any] | None = None
+    # the phone's temperature, clocks and power during the case (adb)
+    telemetry: DeviceTelemetry | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
@@ -169,6 +201,8 @@ class Measured:
             "origin": self.origin,
             "memory_cap_mb": self.memory_cap_mb,
             **({"extra": dict(self.extra)} if self.extra is not None else {}),
+            **({"telemetry": self.telemetry.to_row()} if self.telemetry is not None
+               else {}),
         }
 
     @classmethod
@@ -184,7 +218,9 @@ class Measured:
             runtime=d.get("runtime"), runtime_version=d.get("runtime_version"),
             providers=tuple(d.get("providers") or ()), threads=d.get("threads"),
             warmup_runs=d.get("warmup_runs"), pace=d.get("pace"), origin=d.get("origin"),
-            memory_cap_mb=d.get("memory_cap_mb"), extra=d.get("extra"))
+            memory_cap_mb=d.get("memory_cap_mb"), extra=d.get("extra"),
+            telemetry=DeviceTelemetry.from_row(d["telemetry"])
+            if isinstance(d.get("telemetry"), Mapping) else None)
 
 
 def _num(v: Any) -> float | None:

@@ -78,7 +78,11 @@ SECTIONS: dict[str, dict[str, str]] = {
                "app_cap_mb": "app cap (MB)", "cap_used_pct": "of cap %", "fits": "fits"},
     "Power": {**_CASE, "avg_power_w": "avg power (W)", "energy_mj": "energy (mJ/inference)",
               "battery_wh": "battery (Wh)",
-              "inferences_per_pct_battery": "inferences per 1% battery"},
+              "inferences_per_pct_battery": "inferences per 1% battery",
+              # measured on a phone (adb telemetry): the SoC and clocks over the case
+              "device_start_temp_c": "SoC start (°C)", "device_end_temp_c": "SoC end (°C)",
+              "device_end_clock_fraction": "clock at end (of top)",
+              "on_charger": "on charger"},
     "Quality": {**_CASE, "metric": "metric", "quality": "quality",
                 "quality_delta": "Δ vs fp32", "n_examples": "examples",
                 "fidelity_cosine": "cosine vs fp32", "fidelity_top1_agreement":
@@ -92,11 +96,12 @@ DIGITS: dict[str, int] = {
     "device_burst_p90_ms": 3, "device_sustained_p50_ms": 3, "device_sustained_p90_ms": 3,
     "size_kb": 1, "sparsity_pct": 1, "host_peak_memory_mb": 1, "device_peak_memory_mb": 2,
     "app_cap_mb": 0, "cap_used_pct": 1, "avg_power_w": 3, "energy_mj": 4, "battery_wh": 1,
-    "inferences_per_pct_battery": 0, "n_examples": 0, "quality": 4, "quality_delta": 4,
+    "inferences_per_pct_battery": 0, "device_start_temp_c": 1, "device_end_temp_c": 1,
+    "device_end_clock_fraction": 2, "n_examples": 0, "quality": 4, "quality_delta": 4,
     "fidelity_cosine": 5, "fidelity_top1_agreement": 4, "fidelity_sqnr_db": 1,
 }
 TEXT_COLUMNS = {"workload", "quant", "prune", "device", "backend", "status", "fits", "metric",
-                "reason", "unstable", "device_latency_range"}
+                "reason", "unstable", "device_latency_range", "on_charger"}
 
 # Share of a sustained trace's points that count as "burst" (the start, before heat builds up)
 # and as "sustained" (the end, closest to the thermal steady state: the same last tenth the
@@ -192,6 +197,12 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
     # without a trace the only burst figure is the single prediction (device_latency_ms)
     sustained_p50 = split.get("device_sustained_p50_ms") or pred.sustained_latency_ms
     memory, cap, energy_mj = pred.peak_memory_mb, pred.app_cap_mb, pred.energy_mj
+    avg_power_w = pred.avg_power_w
+    tele = measured.telemetry if measured else None
+    if tele is not None and energy_mj is None and tele.energy_meaningful:
+        # measured on a phone off its charger; on a charger the battery's current is the
+        # charger's doing, so the figures stay blank and "on charger" says why
+        energy_mj, avg_power_w = tele.energy_mj, tele.avg_power_w
     battery_wh = pred.battery_wh or (
         _profile_battery_wh(m.device) if energy_mj and m.device else None)
     per_pct = (0.01 * battery_wh * J_PER_WH * 1e3 / energy_mj
@@ -231,8 +242,13 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         "app_cap_mb": cap,
         "cap_used_pct": 100 * memory / cap if memory is not None and cap else None,
         "fits": pred.fits,
-        "avg_power_w": pred.avg_power_w,
+        "avg_power_w": avg_power_w,
         "energy_mj": energy_mj,
+        "device_start_temp_c": tele.start_temp_c if tele else None,
+        "device_end_temp_c": tele.end_temp_c if tele else None,
+        "device_end_clock_fraction": tele.end_clock_fraction if tele else None,
+        "on_charger": None if tele is None or tele.charging is None
+        else ("yes" if tele.charging else "no"),
         "battery_wh": battery_wh,
         "inferences_per_pct_battery": per_pct,
         "metric": quality.metric if quality else None,

@@ -1,27 +1,44 @@
-"""The ``adb`` backend: each case measured on a real phone by ``onnxruntime_perf_test``.
+"""The ``adb`` backend: each case measured on a real phone by ``onnxruntime_perf_test`` (or
+TFLite's ``benchmark_model`` for ``.tflite`` artifacts, see :mod:`.benchmark_model`).
 
 Per case: connect (once; again after the phone was lost), push the artifact once to
 ``/data/local/tmp/edge-harness/<key>/`` (skipped when the same bytes are there) and the runner
-once, read the thermal zones, run the runner with every argument quoted, read them again,
-parse the output into a ``forward`` phase whose ``summary`` holds the runner's statistics.
+once, wait for the SoC to cool (bounded), start the telemetry loop on the phone
+(:mod:`.telemetry`: one streaming shell read on a thread), run the runner with every argument
+quoted, stop the loop, parse the output into a ``forward`` phase whose ``summary`` holds the
+runner's statistics, and the samples into ``measured.telemetry`` and the row's ``trace``.
 Quality and fidelity are the host's business (the runner times generated inputs): the row
 says so in ``measured.extra.notes``. Any failure is this case's ``error`` or ``timeout`` row.
 """
 
 from __future__ import annotations
 
-import re
+import math
+import secrets
 import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.backends.adb.benchmark_model import (
+    BENCHMARK_MODEL,
+    RUNNER_FORMATS,
+    benchmark_model_args,
+    parse_benchmark_model,
+    runner_kind,
+)
 from harness.backends.adb.device import REMOTE_ROOT, AdbError, Phone, sha256_file
 from harness.backends.adb.perf_test import (
     PerfTestOutputError,
     parse_perf_test,
     perf_test_args,
+)
+from harness.backends.adb.telemetry import (
+    TelemetryStream,
+    soc_temp,
+    summarize,
+    telemetry_script,
 )
 from harness.backends.base import (
     BackendContext,
@@ -31,7 +48,14 @@ from harness.backends.base import (
     measurement_for,
     now_iso,
 )
-from harness.core.measurement import FORWARD, ColdStart, Measured, Measurement, Phase
+from harness.core.measurement import (
+    FORWARD,
+    ColdStart,
+    DeviceTelemetry,
+    Measured,
+    Measurement,
+    Phase,
+)
 
 if TYPE_CHECKING:
     from harness.profiles import DeviceProfile
@@ -40,18 +64,9 @@ QUALITY_NOTE = ("quality and fidelity are not measured on the phone (the runner 
                 "generated inputs): see the host or emulated row of this cell")
 DEFAULT_TIMEOUT_S = 600.0
 COOLDOWN_POLL_S = 2.0      # between thermal reads while waiting for the SoC to cool
-# thermal zone types of the SoC (CPU clusters, GPU, the SoC sensor); battery, skin, modem,
-# charger zones are not the SoC
-_SOC_ZONE = re.compile(r"cpu|soc|gpu|tsens|cluster|apc|mtktscpu|little|big|mid", re.I)
-
-
-def soc_temp(zones: dict[str, float]) -> float | None:
-    """The SoC's temperature (°C): the hottest zone whose type names a SoC part, or the
-    hottest zone but the battery when no type does; None without readable zones."""
-    soc = [t for name, t in zones.items() if _SOC_ZONE.search(name)]
-    if not soc:
-        soc = [t for name, t in zones.items() if "battery" not in name.lower()]
-    return max(soc) if soc else None
+TELEMETRY_PERIOD_S = 0.2   # between samples of the loop on the phone
+TELEMETRY_START_S = 5.0    # wait at most this for the first sample before running
+TELEMETRY_MARGIN_S = 60.0  # the loop's own bound: the case's timeout plus this
 
 
 class AdbBackend:
@@ -103,6 +118,7 @@ class AdbBackend:
                           "product_model": phone.getprop("ro.product.model") or None,
                           "serialno": phone.getprop("ro.serialno") or None}
             phone.list_zones()
+            phone.list_policies()
             if self.idle_c is None:   # a reconnect (phone lost mid-sweep) keeps the first
                 self.idle_c = soc_temp(phone.thermal())
             runner = Path(o.runner)
@@ -149,9 +165,11 @@ class AdbBackend:
                 return finish(*job.failure)
             if job.measure is None:
                 return finish("error", "no measurement task (the artifact was not built)")
-            if job.measure.artifact.format != "onnx":
-                return finish("unsupported", f"the adb backend runs ONNX artifacts with "
-                                             f"onnxruntime_perf_test, not "
+            kind = self._runner_kind()
+            wants = RUNNER_FORMATS[kind]
+            if job.measure.artifact.format != wants:
+                return finish("unsupported", f"the runner {kind} runs {wants} artifacts, "
+                                             f"this case's is "
                                              f"{job.measure.artifact.format!r}")
             return self._measure(job, finish)
         except AdbError as exc:
@@ -176,43 +194,139 @@ class AdbBackend:
             self._sha[local] = sha256_file(local)
         remote = f"{REMOTE_ROOT}/{task.artifact.key}/{task.artifact.filename}"
         pushed = phone.push_if_changed(local, remote, sha256=self._sha[local])
-        argv = [self.runner_remote, *perf_test_args(remote, iterations=task.iterations,
-                                                    threads=task.threads)]
+        kind = self._runner_kind()
+        args = benchmark_model_args if kind == BENCHMARK_MODEL else perf_test_args
+        argv = [self.runner_remote, *args(remote, iterations=task.iterations,
+                                          threads=task.threads)]
         command = " ".join(shlex.quote(a) for a in argv)
         timeout = task.timeout_s if task.timeout_s > 0 else DEFAULT_TIMEOUT_S
         before, cooldown = self._cool_down(phone)
         battery = phone.battery()
+        stream, tele_note = self._start_telemetry(phone, timeout)
         t0 = time.monotonic()
-        out, rc = phone.sh(command, timeout_s=timeout)
-        wall = time.monotonic() - t0
+        ran, on_phone = False, None
+        try:
+            # the phone's uptime around the run, read in the same shell: which samples were
+            # taken while it ran, however late the connection let the command through
+            # the loop's flag goes with the run, in the same shell: the loop then takes one
+            # more sample and ends by itself (no kill to send on a shared USB connection)
+            out, rc, on_phone = phone.sh_timed(
+                command, timeout_s=timeout,
+                then=None if stream is None or stream.flag is None
+                else f"rm -f {shlex.quote(stream.flag)}")
+            ran = True
+        finally:
+            wall = time.monotonic() - t0
+            # after a timeout or a lost phone the main connection cannot carry the kill:
+            # the stream is cut instead (the loop then dies writing to its closed stream)
+            tele_note = self._stop_telemetry(phone if ran else None, stream, tele_note)
         after = phone.thermal()
         extra = {**self.facts, "command": command, "artifact_pushed": pushed,
                  "run_s": round(wall, 3), "thermal_before_c": before,
                  "thermal_after_c": after, "battery_before": battery, **cooldown,
                  "notes": [QUALITY_NOTE]}
+
+        def telemetry(mean_ms: float | None) -> tuple[DeviceTelemetry | None, Any]:
+            if stream is None:
+                return DeviceTelemetry(samples=0, period_s=TELEMETRY_PERIOD_S,
+                                       note=tele_note), None
+            return summarize(stream.parser, period_s=TELEMETRY_PERIOD_S,
+                             mean_inference_ms=mean_ms, note=tele_note,
+                             run_window=(t0, t0 + wall), run_uptime=on_phone)
+
         if rc != 0:
             tail = " | ".join(out.strip().splitlines()[-3:])
             signal = f" (killed by signal {rc - 128})" if rc > 128 else ""
+            tele, trace = telemetry(None)
             return finish("error", f"the runner exited with status {rc}{signal}: "
                                    f"{tail[-300:]}",
-                          measured=Measured(where=phone.where, extra=extra))
+                          measured=Measured(where=phone.where, extra=extra, telemetry=tele),
+                          trace=trace)
         try:
-            parsed = parse_perf_test(out)
+            parsed = (parse_benchmark_model if kind == BENCHMARK_MODEL
+                      else parse_perf_test)(out)
         except PerfTestOutputError as exc:
+            tele, trace = telemetry(None)
             return finish("error", f"{exc}: {out.strip()[-300:]!r}",
-                          measured=Measured(where=phone.where, extra=extra))
+                          measured=Measured(where=phone.where, extra=extra, telemetry=tele),
+                          trace=trace)
         cold = None
         if parsed.load_ns is not None and parsed.first_inference_ns is not None:
             cold = ColdStart(parsed.load_ns, parsed.first_inference_ns)
+        tele, trace = telemetry(parsed.summary["mean_ns"] / 1e6)
         measured = Measured(
             where=phone.where, phases=(Phase(FORWARD, (), summary=parsed.summary),),
             cold_start=cold,
             peak_memory_mb=None if parsed.peak_memory_bytes is None
             else round(parsed.peak_memory_bytes / 2**20, 3),
-            runtime="onnxruntime", providers=("CPUExecutionProvider",),
-            threads=task.threads or None, warmup_runs=1, extra=extra)
-        result: Measurement = finish("ok", measured=measured)
+            runtime="tflite" if kind == BENCHMARK_MODEL else "onnxruntime",
+            providers=() if kind == BENCHMARK_MODEL else ("CPUExecutionProvider",),
+            threads=task.threads or None, warmup_runs=1, extra=extra, telemetry=tele)
+        result: Measurement = finish("ok", measured=measured, trace=trace)
         return result
+
+    def _runner_kind(self) -> str:
+        o = self.options
+        return runner_kind(Path(o.runner or ""), o.runner_kind)
+
+    # ------------------------------------------------------------------ telemetry
+    def _start_telemetry(self, phone: Phone, timeout_s: float
+                         ) -> tuple[TelemetryStream | None, str]:
+        """The sampling loop, started and its first sample in (at most TELEMETRY_START_S):
+        the stream, or None and why not. A failure here never fails the case."""
+        period = TELEMETRY_PERIOD_S
+        flag = f"{REMOTE_ROOT}/telemetry-{secrets.token_hex(6)}.on"
+        script = telemetry_script(
+            phone.zones, phone.policies, period_s=period, flag=flag,
+            max_samples=math.ceil((timeout_s + TELEMETRY_MARGIN_S) / period))
+        try:
+            device, owns = self._telemetry_device(phone)
+        except AdbError as exc:
+            return None, f"telemetry not started: {exc}"
+        # on its own connection a silence of 20 periods means the phone is gone; sharing a
+        # connection, the reader may have to wait for the runner's command to finish first
+        wait = max(5.0, 20 * period) if owns else timeout_s + TELEMETRY_MARGIN_S
+        stream = TelemetryStream(device, script, owns_device=owns, read_timeout_s=wait,
+                                 flag=flag)
+        if not stream.parser.wait_for_samples(1, TELEMETRY_START_S,
+                                              alive=lambda: stream.alive):
+            why = stream.error or f"no sample within {TELEMETRY_START_S:g} s"
+            return stream, f"telemetry did not start before the run ({why})"
+        return stream, ""
+
+    def _telemetry_device(self, phone: Phone) -> tuple[Any, bool]:
+        """The adb-shell device the telemetry stream reads, and whether it is its own: over
+        TCP a connection of its own (see TelemetryStream). Over USB there is one handle, and
+        adb-shell reading the stream and the runner's command on it from two threads was seen
+        to stall the command (for its whole timeout) now and then: the measurement comes
+        first, so USB gets no telemetry (an AdbError saying so)."""
+        o = self.options
+        if o.adb is None:
+            raise AdbError("failed", "it is streamed over --adb HOST:PORT (TCP) only: over "
+                                     "USB the stream would share the runner's connection, "
+                                     "which can stall the run (see docs/adb.md)")
+        side = Phone.connect(adb=o.adb, serial=None, timeout_s=min(o.connect_timeout_s, 10.0))
+        return side.device, True
+
+    def _stop_telemetry(self, phone: Phone | None, stream: TelemetryStream | None,
+                        note: str) -> str:
+        """After the run: wait (bounded) for one sample taken after it, then end the loop,
+        killing it through ``phone`` (None: the run failed, just cut the stream); the note,
+        with why the stream ended early if it did."""
+        if stream is None:
+            return note
+        ended_early = not stream.alive and stream.error
+        if phone is not None:
+            # the run removed the flag: one more sample, and the loop ends by itself
+            stream.wait_done(TELEMETRY_PERIOD_S + 2.0)
+        # else (or if it did not end) kill it; the flag goes too (a temporary file)
+        rm = "" if stream.flag is None else f"; rm -f {shlex.quote(stream.flag)}"
+        stream.stop(None if phone is None
+                    else (lambda cmd: phone.sh(cmd + rm, timeout_s=5.0)))
+        if ended_early:
+            note = "; ".join(filter(None, [note, f"the telemetry stream ended during the "
+                                                 f"case ({stream.error})"]))
+        return note
 
     def _cool_down(self, phone: Phone) -> tuple[dict[str, float], dict[str, Any]]:
         """Wait, at most ``cooldown_max_s``, until the SoC is within ``cooldown_c`` of its

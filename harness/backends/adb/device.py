@@ -15,8 +15,18 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from harness.backends.adb.telemetry import zone_celsius
+
 REMOTE_ROOT = "/data/local/tmp/edge-harness"
 _RC = re.compile(r"__rc=(\d+)\s*$")
+_RCIN = re.compile(r"__rcin=(\d+)\r?\n?")
+_UPTIME = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s+[0-9]+(?:\.[0-9]+)?\s*")
+
+
+def _uptime(line: str) -> float | None:
+    """The first figure of a ``/proc/uptime`` line, or None when ``line`` is not one."""
+    m = _UPTIME.fullmatch(line)
+    return None if m is None else float(m.group(1))
 
 
 class AdbError(Exception):
@@ -58,6 +68,7 @@ class Phone:
         self.device = device
         self.where = where
         self.zones: list[str] = []
+        self.policies: list[str] = []
 
     @classmethod
     def connect(cls, *, adb: str | None, serial: str | None, timeout_s: float) -> Phone:
@@ -120,6 +131,28 @@ class Phone:
                                    f"exit status (output: {text[-200:]!r})")
         return text[:m.start()], int(m.group(1))
 
+    def sh_timed(self, command: str, *, timeout_s: float = 30.0, then: str | None = None
+                 ) -> tuple[str, int, tuple[float, float] | None]:
+        """:meth:`sh`, with the phone's uptime (s) read just before and just after
+        ``command`` in the same shell: when it really ran on the phone's clock, whatever the
+        delays of the connection (None when /proc/uptime could not be read); ``then`` runs
+        after it in the same shell (what it prints is left out)."""
+        after = "" if then is None else f"; {then}"
+        text, _ = self.sh(f"cat /proc/uptime; {command}; echo __rcin=$?; cat /proc/uptime"
+                          f"{after}", timeout_s=timeout_s)
+        first, _, rest = text.partition("\n")
+        start = _uptime(first)
+        if start is None:
+            rest = text
+        at = rest.rfind("__rcin=")
+        m = _RCIN.match(rest, at) if at >= 0 else None
+        if m is None:
+            raise AdbError("gone", f"the phone at {self.where} ended the command without an "
+                                   f"exit status (output: {text[-200:]!r})")
+        end = _uptime(rest[m.end():].strip().split("\n")[0])
+        window = None if start is None or end is None else (start, end)
+        return rest[:at], int(m.group(1)), window
+
     def check(self, command: str, *, timeout_s: float = 30.0) -> str:
         out, rc = self.sh(command, timeout_s=timeout_s)
         if rc != 0:
@@ -159,6 +192,12 @@ class Phone:
         self.zones = sorted((z for z in out.split() if z.startswith("thermal_zone")),
                             key=lambda z: int(z[12:]) if z[12:].isdigit() else 0)[:64]
 
+    def list_policies(self) -> None:
+        """The CPU frequency policies (``policy0``, ``policy4``...: one per cluster)."""
+        out, _rc = self.sh("ls /sys/devices/system/cpu/cpufreq")
+        self.policies = sorted((p for p in out.split() if p.startswith("policy")
+                                and p[6:].isdigit()), key=lambda p: int(p[6:]))[:16]
+
     def thermal(self) -> dict[str, float]:
         """Temperature (°C) of each readable thermal zone, by its type (``cpu-0-0-0``...);
         zones SELinux hides are left out."""
@@ -175,8 +214,7 @@ class Phone:
                 name, value = lines[0], int(lines[1])
                 while name in temps:
                     name += "'"
-                # millidegrees on most phones; a few report whole degrees
-                temps[name] = value / 1000 if abs(value) > 500 else float(value)
+                temps[name] = zone_celsius(value)
         return temps
 
     def battery(self) -> dict[str, str]:
