@@ -348,10 +348,6 @@ def write_overlay(report: CalibrationReport, *, devices_dir: Path | None = None)
 # --------------------------------------------------------------------------- from a run
 
 # the unit a phone row ran on, from the ONNX Runtime provider the adb runner used
-_PROVIDER_UNIT = {"CPUExecutionProvider": "cpu", "NnapiExecutionProvider": "npu",
-                  "QNNExecutionProvider": "npu"}
-
-
 @dataclass
 class RunFit:
     """``harness calibrate --from-run``: one device's predictions against its phone rows.
@@ -396,7 +392,7 @@ def fit_from_run(run_dir: Path) -> list[RunFit]:
     emulated rows of the same cells; InputError when the run has no such pairs."""
     import math
 
-    from harness.report.frame import cell_id, device_pairs
+    from harness.report.frame import cell_id, device_pairs, measured_unit
     from harness.results import load_run
 
     run = load_run(run_dir)
@@ -410,8 +406,7 @@ def fit_from_run(run_dir: Path) -> list[RunFit]:
     predicted_with: dict[str, set[str]] = {}
     for m in run.measurements:
         if m.backend == "adb" and m.measured is not None:
-            units = {_PROVIDER_UNIT.get(p) for p in m.measured.providers}
-            ran_on[cell_id(m)] = units.pop() if len(units) == 1 else None
+            ran_on[cell_id(m)] = measured_unit(m)
             extra = m.measured.extra or {}
             facts = {k: extra.get(k) for k in ("serialno", "soc_model", "product_model")
                      if extra.get(k)}

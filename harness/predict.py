@@ -88,8 +88,12 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
 
         provenance["emulator_version"] = EMULATOR_VERSION
         onnx_path, twin = emulator_graph(path)
-        em = emulate(graph, profile) if graph is not None else emulate(
-            onnx_path, profile, input_shapes=_known_inputs(onnx_path, input_shapes or {}))
+        if graph is None:
+            from harness.emulator import load_graph
+
+            graph = load_graph(onnx_path,
+                               input_shapes=_known_inputs(onnx_path, input_shapes or {}))
+        em = emulate(graph, profile)
         trace = simulate(em.latency, profile, duration_s=sustained_s, period_ms=period_ms,
                          max_points=300)
         summary = em.summary()
@@ -107,6 +111,14 @@ def predict_on(path: Path, device: str, *, sustained_s: float, period_ms: float 
         # what a paced host run (--pace) follows: latency and energy per clock, the thermals
         summary["pace_spec"] = PaceSpec.from_prediction(em.latency, profile).to_json()
         summary["input_shapes"] = {k: list(v) for k, v in (input_shapes or {}).items()}
+        # the burst latency with the graph forced onto each unit (nodes it cannot take fall
+        # back, as on the phone): what a phone runner bound to one unit (ORT's CPU provider)
+        # is compared with, rather than the emulator's own choice of unit
+        from harness.emulator.costmodel import predict_latency
+
+        summary["latency_ms_by_unit"] = {
+            u.name: predict_latency(graph, profile, unit=u.name).latency_ms
+            for u in profile.units}
         if twin:
             summary["onnx_twin"] = True
         summary.update({

@@ -500,27 +500,48 @@ def cell_id(m: Measurement) -> str:
     return m.case_id[:-len(suffix)] if m.case_id.endswith(suffix) else m.case_id
 
 
+# The unit an ONNX Runtime execution provider runs on, for pairing a phone's row with the
+# emulator's prediction on that unit.
+PROVIDER_UNIT = {"CPUExecutionProvider": "cpu", "XnnpackExecutionProvider": "cpu",
+                 "NnapiExecutionProvider": "npu", "QNNExecutionProvider": "npu"}
+
+
+def measured_unit(m: Measurement) -> str | None:
+    """The unit a measured row ran on, from its execution providers (None: not one unit)."""
+    if m.measured is None:
+        return None
+    units = {PROVIDER_UNIT.get(p) for p in m.measured.providers}
+    return units.pop() if len(units) == 1 else None
+
+
 def device_pairs(run: Run, *, measured_backend: str = "adb",
                  predicted_backend: str = "emulated") -> list[DevicePair]:
     """Every cell of ``run`` with an ok ``measured_backend`` row that has a p50 and a
-    ``predicted_backend`` row with a prediction, in suite order."""
-    predicted: dict[str, tuple[float, str | None]] = {}
+    ``predicted_backend`` row with a prediction, in suite order. The prediction compared is
+    the one on the unit the phone ran (its execution provider) where the row has it
+    (``latency_ms_by_unit``), else the emulator's own placement."""
+    predicted: dict[str, Measurement] = {}
     for m in run.measurements:
         if m.backend == predicted_backend and m.predicted.latency_ms is not None:
-            unit = m.predicted.detail.get("unit")
-            predicted[cell_id(m)] = (float(m.predicted.latency_ms),
-                                     str(unit) if unit else None)
+            predicted[cell_id(m)] = m
     pairs = []
     for m in run.measurements:
         if m.backend != measured_backend or m.status != "ok" or not m.device:
             continue
         p50 = row_stats(m)["host_p50_ms"]
         cid = cell_id(m)
-        if cid in predicted and p50:
-            pairs.append(DevicePair(cell_id=cid, device=m.device, workload=m.workload,
-                                    quant=m.quant, prune=m.prune,
-                                    predicted_ms=predicted[cid][0], measured_ms=float(p50),
-                                    unit=predicted[cid][1]))
+        if cid not in predicted or not p50:
+            continue
+        pred = predicted[cid].predicted
+        unit = pred.detail.get("unit")
+        latency = float(pred.latency_ms or 0.0)
+        by_unit = pred.detail.get("latency_ms_by_unit")
+        ran_on = measured_unit(m)
+        if ran_on and isinstance(by_unit, Mapping) and by_unit.get(ran_on):
+            unit, latency = ran_on, float(by_unit[ran_on])
+        pairs.append(DevicePair(cell_id=cid, device=m.device, workload=m.workload,
+                                quant=m.quant, prune=m.prune, predicted_ms=latency,
+                                measured_ms=float(p50), unit=str(unit) if unit else None))
     return pairs
 
 
@@ -536,8 +557,10 @@ def pair_errors(pairs: list[DevicePair]) -> dict[str, float]:
 
 PAIRS_INTRO = ("The emulator's burst prediction (`emulated` row) against the latency measured "
                "on the phone (`adb` row: the runner's p50) for the same cells; error = "
-               "(predicted - measured) / measured. The phone runs ONNX Runtime's CPU provider: "
-               "a case the emulator predicts on another unit (npu, gpu) compares two units.")
+               "(predicted - measured) / measured. The prediction is the one on the unit the "
+               "phone's runner used (ONNX Runtime's CPU provider: the CPU), not the emulator's "
+               "own choice of unit; rows written before 2026-11-30 have only the latter, and "
+               "their unit column says which.")
 
 
 def pairs_by_device(pairs: list[DevicePair]) -> dict[str, list[DevicePair]]:
