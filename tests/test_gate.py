@@ -302,6 +302,9 @@ def test_gate_end_to_end(tmp_path: Path, cache_dir: Path, models: dict[str, Path
     assert code == 1
     assert by["slower"]["verdict"] == "regression" and by["slower"]["confirmed"] is True
     assert by["slower"]["ratio"] > 1.2 and by["slower"]["ci_low"] > 1.02
+    # confirmed by a re-run of twice the rounds (8 -> 16), judged on its own
+    assert by["slower"]["rerun_rounds"] == 16 and by["slower"]["rerun_ratio"] > 1.2
+    assert by["slower"]["rounds_total"] == 24 and by["slower"]["extended"] is False
     assert by["same"]["verdict"] == "same" and not by["same"]["regressions"]
     assert 0.95 < by["same"]["ratio"] < 1.05
     assert by["ident"]["identical"] and by["ident"]["verdict"] == "same"
@@ -311,6 +314,42 @@ def test_gate_end_to_end(tmp_path: Path, cache_dir: Path, models: dict[str, Path
     code = main(["gate", str(b), str(a), *FAST])
     text = capsys.readouterr().out
     assert code == 0 and "**improvement**" in text
+
+
+def test_gate_records_an_extension(tmp_path: Path, cache_dir: Path, models: dict[str, Path],
+                                   monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The gate's wiring of judge_case, with the measurements replaced by fixed tests: an
+    inconclusive first pass beyond the band, a significant extension, a confirming re-run;
+    the JSON and the Markdown say so."""
+    import harness.gate as gate
+
+    def fixed(ratio: float, n: int, p_slower: float) -> PairedTest:
+        return PairedTest(n=n, ratio=ratio, low=ratio - 0.03, high=ratio + 0.03,
+                          p_slower=p_slower, p_faster=1.0, confidence=0.95)
+
+    tests = {"": fixed(1.035, 8, 0.2), "-extend": fixed(1.045, 16, 0.001),
+             "-rerun": fixed(1.048, 16, 0.001)}
+    seen: list[tuple[str, int]] = []
+
+    def remeasure(a: Path, b: Path, opts: GateOptions, *, threads: int, log: Path,
+                  shapes: Any) -> tuple[PairedTest | None, dict[str, Any], str]:
+        stage = log.stem.removeprefix("gate-0000")
+        seen.append((stage, opts.rounds))
+        return tests[stage], {"host_a_ms": 1.0, "host_b_ms": 1.04}, ""
+
+    monkeypatch.setattr(gate, "_remeasure", remeasure)
+    a, b = _pair(tmp_path, cache_dir, models, {"one": ("base", "twin")})
+    code = main(["gate", str(a), str(b), "--format", "json", *FAST])
+    (case,) = json.loads(capsys.readouterr().out)
+    assert code == 1 and seen == [("", 8), ("-extend", 16), ("-rerun", 16)]
+    assert case["verdict"] == "regression" and case["extended"] is True
+    assert case["extension_rounds"] == 16 and case["extension_ratio"] == 1.045
+    assert case["confirmed"] is True and case["rerun_rounds"] == 16
+    assert case["rounds_total"] == 40 and case["rounds"] == 8
+    assert main(["gate", str(a), str(b), *FAST]) == 1
+    text = capsys.readouterr().out
+    assert "extended x1.045 (16 rounds); confirmed x1.048 (16 rounds)" in text
 
 
 def test_promoted_baseline_gates_without_the_cache(tmp_path: Path, cache_dir: Path,
