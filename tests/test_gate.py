@@ -15,8 +15,15 @@ from report_fixtures import make_run, measurement, row
 
 from harness.cache import artifact_sha256
 from harness.cli import main
-from harness.gate import GateOptions, deterministic_changes, gate_runs, matmul_chain_onnx
-from harness.report.stats import holm, holm_adjusted, paired_median_test
+from harness.gate import (
+    GateOptions,
+    Measure,
+    deterministic_changes,
+    gate_runs,
+    judge_case,
+    matmul_chain_onnx,
+)
+from harness.report.stats import PairedTest, holm, holm_adjusted, paired_median_test
 
 # --------------------------------------------------------------------------- statistics
 
@@ -80,6 +87,162 @@ def test_holm_keeps_the_family_wise_error() -> None:
     assert np.mean(fams) <= 0.06
 
 
+# --------------------------------------------------------------------------- judging
+
+
+def _sampler(shift: float, *, sigma: float = 0.02, threshold: float = 0.02, seed: int = 0,
+             calls: list[tuple[int, str]] | None = None) -> Measure:
+    """Follow-up measurements drawn from N(shift, sigma) per round (seeded), logging each
+    call's (rounds, stage) in ``calls``."""
+    rng = np.random.default_rng(seed)
+
+    def measure(rounds: int, stage: str) -> tuple[PairedTest | None, str]:
+        if calls is not None:
+            calls.append((rounds, stage))
+        return paired_median_test(rng.normal(shift, sigma, rounds), threshold=threshold,
+                                  resamples=500), ""
+
+    return measure
+
+
+def _first(shift: float, *, sigma: float = 0.02, seed: int = 1) -> PairedTest:
+    return paired_median_test(np.random.default_rng(seed).normal(shift, sigma, 20),
+                              threshold=0.02)
+
+
+def _inconclusive(ratio: float) -> PairedTest:
+    """A first pass of 20 rounds whose median ratio is exactly ``ratio`` but spread ±10%:
+    not significant against a 2% band."""
+    return paired_median_test(np.log(ratio) + np.linspace(-0.1, 0.1, 20), threshold=0.02)
+
+
+def test_judge_a_known_shift_is_confirmed_by_a_longer_rerun() -> None:
+    calls: list[tuple[int, str]] = []
+    first = _first(np.log(1.05))
+    j = judge_case(first, p_first=first.p_value, opts=GateOptions(),
+                   measure=_sampler(np.log(1.05), calls=calls))
+    assert j.verdict == "regression" and j.suspected and j.confirmed is True
+    assert not j.extended
+    assert calls == [(40, "confirm")]           # 2R rounds, no extension
+    assert j.rounds_total == 60
+    # the re-run is judged on its own data: a re-run that sees nothing clears the case
+    j = judge_case(first, p_first=first.p_value, opts=GateOptions(), measure=_sampler(0.0))
+    assert j.verdict == "same" and j.suspected and j.confirmed is False
+
+
+def test_judge_no_shift_takes_no_follow_up() -> None:
+    calls: list[tuple[int, str]] = []
+    first = _first(0.0)
+    j = judge_case(first, p_first=first.p_value, opts=GateOptions(),
+                   measure=_sampler(0.0, calls=calls))
+    assert j.verdict == "same" and not j.suspected and not j.extended
+    assert j.confirmed is None and calls == [] and j.rounds_total == 20
+    # an improvement is not re-measured either
+    first = _first(np.log(0.95))
+    j = judge_case(first, p_first=first.p_value, opts=GateOptions(),
+                   measure=_sampler(0.0, calls=calls))
+    assert j.verdict == "improvement" and calls == []
+
+
+def test_judge_extends_an_inconclusive_first_pass_beyond_the_band() -> None:
+    first = _inconclusive(1.035)
+    assert first.p_value > 0.05 and first.ratio == pytest.approx(1.035)   # the premise
+    calls: list[tuple[int, str]] = []
+    j = judge_case(first, p_first=first.p_value, opts=GateOptions(),
+                   measure=_sampler(np.log(1.05), calls=calls))
+    assert j.extended and j.suspected and j.verdict == "regression" and j.confirmed is True
+    assert calls == [(40, "extend"), (40, "confirm")] and j.rounds_total == 100
+    # an extension that sees nothing ends it, without a confirming re-run
+    calls.clear()
+    j = judge_case(first, p_first=first.p_value, opts=GateOptions(),
+                   measure=_sampler(0.0, calls=calls))
+    assert j.extended and not j.suspected and j.verdict == "same" and j.confirmed is None
+    assert calls == [(40, "extend")]
+    # within the band, or with extension off: not extended
+    for first, opts in ((_inconclusive(1.01), GateOptions()),
+                        (_inconclusive(1.035), GateOptions(extend=False))):
+        calls.clear()
+        j = judge_case(first, p_first=first.p_value, opts=opts,
+                       measure=_sampler(np.log(1.05), calls=calls))
+        assert j.verdict == "same" and not j.extended and calls == []
+
+
+def test_judge_extension_is_bonferroni_over_the_cases() -> None:
+    # a two-sided p of 0.008: significant alone, not among 10 timed cases (0.005)
+    ext = PairedTest(n=40, ratio=1.04, low=1.021, high=1.06, p_slower=0.004, p_faster=1.0,
+                     confidence=0.95)
+    stages: list[str] = []
+
+    def measure(rounds: int, stage: str) -> tuple[PairedTest | None, str]:
+        stages.append(stage)
+        return ext, ""
+
+    first = _inconclusive(1.035)
+    assert judge_case(first, p_first=first.p_value, opts=GateOptions(), measure=measure,
+                      family=1).verdict == "regression"
+    assert stages == ["extend", "confirm"]
+    stages.clear()
+    j = judge_case(first, p_first=first.p_value, opts=GateOptions(), measure=measure,
+                   family=10)
+    assert j.verdict == "same" and j.extended and stages == ["extend"]
+
+
+def test_judge_failed_follow_up_and_no_confirm() -> None:
+    first = _first(np.log(1.05))
+    j = judge_case(first, p_first=first.p_value, opts=GateOptions(),
+                   measure=lambda rounds, stage: (None, "worker crashed"))
+    assert j.verdict == "regression" and j.failure == "worker crashed"
+    calls: list[tuple[int, str]] = []
+    j = judge_case(first, p_first=first.p_value, opts=GateOptions(confirm=False),
+                   measure=_sampler(0.0, calls=calls))
+    assert j.verdict == "regression" and j.confirmed is None and calls == []
+    assert GateOptions(rounds=10).followup == 20
+    assert GateOptions(rounds=10, followup_rounds=30).followup == 30
+
+
+def _judged_rates(shift: float, *, sigma: float, threshold: float, sims: int,
+                  opts: GateOptions, seed: int = 5) -> tuple[float, float]:
+    """(first-pass alarm rate, regression rate after judge_case) over ``sims`` simulated
+    cases with per-round log ratios N(shift, sigma)."""
+    rng = np.random.default_rng(seed)
+
+    def measure(rounds: int, stage: str) -> tuple[PairedTest | None, str]:
+        return paired_median_test(rng.normal(shift, sigma, rounds), threshold=threshold,
+                                  resamples=500), ""
+
+    first = final = 0
+    for _ in range(sims):
+        t = paired_median_test(rng.normal(shift, sigma, opts.rounds), threshold=threshold,
+                               resamples=500)
+        first += t.p_value <= opts.alpha and t.direction == "slower"
+        final += judge_case(t, p_first=t.p_value, opts=opts, measure=measure
+                            ).verdict == "regression"
+    return first / sims, final / sims
+
+
+def test_judge_false_alarms_are_about_alpha_squared() -> None:
+    # no noise band, so the first pass alone alarms at about alpha / 2 and about half the
+    # first passes lie "beyond the band" and get extended: two independent significant
+    # measurements bring it to <= 2 alpha^2 = 0.5% in theory (1000 cases: a few at most)
+    opts = GateOptions(threshold=0.0)
+    first, final = _judged_rates(0.0, sigma=0.02, threshold=0.0, sims=1000, opts=opts)
+    assert first >= 0.02
+    assert final <= 0.01
+
+
+def test_judge_power_beats_a_same_length_confirmation() -> None:
+    # +4.7% against a 2% band with 3% noise per round: the first pass alone finds ~88%; the
+    # old rule (confirmation of R rounds, no extension) ~0.88^2; the sequential rule more
+    old = GateOptions(followup_rounds=20, extend=False)
+    first, before = _judged_rates(np.log(1.047), sigma=0.03, threshold=0.02, sims=400,
+                                  opts=old)
+    _, after = _judged_rates(np.log(1.047), sigma=0.03, threshold=0.02, sims=400,
+                             opts=GateOptions())
+    assert 0.75 <= first <= 0.95
+    assert before <= first
+    assert after >= 0.95 and after >= before + 0.1
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -139,6 +302,9 @@ def test_gate_end_to_end(tmp_path: Path, cache_dir: Path, models: dict[str, Path
     assert code == 1
     assert by["slower"]["verdict"] == "regression" and by["slower"]["confirmed"] is True
     assert by["slower"]["ratio"] > 1.2 and by["slower"]["ci_low"] > 1.02
+    # confirmed by a re-run of twice the rounds (8 -> 16), judged on its own
+    assert by["slower"]["rerun_rounds"] == 16 and by["slower"]["rerun_ratio"] > 1.2
+    assert by["slower"]["rounds_total"] == 24 and by["slower"]["extended"] is False
     assert by["same"]["verdict"] == "same" and not by["same"]["regressions"]
     assert 0.95 < by["same"]["ratio"] < 1.05
     assert by["ident"]["identical"] and by["ident"]["verdict"] == "same"
@@ -148,6 +314,42 @@ def test_gate_end_to_end(tmp_path: Path, cache_dir: Path, models: dict[str, Path
     code = main(["gate", str(b), str(a), *FAST])
     text = capsys.readouterr().out
     assert code == 0 and "**improvement**" in text
+
+
+def test_gate_records_an_extension(tmp_path: Path, cache_dir: Path, models: dict[str, Path],
+                                   monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The gate's wiring of judge_case, with the measurements replaced by fixed tests: an
+    inconclusive first pass beyond the band, a significant extension, a confirming re-run;
+    the JSON and the Markdown say so."""
+    import harness.gate as gate
+
+    def fixed(ratio: float, n: int, p_slower: float) -> PairedTest:
+        return PairedTest(n=n, ratio=ratio, low=ratio - 0.03, high=ratio + 0.03,
+                          p_slower=p_slower, p_faster=1.0, confidence=0.95)
+
+    tests = {"": fixed(1.035, 8, 0.2), "-extend": fixed(1.045, 16, 0.001),
+             "-rerun": fixed(1.048, 16, 0.001)}
+    seen: list[tuple[str, int]] = []
+
+    def remeasure(a: Path, b: Path, opts: GateOptions, *, threads: int, log: Path,
+                  shapes: Any) -> tuple[PairedTest | None, dict[str, Any], str]:
+        stage = log.stem.removeprefix("gate-0000")
+        seen.append((stage, opts.rounds))
+        return tests[stage], {"host_a_ms": 1.0, "host_b_ms": 1.04}, ""
+
+    monkeypatch.setattr(gate, "_remeasure", remeasure)
+    a, b = _pair(tmp_path, cache_dir, models, {"one": ("base", "twin")})
+    code = main(["gate", str(a), str(b), "--format", "json", *FAST])
+    (case,) = json.loads(capsys.readouterr().out)
+    assert code == 1 and seen == [("", 8), ("-extend", 16), ("-rerun", 16)]
+    assert case["verdict"] == "regression" and case["extended"] is True
+    assert case["extension_rounds"] == 16 and case["extension_ratio"] == 1.045
+    assert case["confirmed"] is True and case["rerun_rounds"] == 16
+    assert case["rounds_total"] == 40 and case["rounds"] == 8
+    assert main(["gate", str(a), str(b), *FAST]) == 1
+    text = capsys.readouterr().out
+    assert "extended x1.045 (16 rounds); confirmed x1.048 (16 rounds)" in text
 
 
 def test_promoted_baseline_gates_without_the_cache(tmp_path: Path, cache_dir: Path,
