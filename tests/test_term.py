@@ -83,3 +83,14 @@ def test_control_characters_cannot_break_a_row() -> None:
 def test_width_comes_from_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "77")
     assert terminal_width() == 77 and terminal_width(50) == 50
+
+
+def test_one_long_case_id_among_many_wraps_rather_than_hide_a_column() -> None:
+    cols = [Column("case", wrap=True, priority=2), Column("size (KB)", "right", priority=3)]
+    rows = [[f"w/fp32/prune-{i}", "1.00"] for i in range(19)]
+    rows.append(["digits_cnn/torch-int8-dynamic/prune-channel-l2-50+ft", "2.00"])
+    text = table(cols, rows, width=40)
+    assert "hidden" not in text and "size" in text.splitlines()[0]
+    assert "digits_cnn/torch-int8-dynamic/" in text and max(map(len, text.splitlines())) <= 40
+    # alone (or one in two), the long id is the column's width: the size column goes first
+    assert "hidden to fit 40 columns: size (KB)" in table(cols, rows[-2:], width=40)

@@ -142,6 +142,11 @@ def table(columns: Sequence[Column], rows: Iterable[Sequence[str | None] | Headi
     least = [min(natural[i], max(col.min_width, _header_width(col.header))) if col.wrap
              else max([_header_width(col.header), *(len(r[i]) for r in cells)])
              for i, col in enumerate(columns)]
+    # Until its turn to wrap comes, a wrap column counts at the width that leaves at most one
+    # cell in ten wrapped: one long case id among many does not hide a column.
+    typical = [sorted(len(r[i]) for r in cells)[len(cells) - 1 - len(cells) // 10]
+               if cells and col.wrap else natural[i] for i, col in enumerate(columns)]
+    typical = [max(t, least[i]) for i, t in enumerate(typical)]
     shown = list(range(len(columns)))
     widths = dict(enumerate(natural))
     hidden: list[int] = []
@@ -149,7 +154,7 @@ def table(columns: Sequence[Column], rows: Iterable[Sequence[str | None] | Headi
         wrapped: set[int] = set()        # wrap columns allowed down to their least width
 
         def need() -> int:
-            return (sum(least[i] if i in wrapped or not columns[i].wrap else natural[i]
+            return (sum(least[i] if i in wrapped or not columns[i].wrap else typical[i]
                         for i in shown) + len(_SEP) * (len(shown) - 1))
 
         # Headers go on two lines first (least widths); then, highest priority first, a
@@ -165,7 +170,12 @@ def table(columns: Sequence[Column], rows: Iterable[Sequence[str | None] | Headi
             else:
                 shown.remove(victim)
                 hidden.append(victim)
-        widths = {i: least[i] if i in wrapped or not columns[i].wrap else natural[i]
+        # Nothing left to give up: wrap columns narrower than their min_width, to 8 at least.
+        for i in shown:
+            if columns[i].wrap and need() > width:
+                wrapped.add(i)
+                least[i] = max(min(least[i], 8), least[i] - (need() - width))
+        widths = {i: least[i] if i in wrapped or not columns[i].wrap else typical[i]
                   for i in shown}
         slack = width - need()
         # Space left goes first to wrapped columns, a column at a time in turn (a case id on
