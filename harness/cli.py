@@ -168,14 +168,36 @@ def _add_bench(sub: Any) -> None:
                    help="exit with status 1 when any case ends with this status (repeatable: "
                         "error, oom, unsupported, timeout). Without it, bench exits 1 only "
                         "when no case is ok")
-    p.add_argument("--wide", action="store_true",
-                   help="print every summary column, however wide (default: the deciding "
-                        "columns, fitted to the terminal)")
+    _add_table_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-bar", action="store_true",
                    help="progress as one line per case even on a terminal (a bar is shown "
                         "only when stderr is a terminal)")
     p.set_defaults(func=_cmd_bench)
+
+
+_WIDE_HELP = ("table: every column, however wide (default: fitted to the terminal's width, "
+              "$COLUMNS first, hiding the least important columns)")
+
+
+def _add_table_args(p: argparse.ArgumentParser) -> None:
+    """--wide and --columns of the run summary (bench, report)."""
+    p.add_argument("--wide", action="store_true",
+                   help="print every summary column, however wide (default: the deciding "
+                        "columns, fitted to the terminal's width, $COLUMNS first)")
+    p.add_argument("--columns", type=_column_list, metavar="NAME,...",
+                   help="print these figures (report.csv column names, e.g. "
+                        "host_p90_ms,energy_mj) after the case, device and status instead of "
+                        "the deciding ones")
+
+
+def _column_list(text: str) -> tuple[str, ...]:
+    from harness.report.tables import check_columns
+
+    try:
+        return check_columns([c.strip() for c in text.split(",") if c.strip()])
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _ProgressPrinter:
@@ -308,7 +330,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     printer.close()
-    print(write_report(run_dir, wide=args.wide))
+    print(write_report(run_dir, wide=args.wide, columns=args.columns))
     print(f"\nrun saved in {run_dir} (report.html, report.md, report.csv, plots/, "
           "cases.jsonl)")
     return _bench_status(run_dir, fail_on=args.fail_on)
@@ -430,9 +452,7 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--format", choices=("terminal", "markdown", "csv", "json"),
                    default="terminal", help="what to print (default: terminal)")
     p.add_argument("--no-plots", action="store_true", help="skip plots/ and report.html")
-    p.add_argument("--wide", action="store_true",
-                   help="terminal format: every summary column, however wide (default: the "
-                        "deciding columns, fitted to the terminal)")
+    _add_table_args(p)
     p.add_argument("--unstable-threshold", type=_POSITIVE, default=None, metavar="FRACTION",
                    help="flag rows whose warm samples have (p90-p10)/p50 above this "
                         "(default: 0.20)")
@@ -445,7 +465,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     threshold = UNSTABLE_SPREAD if args.unstable_threshold is None else args.unstable_threshold
     table = write_report(args.run, html=not args.no_plots, plots=not args.no_plots,
-                         unstable_threshold=threshold, wide=args.wide)
+                         unstable_threshold=threshold, wide=args.wide, columns=args.columns)
     files = {"markdown": "report.md", "csv": "report.csv", "json": "report.json"}
     print((args.run / files[args.format]).read_text() if args.format in files else table,
           end="" if args.format in files else "\n")
