@@ -370,6 +370,7 @@ def _add_devices(sub: Any) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--sources", action="store_true",
                    help="also print every figure with its basis and source")
+    p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
     p.set_defaults(func=_cmd_devices)
 
 
@@ -418,21 +419,27 @@ def _print_devices(args: argparse.Namespace, profiles: list[Any]) -> None:
             out.append(row)
         print(json.dumps(out, indent=2))
         return
-    from tabulate import tabulate
+    from harness.report.term import Column, sig, table
 
-    keys = ["name", "soc", "units", "ram_mb", "app_cap_mb", "bandwidth_gb_s", "idle_w",
-            "sustained_fraction", "uncalibrated_figures"]
-    headers = ["name", "SoC", "units", "RAM (MB)", "app cap (MB)", "bandwidth (GB/s)",
-               "idle (W)", "sustained", "uncalibrated"]
-    print(tabulate([[r[k] for k in keys] for r in rows], headers=headers))
+    # Given up when the terminal is narrow, highest first: uncalibrated figures, idle power,
+    # RAM, then the SoC name wraps.
+    print(table([Column("name"), Column("SoC", wrap=True, priority=1, min_width=12),
+                 Column("units"), Column("RAM (MB)", "right", priority=3),
+                 Column("app cap (MB)", "right"), Column("bandwidth (GB/s)", "right"),
+                 Column("idle (W)", "right", priority=4), Column("sustained", "right"),
+                 Column("uncalibrated", "right", priority=5)],
+                [[r["name"], r["soc"], r["units"], sig(r["ram_mb"]), sig(r["app_cap_mb"]),
+                  sig(r["bandwidth_gb_s"]), sig(r["idle_w"]), sig(r["sustained_fraction"]),
+                  str(r["uncalibrated_figures"])] for r in rows], wide=args.wide))
     print()
-    peak_headers = ["name"] + [f"{u} {p} (GOPS)" for u in ("cpu", "gpu", "npu")
-                               for p in ("fp32", "fp16", "int8", "int4")]
-    peak_rows = [[r["name"]] + [r.get(h.split(" (")[0].replace(" ", "_") + "_gops", "")
-                                for h in peak_headers[1:]] for r in rows]
-    used = [i for i in range(len(peak_headers)) if any(row[i] != "" for row in peak_rows)]
-    print(tabulate([[row[i] for i in used] for row in peak_rows],
-                   headers=[peak_headers[i] for i in used]))
+    # Peak throughput per unit and precision; int8 (what deployed models run) is kept longest.
+    units = [(u, p) for u in ("cpu", "gpu", "npu") for p in ("fp32", "fp16", "int8", "int4")
+             if any(f"{u}_{p}_gops" in r for r in rows)]
+    drop = {"int8": 0, "fp16": 1, "int4": 2, "fp32": 3}
+    print(table([Column("name"), *(Column(f"{u} {p} (GOPS)", "right", priority=drop[p])
+                                   for u, p in units)],
+                [[r["name"], *(sig(r.get(f"{u}_{p}_gops")) for u, p in units)] for r in rows],
+                wide=args.wide))
     if args.sources:
         for prof in profiles:
             print(f"\n{prof.name} ({prof.path}):")
@@ -839,6 +846,7 @@ def _add_emulate(sub: Any) -> None:
                         "one (nodes it cannot run fall back to the CPU; a device without that "
                         "unit gets an error entry)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
     p.add_argument("--detail", action="store_true", help="include the per-node breakdown")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--duration", type=_POSITIVE, metavar="S",
@@ -892,24 +900,9 @@ def _cmd_emulate_generation(args: argparse.Namespace, configs: list[Path]) -> in
     if args.format == "json":
         print(json.dumps(results, indent=2))
         return status
-    from tabulate import tabulate
+    from harness.whatif import generation_table
 
-    after = int(args.duration or 600)
-    headers = ["model", "device", "precision", "unit", "prefill (tok/s)", "TTFT (ms)",
-               "decode (tok/s)", f"after {after} s", "KV cache (MB)", "memory (MB)", "fits",
-               "energy (mJ/tok)"]
-    rows = []
-    for r in results:
-        head = [Path(r["model"]).name, r["device"], r["precision"], r["unit"]]
-        if "error" in r:
-            rows.append(head + ["error: " + r["error"]] + [""] * (len(headers) - 5))
-            continue
-        rows.append([*head, f"{r['prefill_tokens_per_s']:.1f}", f"{r['ttft_ms']:.0f}",
-                            f"{r['decode_tokens_per_s']:.2f}",
-                            f"{r['sustained_decode_tokens_per_s']:.2f}",
-                            f"{r['kv_cache_mb']:.1f}", f"{r['peak_memory_mb']:.0f}",
-                            "yes" if r["fits"] else "NO", f"{r['energy_mj_per_token']:.1f}"])
-    print(tabulate(rows, headers=headers, disable_numparse=True))
+    print(generation_table(results, after_s=int(args.duration or 600), wide=args.wide))
     print(f"prompt {args.prompt_tokens} tokens, {args.gen_tokens} generated; efficiencies fitted "
           "on 13 published rows (devices/fitted/llm.toml): decode within ~13% (median, "
           "leave-one-out), prefill within ~57% (docs/llm.md)")
@@ -959,50 +952,13 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(results, indent=2))
         return status
-    from tabulate import tabulate
+    from harness.whatif import detail_table, emulate_table
 
-    sustained = any("sustained_latency_ms" in r for r in results)
-    ranged = any("latency_range_ms" in r for r in results)
-    headers = ["model", "device", "precision", "unit", "latency (ms)"]
-    headers += ["80% range (ms)"] if ranged else []
-    headers += ["sustained (ms)"] if sustained else []
-    headers += ["memory (MB)", "fits", "energy (mJ)", "power (W)"]
-    assumed = {Path(r["model"]).name: r["assumed_dims"] for r in results
-               if r.get("assumed_dims")}
-    if assumed:
-        headers += ["assumed"]
-    rows = []
-    for r in results:
-        if "error" in r:
-            rows.append([Path(r["model"]).name, r["device"], r["precision"], "error: "
-                         + r["error"]] + [""] * (len(headers) - 4))
-            continue
-        row = [Path(r["model"]).name, r["device"], r["precision"], r["unit"],
-               f"{r['latency_ms']:.3f}"]
-        band = r.get("latency_range_ms")
-        row += ([f"{band[0]:.3g}-{band[1]:.3g}" if band else ""] if ranged else [])
-        row += [f"{r['sustained_latency_ms']:.3f}"] if sustained else []
-        row += [f"{r['peak_memory_mb']:.1f}", "yes" if r["fits"] else "NO",
-                f"{r['energy_mj']:.3f}", f"{r['avg_power_w']:.2f}"]
-        row += (["dims!" if r.get("assumed_dims") else ""] if assumed else [])
-        rows.append(row)
-    print(tabulate(rows, headers=headers, disable_numparse=True))
-    for model, dims in assumed.items():
-        # A dynamic dimension costed as an assumed value can be far off: say so by the table.
-        print(f"warning: {model}: dynamic dimensions costed at assumed values "
-              f"({'; '.join(dims)}); give the real shape with --shape NAME=D1,D2,...")
-    if args.detail:
-        for r in results:
-            if "nodes" not in r:
-                continue
+    print(emulate_table(results, wide=args.wide))
+    for r in results if args.detail else ():
+        if "nodes" in r:
             print(f"\n{Path(r['model']).name} on {r['device']} ({r['precision']}):")
-            # Fused nodes (Q/DQ, views) take no time on a device; JSON keeps them.
-            shown = sorted((n for n in r["nodes"] if n["unit"]), key=lambda n: -n["time_ms"])
-            print(tabulate([[n["node"], n["op"], n["unit"] or "fused", n["run_precision"],
-                             f"{n['time_ms']:.4f}", f"{100 * n['share']:.1f}", n["bound"],
-                             n["fallback"] or ""] for n in shown],
-                           headers=["node", "op", "unit", "precision", "time (ms)", "share %",
-                                    "bound", "fallback / lost speed"], disable_numparse=True))
+            print(detail_table(r, wide=args.wide))
     return status
 
 
