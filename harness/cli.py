@@ -486,9 +486,11 @@ def _add_compare(sub: Any) -> None:
                     "ratio B/A with a bootstrap confidence interval and a verdict (faster / "
                     "slower / same: a change is claimed only when the interval lies beyond "
                     "the noise threshold), predicted device latency, size, memory, fit and "
-                    "quality changes. Prints Markdown (for release notes or "
-                    "$GITHUB_STEP_SUMMARY) or JSON.",
+                    "quality changes. Prints a table fitted to the terminal, Markdown (for "
+                    "release notes or $GITHUB_STEP_SUMMARY: the default when the output is "
+                    "redirected) or JSON.",
         epilog="example: harness compare results/base results/new --fail-on regression "
+               "--format markdown "
                ">> \"$GITHUB_STEP_SUMMARY\"")
     p.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline run directory")
     p.add_argument("run_b", type=Path, metavar="RUN_B", help="the new run directory")
@@ -502,21 +504,32 @@ def _add_compare(sub: Any) -> None:
                    metavar="DELTA",
                    help="quality changes smaller than this (metric units) are ignored "
                         "(default: 0.005)")
-    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.add_argument("--format", choices=("table", "markdown", "json"),
+                   help="table (default on a terminal), markdown (default when the output is "
+                        "piped or redirected, as to $GITHUB_STEP_SUMMARY) or json")
+    p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
     p.add_argument("--fail-on", choices=("regression", "change", "never"), default="never",
                    help="exit with status 1 when a case regressed (or changed at all); "
                         "default: never")
     p.set_defaults(func=_cmd_compare)
 
 
+def _table_or_markdown() -> str:
+    """The default format of compare and recommend: the terminal table on a terminal, GitHub
+    Markdown when the output goes to a file or pipe (a CI step summary, release notes)."""
+    return "table" if sys.stdout.isatty() else "markdown"
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.report.compare import CompareOptions, compare_runs, to_json, to_markdown
+    from harness.report.compare import CompareOptions, compare_runs, to_json, to_markdown, to_table
     from harness.results import load_run
 
     opts = CompareOptions(threshold=args.threshold, confidence=args.confidence,
                           quality_tolerance=args.quality_tolerance)
     cmp = compare_runs(load_run(args.run_a), load_run(args.run_b), opts)
-    print(to_markdown(cmp) if args.format == "markdown" else to_json(cmp), end="")
+    fmt = args.format or _table_or_markdown()
+    print(to_table(cmp, wide=args.wide) if fmt == "table"
+          else to_markdown(cmp) if fmt == "markdown" else to_json(cmp), end="")
     if cmp.fails(args.fail_on):
         print(f"harness: {len(cmp.regressions)} case(s) regressed"
               if args.fail_on == "regression" else "harness: the runs differ", file=sys.stderr)
@@ -756,18 +769,23 @@ def _add_recommend(sub: Any) -> None:
                         "better)")
     p.add_argument("--sustained", action="store_true",
                    help="judge latency after thermal throttling (when the run has it)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("table", "markdown", "json", "text"),
+                   help="table (default on a terminal), markdown (default when the output is "
+                        "piped or redirected) or json; text is the older name of table")
+    p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
     p.set_defaults(func=_cmd_recommend)
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from harness.report.recommend import Budgets, recommend, to_json, to_text
+    from harness.report.recommend import Budgets, recommend, to_json, to_markdown, to_table
     from harness.results import load_run
 
     rec = recommend(load_run(args.run), args.device, Budgets(
         max_latency_ms=args.max_latency_ms, max_memory_mb=args.max_memory_mb,
         min_quality=args.min_quality, sustained=args.sustained), workload=args.workload)
-    print(to_text(rec) if args.format == "text" else to_json(rec), end="")
+    fmt = args.format or _table_or_markdown()
+    print(to_table(rec, wide=args.wide) if fmt in ("table", "text")
+          else to_markdown(rec) if fmt == "markdown" else to_json(rec), end="")
     # nothing meets the budgets: a CI step asking "is there a variant to ship?" fails
     return 0 if rec.accepted else 1
 
