@@ -139,17 +139,18 @@ def json_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTA
 
 
 # The terminal summary: the columns that decide. Priority says which go first when the terminal
-# is too narrow (the highest first): the extras, then size and Δ, then the case id wraps, then
-# quality goes. Everything is in report.md / CSV / JSON and --wide.
+# is too narrow (the highest first): the extras, then the case id wraps (to 24 characters at
+# least, two lines for most ids), then Δ, size and quality go. Everything is in report.md /
+# CSV / JSON and --wide.
 TERMINAL: dict[str, Column] = {
-    "case": Column("case", wrap=True, priority=2),
+    "case": Column("case", wrap=True, priority=4, min_width=24),
     "status": Column("status"),
     "host_p50_ms": Column("host p50 (ms)", "right"),
     "device_latency_ms": Column("device (ms)", "right"),
-    "size_kb": Column("size (KB)", "right", priority=3),
+    "size_kb": Column("size (KB)", "right", priority=2),
     "fits": Column("fits"),
     "quality": Column("quality", "right", priority=1),
-    "quality_delta": Column("Δ fp32", "right", priority=4),
+    "quality_delta": Column("Δ fp32", "right", priority=3),
     "device_sustained_p50_ms": Column("sustained (ms)", "right", priority=5),
     "unstable": Column("unstable", priority=6),
 }
