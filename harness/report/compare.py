@@ -376,11 +376,12 @@ def to_table(cmp: Comparison, *, width: int | None = None, wide: bool = False) -
     cols = [Column("case", wrap=True, priority=3), Column("status"),
             Column("host p50 A (ms)", "right"), Column("host p50 B (ms)", "right"),
             Column("B/A", "right"), Column(f"{100 * o.confidence:.0f}% CI", priority=7),
-            Column("verdict"), Column("device (ms)", priority=5),
-            Column("sustained (ms)", priority=10), Column("energy (mJ)", priority=11),
-            Column("size (KB)", priority=8), Column("host peak (MB)", priority=12),
-            Column("device memory (MB)", priority=9), Column("fits", priority=6),
-            Column("quality", priority=1), Column("regression", wrap=True, priority=4)]
+            Column("verdict"), Column("device (ms)", "right", priority=5),
+            Column("sustained (ms)", "right", priority=10),
+            Column("energy (mJ)", "right", priority=11), Column("size (KB)", "right", priority=8),
+            Column("host peak (MB)", "right", priority=12),
+            Column("device memory (MB)", "right", priority=9), Column("fits", priority=6),
+            Column("quality", "right", priority=1), Column("regression", wrap=True, priority=4)]
     # Rows grouped by device and backend (a line above each group, when there are several)
     # rather than repeated in every case id.
     group = [k for k in ("device", "backend") if len({getattr(c, k) for c in cmp.cases}) > 1]

@@ -170,8 +170,9 @@ def table(columns: Sequence[Column], rows: Iterable[Sequence[str | None] | Headi
             else:
                 shown.remove(victim)
                 hidden.append(victim)
-        # Nothing left to give up: wrap columns narrower than their min_width, to 8 at least.
-        for i in shown:
+        # Nothing left to give up: wrap columns narrower than their min_width, to 8 at least,
+        # in the order they were given up.
+        for i in sorted(shown, key=lambda i: (-columns[i].priority, -i)):
             if columns[i].wrap and need() > width:
                 wrapped.add(i)
                 least[i] = max(min(least[i], 8), least[i] - (need() - width))
