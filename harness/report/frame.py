@@ -430,6 +430,13 @@ def calibration_band(run: Run) -> str | None:
     return f"±{pct:.0f}% median" if isinstance(pct, int | float) else None
 
 
+def banded(columns: dict[str, str], band: str | None) -> dict[str, str]:
+    """``columns`` with the calibration's error band after the device latency's header, so a
+    reader sees how far to trust the figures where they read them (report.md, report.html)."""
+    return {k: f"{h} {band}" if band and k == "device_latency_ms" else h
+            for k, h in columns.items()}
+
+
 def calibration_note(run: Run) -> str | None:
     """One sentence on how far to trust the run's device predictions: the calibration error
     the predictions were made with (recorded in each row), and how many cases ran mainly on

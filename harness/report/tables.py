@@ -50,8 +50,10 @@ def markdown_table(df: pd.DataFrame, columns: dict[str, str]) -> str:
 def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTABLE_SPREAD
                     ) -> str:
     """The whole Markdown report: header, one table per section, rows that are not ok."""
+    from harness.report.frame import banded, calibration_band
     from harness.report.markup import md
 
+    band = calibration_band(run)
     h = run_header(run, df, unstable_threshold=unstable_threshold)
     status_line = ", ".join(f"{n} {s}" for s, n in h["status_counts"].items()) or "no cases"
     parts = [f"# Run {h['run_id']}\n",
@@ -63,13 +65,13 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
              "Host latency is measured on this machine (warm runs, batch 1); device latency, "
              "memory and power are the emulator's predictions for the device profile.\n",
              *([md(h["calibration"]) + "\n"] if h.get("calibration") else []),
-             "## Summary\n", markdown_table(df, present_columns(df, COLUMNS)), ""]
+             "## Summary\n", markdown_table(df, banded(present_columns(df, COLUMNS), band)), ""]
     for title, cols in SECTIONS.items():
         keep = section_columns(df, cols)
         if keep is None:
             parts += [f"## {title}\n", f"No {title.lower()} figures in this run.\n"]
             continue
-        parts += [f"## {title}\n", markdown_table(df, keep), ""]
+        parts += [f"## {title}\n", markdown_table(df, banded(keep, band)), ""]
     parts += _pairs_markdown(device_pairs(run))
     assumed = _assumed(df)
     if assumed:
