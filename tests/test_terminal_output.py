@@ -105,7 +105,7 @@ def test_calibration_band_in_the_device_header(tmp_path: Path,
     # the files say it where the figures are too
     _print(["report", str(run)], 120, capsys, monkeypatch)
     assert "   device pred. (ms) ±21% median |" in (run / "report.md").read_text()
-    assert "<th>device pred. (ms) ±21% median</th>" in (run / "report.html").read_text()
+    assert ">device pred. (ms) ±21% median</th>" in (run / "report.html").read_text()
 
 
 @pytest.mark.parametrize("width", [120, 80])
