@@ -1,8 +1,8 @@
 """The one table style of every command's terminal output.
 
-``bench``, ``report``, ``emulate``, ``devices``, ``compare``, ``recommend`` and ``history`` print
-their tables through :func:`table`: headers (units in them) over a dashed rule, columns two
-spaces apart, numbers right-aligned, a missing figure shown as ``-``. A table wider than the
+``bench``, ``report``, ``emulate``, ``devices``, ``compare`` and ``recommend`` print their tables
+through :func:`table`: headers (units in them) over a dashed rule, columns two spaces apart,
+numbers right-aligned, a missing figure shown as ``-``. A table wider than the
 terminal is fitted to it: headers wrap onto two lines, then the columns a command ranks lowest
 are hidden, with a line naming them, and the case column wraps at its separators instead of
 widening the table. Files (report.md, ``--format markdown``) stay GitHub Markdown.
@@ -225,7 +225,8 @@ def _render(columns: list[Column], rows: list[list[str] | Heading], widths: list
     lines.append(_SEP.join("-" * w for w in widths))
     for n, r in enumerate(rows):
         if isinstance(r, Heading):   # a blank line before every group but the first
-            lines += ([""] if n else []) + textwrap.wrap(r.text, sum(widths) + 2 * len(widths))
+            lines += ([""] if n else []) + textwrap.wrap(
+                _clean(r.text), sum(widths) + len(_SEP) * (len(widths) - 1))
         else:
             lines += block(r, header=False)
     return "\n".join(lines)
