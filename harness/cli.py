@@ -187,8 +187,8 @@ def _add_table_args(p: argparse.ArgumentParser) -> None:
                         "columns, fitted to the terminal's width, $COLUMNS first)")
     p.add_argument("--columns", type=_column_list, metavar="NAME,...",
                    help="print these figures (report.csv column names, e.g. "
-                        "host_p90_ms,energy_mj) after the case, device and status instead of "
-                        "the deciding ones")
+                        "host_p90_ms,energy_mj) after the case and status instead of the "
+                        "deciding ones")
 
 
 def _column_list(text: str) -> tuple[str, ...]:

@@ -220,7 +220,9 @@ def terminal_columns(df: pd.DataFrame, *, wide: bool = False,
         return {k: c for k, c in TERMINAL.items() if k in present or k in ("case", "status")}
     out = {"case": TERMINAL["case"]}
     for k, head in picked.items():
-        col = TERMINAL.get(k) or Column(head, "left" if k in TEXT_COLUMNS else "right")
+        # a reason is prose: it wraps rather than widen the table
+        col = TERMINAL.get(k) or Column(head, "left" if k in TEXT_COLUMNS else "right",
+                                        wrap=k == "reason", min_width=24)
         # a column asked for by name is not hidden to fit; --wide shows everything anyway
         out[k] = dataclasses.replace(col, priority=0) if columns is not None else col
     return out
