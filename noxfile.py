@@ -118,8 +118,9 @@ def nightly(session: nox.Session) -> None:
 
 @nox.session
 def ray_tests(session: nox.Session) -> None:
-    """The ray executor's tests (tests/test_ray.py) on a local two-node Ray cluster; installs
-    the ray extra, which the `tests` session leaves out (there they are skipped)."""
+    """The ray executor's tests (tests/test_ray.py, and the phone lab with two fake phones:
+    tests/test_ray_phones.py) on local two-node Ray clusters; installs the ray extra, which
+    the `tests` session leaves out (there they are skipped)."""
     _install(session, "build,test,ray")
-    session.run("pytest", "-m", "ray", "tests/test_ray.py", "-p", "no:cacheprovider",
-                *session.posargs)
+    session.run("pytest", "-m", "ray", "tests/test_ray.py", "tests/test_ray_phones.py",
+                "-p", "no:cacheprovider", *session.posargs)

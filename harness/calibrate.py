@@ -2,7 +2,8 @@
 
 Targets are the AI Hub NPU rows of runtimes TFLITE and QNN_DLC in
 ``harness/calibration/data/published_latency.csv`` (the calibration README there calls them
-the trustworthy ones), median over releases. Reference architectures are built in PyTorch at the
+the trustworthy ones), median over releases (the newest release where releases disagree more
+than 2x: see harness.calibration.published). Reference architectures are built in PyTorch at the
 published input sizes (:mod:`harness.calibration.refmodels`) and costed by the emulator with the
 NPU forced, as AI Hub runs them. The fit (:mod:`harness.emulator.fit`) is shared by all fitted
 devices; the report gives the in-sample error and, more honestly, the leave-one-device-out
@@ -17,6 +18,7 @@ of them).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,11 +28,13 @@ from typing import Any
 
 from harness.emulator.fit import (
     FIT_UNIT,
+    PARAMETERS,
     Observation,
     apply_parameters,
     evaluate,
     fit,
     fitted_figures,
+    independent_targets,
 )
 from harness.errors import InputError
 from harness.fsutil import atomic_write_text
@@ -54,6 +58,8 @@ class CalibrationReport:
     unit_checks: list[dict[str, Any]] = field(default_factory=list)
     # Each reference model's rows predicted by a fit made without that model.
     leave_one_model_out: list[dict[str, Any]] = field(default_factory=list)
+    # distinct (model, precision) pairs the fit rests on (emulator.fit.independent_targets)
+    independent_targets: int = 0
 
     def validations(self) -> dict[str, list[dict[str, Any]]]:
         """The three views of the error, by name, in the order they are reported."""
@@ -76,6 +82,17 @@ class CalibrationReport:
             groups.setdefault(r[key], []).append(abs(r["error_pct"]))
         return {k: median(v) for k, v in sorted(groups.items())}
 
+    def by_model_and_device(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per (model, device): the median predicted/published ratio over its rows (every
+        runtime and precision) and their count, furthest from 1 first (a ratio of 2 or 0.5
+        is a model predicted 2x off on that phone)."""
+        groups: dict[tuple[str, str], list[float]] = {}
+        for r in rows:
+            groups.setdefault((r["model"], r["device"]), []).append(1 + r["error_pct"] / 100)
+        out = [{"model": m, "device": d, "median_ratio": median(v), "rows": len(v)}
+               for (m, d), v in groups.items()]
+        return sorted(out, key=lambda g: -abs(math.log(g["median_ratio"])))
+
     def to_json(self) -> dict[str, Any]:
         return {"parameters": self.parameters, "in_sample": self.in_sample,
                 "leave_one_device_out": self.leave_one_device_out,
@@ -84,7 +101,10 @@ class CalibrationReport:
                     by: {name: self.summary_by(by, rows)
                          for name, rows in self.validations().items() if rows}
                     for by in ("device", "model", "precision")},
-                "rank_agreement": self.rank_agreement, "unit_checks": self.unit_checks}
+                "rank_agreement": self.rank_agreement, "unit_checks": self.unit_checks,
+                "independent_targets": self.independent_targets,
+                "by_model_and_device": {name: self.by_model_and_device(rows)
+                                        for name, rows in self.validations().items() if rows}}
 
 
 def observations(*, cache_dir: Path, progress: Callable[[str], None] | None = None
@@ -118,7 +138,7 @@ def observations(*, cache_dir: Path, progress: Callable[[str], None] | None = No
             skipped.append(f"{label}: profile has no {FIT_UNIT} unit")
             continue
         obs.append(Observation(label=label, model=t.model, graph=graphs[t.model], profile=prof,
-                               precision=PRECISION_MAP[t.precision], observed_ms=t.median))
+                               precision=PRECISION_MAP[t.precision], observed_ms=t.value))
     if not obs:
         raise InputError("no calibration targets could be used")
     return obs, skipped
@@ -132,7 +152,8 @@ def run_calibration(*, cache_dir: Path, progress: Callable[[str], None] | None =
 
     obs, skipped = observations(cache_dir=cache_dir, progress=progress)
     if progress:
-        progress(f"fitting on {len(obs)} published latencies ...")
+        progress(f"fitting {len(PARAMETERS) + 1} parameters on {len(obs)} published latencies "
+                 f"({independent_targets(obs)} independent: distinct model and precision) ...")
     result = fit(obs)
     in_sample = evaluate(obs, result.parameters)
     lodo: list[dict[str, Any]] = []
@@ -156,7 +177,7 @@ def run_calibration(*, cache_dir: Path, progress: Callable[[str], None] | None =
         lomo += evaluate(test, fit(train).parameters)
     return CalibrationReport(parameters=result.parameters, in_sample=in_sample,
                              leave_one_device_out=lodo, leave_one_model_out=lomo,
-                             skipped=skipped,
+                             skipped=skipped, independent_targets=independent_targets(obs),
                              rank_agreement=rank_agreement(in_sample),
                              unit_checks=unit_checks(cache_dir=cache_dir,
                                                      parameters=result.parameters,
@@ -210,9 +231,9 @@ def unit_checks(*, cache_dir: Path, parameters: dict[str, float] | None = None,
                             f"{compute_unit}",
                    "model": t.model, "device": t.profile, "runtime": t.runtime,
                    "precision": t.precision, "compute_unit": compute_unit,
-                   "emulated_precision": precision, "observed_ms": t.median,
+                   "emulated_precision": precision, "observed_ms": t.value,
                    "predicted_ms": predicted,
-                   "error_pct": 100.0 * (predicted - t.median) / t.median}
+                   "error_pct": 100.0 * (predicted - t.value) / t.value}
             if t.precision == "float" and precision != "fp32":
                 row["predicted_fp32_ms"] = predict_latency(graph, prof, unit=unit,
                                                            precision="fp32").latency_ms
@@ -230,20 +251,33 @@ def _ratio_quantiles(rows: list[dict[str, Any]]) -> tuple[float, float] | None:
     return float(lo), float(hi)
 
 
+# Rows a device-and-precision group needs before its own spread is trusted over the
+# precision's: 10th/90th percentiles of fewer rows are mostly noise.
+_BAND_MIN_ROWS = 8
+
+
 def _ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The [fidelity] lines giving the spread of predicted/published ratios, overall and per
-    precision (the interval a prediction carries: how wrong it was on models left out)."""
+    """The [fidelity] lines giving the spread of predicted/published ratios, overall, per
+    precision and per device and precision (the interval a prediction carries: how wrong it
+    was on models left out, on that phone at that precision where there are enough rows)."""
     out = []
     overall = _ratio_quantiles(rows)
     if overall:
         out += [f"ratio_p10 = {overall[0]:.4f}", f"ratio_p90 = {overall[1]:.4f}"]
     by: dict[str, list[dict[str, Any]]] = {}
+    by_device: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        by.setdefault(str(r.get("emulated_precision") or r["precision"]), []).append(r)
-    for prec, group in sorted(by.items()):
+        prec = str(r.get("emulated_precision") or r["precision"])
+        by.setdefault(prec, []).append(r)
+        by_device.setdefault((str(r["device"]), prec), []).append(r)
+    groups = [(f"by_precision.{prec}", group) for prec, group in sorted(by.items())]
+    groups += [(f"by_device.{dev}.{prec}", group)
+               for (dev, prec), group in sorted(by_device.items())
+               if len(group) >= _BAND_MIN_ROWS]
+    for key, group in groups:
         q = _ratio_quantiles(group)
         if q:
-            out.append(f"[fidelity.by_precision.{prec}]")
+            out.append(f"[fidelity.{key}]")
             out += [f"ratio_p10 = {q[0]:.4f}", f"ratio_p90 = {q[1]:.4f}",
                     f"rows = {len(group)}"]
     return out
@@ -261,7 +295,8 @@ def write_overlay(report: CalibrationReport, *, devices_dir: Path | None = None)
               if report.leave_one_model_out else float("nan"))
     base = (f"harness calibrate ({stamp}) on {len(report.in_sample)} AI Hub NPU latencies "
             f"(harness/calibration/data/published_latency.csv, runtimes TFLITE and QNN_DLC, median "
-            f"over releases) of {', '.join(fitted_on)}; median |error| {err_in:.1f}% in "
+            f"over releases or the newest where they disagree over 2x) of "
+            f"{', '.join(fitted_on)}; median |error| {err_in:.1f}% in "
             f"sample, {err_cv:.1f}% leave-one-device-out, {err_mo:.1f}% leave-one-model-out")
     lines = ["# Generated by `harness calibrate --write`: do not edit by hand.",
              "# Fitted figures merged over the hand-written profiles in devices/*.toml.",

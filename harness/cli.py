@@ -157,17 +157,17 @@ def _add_bench(sub: Any) -> None:
                         "suite, devices, backends and filters default to the run's and must "
                         "match it if given")
     p.add_argument("--retry", action="append", default=[], metavar="STATUS",
-                   choices=("error", "timeout", "oom", "unsupported"),
+                   choices=("error", "timeout", "oom", "unsupported", "device_lost"),
                    help="with --resume: run the cases that ended with this status again "
                         "(repeatable), e.g. --retry error after a worker was killed")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="artifact and model cache (default: $HARNESS_CACHE_DIR or "
                         "~/.cache/edge-harness)")
     p.add_argument("--fail-on", action="append", default=[], metavar="STATUS",
-                   choices=("error", "oom", "unsupported", "timeout"),
+                   choices=("error", "oom", "unsupported", "timeout", "device_lost"),
                    help="exit with status 1 when any case ends with this status (repeatable: "
-                        "error, oom, unsupported, timeout). Without it, bench exits 1 only "
-                        "when no case is ok")
+                        "error, oom, unsupported, timeout, device_lost). Without it, bench exits "
+                        "1 only when no case is ok")
     _add_table_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-bar", action="store_true",
@@ -1022,7 +1022,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
-        print("fitted parameters (shared by all NPUs):")
+        print(f"fitted parameters (shared by all NPUs; {len(report.parameters)} fitted on "
+              f"{report.independent_targets} independent targets, distinct model and "
+              "precision):")
         print(tabulate(sorted(report.parameters.items()), headers=["parameter", "value"],
                        floatfmt=".4g"))
         checks = report.validations()
@@ -1034,6 +1036,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                                   for name in checks)]
                             for k in by["in sample"]],
                            headers=[title.split(" ")[0], *checks]))
+        lomo = checks["leave one model out"]
+        if lomo:
+            print("\nmodel on a device, leave one model out (median predicted/published over "
+                  "its rows; furthest from 1 first):")
+            print(tabulate([[g["model"], g["device"], f"{g['median_ratio']:.2f}", g["rows"]]
+                            for g in report.by_model_and_device(lomo)[:args.worst]],
+                           headers=["model", "device", "ratio", "rows"]))
         print("\nmodel ordering per device (Kendall tau, 1 = same order as published):")
         print(tabulate(sorted(report.rank_agreement.items()), headers=["device / precision",
                                                                          "tau"],

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.report.compare import SAME_RTOL
 from harness.report.stats import PairedTest, holm_adjusted, paired_median_test
 
 VERDICTS = ("regression", "improvement", "same", "n/a")
@@ -43,7 +44,7 @@ DEFAULT_ROUNDS = 20
 DEFAULT_BLOCK = 5          # samples per block; a sample lasts >= 0.2 ms (measure.choose_loops)
 DEFAULT_ALPHA = 0.05       # family-wise error over the cases (Holm), before confirmation
 DEFAULT_WARMUP = 20
-DETERMINISTIC_RTOL = 1e-6  # float rounding between writers; anything beyond is a change
+DETERMINISTIC_RTOL = SAME_RTOL  # float rounding between writers; anything beyond is a change
 DEFAULT_QUALITY_TOLERANCE = 0.0
 
 
@@ -123,69 +124,15 @@ class GateResult:
 # --------------------------------------------------------------------------- deterministic
 
 
-def _differs(a: float | None, b: float | None) -> bool:
-    if a is None or b is None:
-        return (a is None) != (b is None)
-    return not math.isclose(a, b, rel_tol=DETERMINISTIC_RTOL, abs_tol=1e-12)
-
-
 def deterministic_changes(a: Any, b: Any, *, quality_tolerance: float = 0.0
                           ) -> tuple[list[str], list[str], str | None]:
-    """(regressions, changes, yardstick) between two rows (Measurements) of one case.
+    """(regressions, changes, yardstick) between two rows (Measurements) of one case: every
+    figure that differs beyond float rounding (:func:`harness.report.compare.figure_changes`
+    with no threshold: these figures do not drift between runs, so any change is real)."""
+    from harness.report.compare import figure_changes
 
-    Every figure that differs is listed; one that got worse is a regression, except a
-    prediction under a changed yardstick (emulator version or profile figures), which is a
-    change with the reason.
-    """
-    from harness.report.compare import yardstick_change
-
-    regressions: list[str] = []
-    changes: list[str] = []
-    yardstick = yardstick_change(a, b)
-    pa, pb = a.predicted, b.predicted
-    worse_up = (("predicted device latency", pa.latency_ms, pb.latency_ms, "ms"),
-                ("predicted sustained latency", pa.sustained_latency_ms,
-                 pb.sustained_latency_ms, "ms"),
-                ("predicted energy", pa.energy_mj, pb.energy_mj, "mJ"),
-                ("predicted device memory", pa.peak_memory_mb, pb.peak_memory_mb, "MB"))
-    for what, va, vb, unit in worse_up:
-        if not _differs(va, vb):
-            continue
-        if va is None or vb is None:
-            changes.append(f"{what} {va} -> {vb}")
-            continue
-        text = f"{what} {va:.4g} -> {vb:.4g} {unit} ({100 * (vb - va) / va:+.2f}%)" \
-            if va else f"{what} {va:.4g} -> {vb:.4g} {unit}"
-        if yardstick:
-            changes.append(f"{text} (yardstick changed: {yardstick})")
-        else:
-            (regressions if vb > va else changes).append(text)
-    if pa.fits is not None and pb.fits is not None and pa.fits != pb.fits:
-        text = "no longer fits the app memory cap" if pa.fits else "now fits the app memory cap"
-        if pa.fits and not yardstick:
-            regressions.append(text)
-        else:
-            changes.append(text + (f" (yardstick changed: {yardstick})" if yardstick else ""))
-    sa = a.artifact.size_bytes if a.artifact else None
-    sb = b.artifact.size_bytes if b.artifact else None
-    if sa != sb:
-        text = f"artifact size {sa} -> {sb} bytes"
-        (regressions if sa is not None and sb is not None and sb > sa else changes).append(text)
-    qa, qb = a.quality_value, b.quality_value
-    if _differs(qa, qb):
-        qm = (b.quality if b.quality else None) or a.quality
-        metric = qm.metric if qm else "quality"
-        if qa is None or qb is None:
-            changes.append(f"{metric} {qa} -> {qb}")
-        else:
-            higher = qm is None or qm.higher_is_better is not False
-            gain = (qb - qa) if higher else (qa - qb)
-            text = f"{metric} {qa:.4f} -> {qb:.4f} ({qb - qa:+.4f})"
-            (regressions if gain < -quality_tolerance else changes).append(text)
-    if a.status != b.status:
-        text = f"status {a.status} -> {b.status}"
-        (regressions if a.status == "ok" else changes).append(text)
-    return regressions, changes, yardstick
+    found = figure_changes(a, b, threshold=0.0, quality_tolerance=quality_tolerance)
+    return list(found.regressions), list(found.changes), found.yardstick
 
 
 # --------------------------------------------------------------------------- artifacts

@@ -168,13 +168,20 @@ def _known_inputs(graph: Path, shapes: Mapping[str, Sequence[int]]) -> dict[str,
 
 def _range(fidelity: Mapping[str, Any], summary: Mapping[str, Any]) -> tuple[float, float] | None:
     """Multipliers giving the prediction's 80% range from the calibration's leave-one-model-out
-    ratios (by precision where the fit had rows of it), for predictions made mainly on the
-    fitted unit; None elsewhere (the CPU and GPU figures are not fitted: no honest range)."""
+    ratios (on that device at that precision where the fit had enough rows of it, else at that
+    precision, else overall), for predictions made mainly on the fitted unit; None elsewhere
+    (the CPU and GPU figures are not fitted: no honest range)."""
     if summary.get("unit") != fidelity.get("unit"):
         return None
-    by = fidelity.get("by_precision") or {}
-    q = by.get(str(summary.get("precision"))) if isinstance(by, Mapping) else None
-    q = q if isinstance(q, Mapping) and "ratio_p10" in q else fidelity
+    precision = str(summary.get("precision"))
+
+    def band(table: Any) -> Mapping[str, Any] | None:
+        q = table.get(precision) if isinstance(table, Mapping) else None
+        return q if isinstance(q, Mapping) and "ratio_p10" in q else None
+
+    by_device = fidelity.get("by_device")
+    q = (band(by_device.get(str(summary.get("device")))) if isinstance(by_device, Mapping)
+         else None) or band(fidelity.get("by_precision")) or fidelity
     lo, hi = q.get("ratio_p10"), q.get("ratio_p90")
     if not isinstance(lo, int | float) or not isinstance(hi, int | float) or lo <= 0 or hi <= 0:
         return None

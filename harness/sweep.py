@@ -170,7 +170,13 @@ class BenchOptions:
                 raise InputError(f"--{given[0]} is for the adb backend: add --backend adb",
                                  field=f"--{given[0]}")
             return
-        if (self.adb is None) == (self.serial is None):
+        if self.executor == "ray":
+            # the phones are the cluster's phone:* resources (harness.executors.ray_phones)
+            if given and given[0] != "runner":
+                raise InputError(f"--{given[0]} names one phone; with --executor ray the "
+                                 f"phones are the cluster's phone:SERIAL resources (see "
+                                 f"docs/cluster.md): drop --{given[0]}", field=f"--{given[0]}")
+        elif (self.adb is None) == (self.serial is None):
             raise InputError("the adb backend needs the phone: --adb HOST:PORT (after `adb "
                              "tcpip 5555`) or --serial SERIAL (USB), one of them",
                              field="--adb")
@@ -238,6 +244,10 @@ def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = No
         tuple(resumed["filters"][k]) if resumed.get("filters", {}).get(k) else None)
         for k in ("workloads", "quant", "prune")}
     if not devices and "adb" in backends:
+        if options.executor == "ray":
+            raise InputError("with --executor ray, give the phones' --device (their SoC "
+                             "chooses the phones: snapdragon8gen3 runs on the soc:SM8650 "
+                             "ones)", field="--device")
         devices = (_phone_profile(options),)
     caps = {b: capabilities_of(b) for b in backends}
     if any(c.needs_device for c in caps.values()) and not devices:
@@ -370,7 +380,13 @@ def _sweep(plan: Plan, *, run_dir: Path, done: set[str], executor: Executor,
             if progress:
                 progress(Progress(job.index, total, job.case))
 
+        written: set[str] = set()
         for job, m in executor.measure(jobs, backends, on_start=started):
+            if m.case_id in written:
+                # rows are keyed by case id: a case an executor reports twice (a retry whose
+                # first answer came late) is written once
+                continue
+            written.add(m.case_id)
             results.append_row(run_dir, m.to_row())
             if progress:
                 progress(Progress(job.index, total, job.case, measurement=m))

@@ -105,6 +105,8 @@ def test_targets_take_the_median_over_releases_and_phones(tmp_path: Path) -> Non
     assert elite.spread == 10.0 and elite.emulated_precision == "fp16"
     assert elite.devices == ("Samsung Galaxy S25", "Snapdragon 8 Elite QRD")
     assert elite.releases == ("v0.34.0", "v0.37.0", "v0.46.0")
+    # 10x apart is no release-to-release noise: the fit aims at the newest release
+    assert (elite.value, elite.from_release) == (1.0, "v0.46.0")
     assert (gen3.median, gen3.n, gen3.emulated_precision) == (0.5, 1, "int8")
     # the noisy group goes when a spread limit is asked for; ONNX comes in when asked for
     assert [t.profile for t in pub.calibration_targets(rows=rows, max_spread=1.31)] == [
@@ -120,6 +122,13 @@ def test_even_count_median_is_the_mean_of_the_middle_two(tmp_path: Path) -> None
         for v, r in ((4.0, "0.3.0"), (1.0, "0.37.0"))])
     (t,) = pub.calibration_targets(rows=pub.load_published_latency(path))
     assert t.median == 2.5 and t.values == (1.0, 4.0)
+    # releases 4x apart: the newest is fitted; within RELEASE_SPLIT the median is
+    assert (t.value, t.from_release) == (1.0, "v0.37.0")
+    path = write_latency_csv(tmp_path / "lat2.csv", [
+        ("m", "Samsung Galaxy S23", "Snapdragon 8 Gen 2", "TFLITE", "float", "NPU", v, r)
+        for v, r in ((1.5, "0.3.0"), (1.0, "0.37.0"))])
+    (t,) = pub.calibration_targets(rows=pub.load_published_latency(path))
+    assert (t.value, t.from_release) == (1.25, "")
 
 
 def test_bad_files_name_the_file_line_and_field(tmp_path: Path,

@@ -11,7 +11,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from harness.emulator import load_graph
 from harness.emulator.costmodel import predict_latency
-from harness.emulator.fit import Observation, apply_parameters, evaluate, fit, rank_agreement
+from harness.emulator.fit import (
+    Observation,
+    apply_parameters,
+    evaluate,
+    fit,
+    independent_targets,
+    rank_agreement,
+)
+from harness.errors import InputError
 from harness.profiles import load_profile
 
 TRUE = {"efficiency.conv": 0.4, "efficiency.depthwise": 0.05, "efficiency.matmul": 0.25,
@@ -53,7 +61,8 @@ def _observations() -> list[Observation]:
         truth = apply_parameters(prof, TRUE)
         for i, (ch, dw, size, hidden) in enumerate([(32, True, 112, 256), (64, False, 56, 1024),
                                                      (16, True, 224, 64), (128, False, 28, 4096),
-                                                     (48, True, 96, 2048)]):
+                                                     (48, True, 96, 2048), (24, False, 160, 512),
+                                                     (96, True, 40, 128)]):
             g = load_graph(_net(ch, dw, size, hidden))
             for prec in ("fp16", "int8"):
                 ms = predict_latency(g, truth, unit="npu", precision=prec).latency_ms
@@ -75,6 +84,15 @@ def test_fit_recovers_the_latencies_it_was_given() -> None:
     assert "handoff_us" in result.parameters
     taus = rank_agreement(checked)
     assert taus and all(t > 0.7 for t in taus.values())
+
+
+def test_fit_refuses_more_parameters_than_independent_targets() -> None:
+    # Five models at one precision on two phones: ten rows, but only five independent
+    # (model, precision) targets for ten free parameters.
+    obs = [o for o in _observations() if o.precision == "int8" and o.model < "net5"]
+    assert independent_targets(obs) == 5
+    with pytest.raises(InputError, match="10 free parameters but only 5 independent"):
+        fit(obs)
 
 
 def test_fit_is_not_fooled_into_zero_error_by_a_wrong_model() -> None:
@@ -107,7 +125,7 @@ def test_calibrate_predicts_each_model_from_a_fit_without_it(
     report = calibrate.run_calibration(cache_dir=tmp_path)
     models = {o.model for o in obs}
     # One fit on everything, one per device left out (all models), one per model left out.
-    assert trained_on.count(frozenset(models)) == 1 + 2 and len(trained_on) == 1 + 2 + 5
+    assert trained_on.count(frozenset(models)) == 1 + 2 and len(trained_on) == 1 + 2 + len(models)
     for m in models:
         assert frozenset(models - {m}) in trained_on
     lomo = report.leave_one_model_out
@@ -115,6 +133,10 @@ def test_calibrate_predicts_each_model_from_a_fit_without_it(
     # The latencies came from the emulator with fixed physics: a model never seen is still
     # predicted closely (the parameters are not fitted to the models).
     assert np.median([abs(r["error_pct"]) for r in lomo]) < 5.0
+    groups = report.by_model_and_device(lomo)
+    assert sum(g["rows"] for g in groups) == len(lomo) and len(groups) == len(models) * 2
+    off = [abs(np.log(g["median_ratio"])) for g in groups]
+    assert off == sorted(off, reverse=True) and max(off) < np.log(1.05)
     overall = report.overall()
     assert set(overall) == {"in sample", "leave one device out", "leave one model out"}
     assert overall["leave one model out"]["rows"] == len(obs)

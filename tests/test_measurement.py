@@ -48,7 +48,7 @@ prediction = st.one_of(
 measurements = st.builds(
     Measurement, case_id=names, workload=names, quant=names, prune=names,
     device=st.none() | names, backend=names,
-    status=st.sampled_from(["ok", "oom", "unsupported", "timeout", "error"]),
+    status=st.sampled_from(["ok", "oom", "unsupported", "timeout", "error", "device_lost"]),
     reason=st.text(max_size=20), duration_s=maybe,
     artifact=st.none() | st.builds(ArtifactFacts, key=st.none() | names,
                                    size_bytes=st.none() | st.integers(0, 10**10),

@@ -515,8 +515,15 @@ def test_a_prediction_range_comes_from_the_calibration_spread() -> None:
     from harness.predict import _range
 
     fid = {"unit": "npu", "ratio_p10": 0.7, "ratio_p90": 1.6,
-           "by_precision": {"int8": {"ratio_p10": 0.8, "ratio_p90": 1.25, "rows": 30}}}
+           "by_precision": {"int8": {"ratio_p10": 0.8, "ratio_p90": 1.25, "rows": 30}},
+           "by_device": {"snapdragon8gen3": {"int8": {"ratio_p10": 0.5, "ratio_p90": 1.0,
+                                                      "rows": 10}}}}
     assert _range(fid, {"unit": "npu", "precision": "int8"}) == (0.8, 1.25)
+    # that phone at that precision has its own spread; another phone takes the precision's
+    assert _range(fid, {"unit": "npu", "precision": "int8", "device": "snapdragon8gen3"}) == (
+        1.0, 2.0)
+    assert _range(fid, {"unit": "npu", "precision": "int8", "device": "tensorg3"}) == (
+        0.8, 1.25)
     lo, hi = _range(fid, {"unit": "npu", "precision": "fp16"}) or (0, 0)
     assert (lo, hi) == (1 / 1.6, 1 / 0.7)       # no rows of that precision: the overall spread
     assert _range(fid, {"unit": "cpu", "precision": "int8"}) is None   # not a fitted unit

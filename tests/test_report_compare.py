@@ -46,13 +46,14 @@ def test_verdicts_and_regressions(tmp_path: Path) -> None:
     tiny = by["tiny"]
     assert tiny.ci_low is not None and tiny.ci_low > 1.0   # significant ...
     assert tiny.verdict == "same" and not tiny.regressions  # ... but within the threshold
-    assert by["quality"].regressions == ("top1_accuracy -0.0200",)
+    assert by["quality"].regressions == ("top1_accuracy 0.9500 -> 0.9300 (-0.0200)",)
     assert "no longer fits the app memory cap" in by["fit"].regressions
-    assert "predicted device memory +1900%" in by["fit"].regressions
+    assert "predicted device memory 100 -> 2000 MB (+1900.00%)" in by["fit"].regressions
     assert by["status"].regressions == ("status ok -> error",)
     assert by["gone"].presence == "removed" and by["gone"].regressions
     assert by["new"].presence == "added" and not by["new"].regressions
-    assert by["size"].regressions == ("predicted energy +50%", "artifact size +50%")
+    assert by["size"].regressions == ("predicted energy 2 -> 3 mJ (+50.00%)",
+                                      "artifact size 100000 -> 150000 bytes (+50.00%)")
     assert by["size"].sustained_a_ms == by["size"].sustained_b_ms == 2.5
     assert {c.case_id.split("/")[1] for c in cmp.regressions} == {
         "slower", "quality", "fit", "status", "gone", "size"}
@@ -131,7 +132,7 @@ def test_a_changed_yardstick_is_not_a_regression(tmp_path: Path) -> None:
     by = {c.case_id.split("/")[1]: c for c in cmp.cases}
     assert not by["recal"].regressions and by["recal"].yardstick
     assert any("yardstick changed" in c for c in by["recal"].changes)
-    assert by["slower"].regressions == ("predicted device latency +50%",)
+    assert by["slower"].regressions == ("predicted device latency 2 -> 3 ms (+50.00%)",)
     assert any("yardstick changed" in n for n in cmp.notes)
     assert "yardstick" in to_markdown(cmp)
 

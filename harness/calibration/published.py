@@ -11,7 +11,11 @@ runtimes by default: the calibration README, ``data/README.md``, warns that quan
 are often ~100x off) and groups them by model, device profile, runtime and precision: several
 phones can stand for one profile (Galaxy S25 and the 8 Elite QRD) and every release of the model
 cards repeats the measurement, so each :class:`Target` keeps the median with n, min and max to
-show the noise.
+show the noise. A group whose releases disagree far beyond that noise (:data:`RELEASE_SPLIT`) is
+fitted on its newest release only: the first model cards (v0.3.0, February 2024) have a few
+times 2-11x slower than every later release of the same model on the same phone (vit on the
+S23 Ultra: 135.8 ms against 12.5 ms), the toolchain of the day rather than the phone, and the
+median of such a pair is neither.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -263,10 +267,25 @@ def load_device_specs(path: Path | None = None) -> list[DeviceSpec]:
             for _, raw in _read_csv(path, SPECS_COLUMNS)]
 
 
+# max/min of one group's values beyond which its releases are taken to disagree: data/README.md
+# puts release-to-release drift at a median of 8% and at most 1.31x over the whole file, so 2x
+# is no longer noise.
+RELEASE_SPLIT = 2.0
+
+
+def _release_key(release: str) -> tuple[int, ...]:
+    """'v0.37.0' -> (0, 37, 0) for ordering releases; () when the source names none."""
+    return tuple(int(p) for p in release.lstrip("v").split(".") if p.isdigit())
+
+
 @dataclass(frozen=True)
 class Target:
     """One published latency to fit: the median over the rows of one model, profile, runtime
-    and precision (several releases, and every phone that stands for the profile)."""
+    and precision (several releases, and every phone that stands for the profile).
+
+    ``value`` is what a fit aims at: the median, or, when the group's spread exceeds
+    :data:`RELEASE_SPLIT`, the median of its newest release's rows (``from_release`` says which).
+    """
 
     model: str
     profile: str
@@ -283,8 +302,12 @@ class Target:
     values: tuple[float, ...]
     devices: tuple[str, ...]
     releases: tuple[str, ...]
+    value: float = math.nan          # nan: the median
+    from_release: str = ""           # the release ``value`` comes from; "" = all of them
 
     def __post_init__(self) -> None:
+        if math.isnan(self.value):
+            object.__setattr__(self, "value", self.median)
         if self.n != len(self.values) or self.n < 1:
             raise InputError(f"n={self.n} does not match {len(self.values)} values", field="n")
 
@@ -298,7 +321,8 @@ def calibration_targets(*, runtimes: Iterable[str] = ("TFLITE", "QNN_DLC"),
                         compute_unit: str = "NPU", metric: str = "inference_ms",
                         rows: Iterable[PublishedRow] | None = None,
                         max_spread: float | None = None) -> list[Target]:
-    """One :class:`Target` per (model, profile, runtime, precision) with the median value.
+    """One :class:`Target` per (model, profile, runtime, precision) with the median value
+    (the newest release's median when releases disagree beyond :data:`RELEASE_SPLIT`).
 
     ``rows`` defaults to :func:`load_published_latency`. Rows whose device has no profile or
     whose precision label is unknown are left out (:func:`unmapped` lists them). ``max_spread``
@@ -323,7 +347,11 @@ def calibration_targets(*, runtimes: Iterable[str] = ("TFLITE", "QNN_DLC"),
             median=statistics.median(values), n=len(values), min_value=values[0],
             max_value=values[-1], values=values,
             devices=tuple(sorted({r.device for r in members})),
-            releases=tuple(sorted({r.release for r in members})))
+            releases=tuple(sorted({r.release for r in members}, key=_release_key)))
+        if target.spread > RELEASE_SPLIT and len(target.releases) > 1:
+            newest = target.releases[-1]
+            target = replace(target, from_release=newest, value=statistics.median(
+                r.value for r in members if r.release == newest))
         if max_spread is None or target.spread <= max_spread:
             targets.append(target)
     return targets

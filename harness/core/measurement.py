@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-STATUSES = ("ok", "oom", "unsupported", "timeout", "error")
+# device_lost: the phone (or the Ray node holding it) went away during the case, or before it
+# could start and no other phone of its SoC was left (the reason starts "not run:")
+STATUSES = ("ok", "oom", "unsupported", "timeout", "error", "device_lost")
 ROW_SCHEMA_VERSION = 2
 # The phase of a single-shot model: one forward pass per sample. A generative model adds
 # "prefill" (one sample per prompt) and "decode" (one sample per token).

@@ -23,6 +23,7 @@ import numpy as np
 
 from harness.emulator.costmodel import predict_latency
 from harness.emulator.graph import Graph
+from harness.errors import InputError
 from harness.profiles import OP_CLASSES, DeviceProfile, Figure
 
 FIT_UNIT = "npu"
@@ -124,6 +125,16 @@ def _predict(a: _Arrays, theta: np.ndarray) -> float:
                  + handoff_ms * a.handoffs)
 
 
+def independent_targets(observations: Sequence[Observation]) -> int:
+    """Distinct (model, precision) pairs among ``observations``.
+
+    The parameters are shared by every device and the devices differ only in their peaks and
+    bandwidth, so the same model at the same precision on another phone mostly re-measures
+    the same efficiencies: the guard against overfitting counts these pairs, not rows.
+    """
+    return len({(o.model, o.precision) for o in observations})
+
+
 @dataclass(frozen=True)
 class FitResult:
     parameters: dict[str, float]
@@ -138,9 +149,19 @@ def fit(observations: Sequence[Observation], *,
         onchip_grid: Sequence[float] = ONCHIP_MB_GRID) -> FitResult:
     """Least squares on log(predicted / observed) over all observations.
 
-    The NPU's local memory size is chosen from ``onchip_grid`` (the best fit wins).
+    The NPU's local memory size is chosen from ``onchip_grid`` (the best fit wins). Refuses
+    (InputError) to fit more free parameters than there are independent targets (see
+    :func:`independent_targets`): such a fit would reproduce its data and predict nothing.
     """
     from scipy.optimize import least_squares
+
+    free = len(PARAMETERS) + 1          # + the local memory size chosen on the grid
+    independent = independent_targets(observations)
+    if free >= independent:
+        raise InputError(
+            f"{free} free parameters but only {independent} independent targets (distinct "
+            "model and precision): add published rows of more models or precisions",
+            field="observations")
 
     observed = np.array([o.observed_ms for o in observations])
     lo = np.log([p[1] for p in PARAMETERS])

@@ -53,6 +53,10 @@ EXECUTORS.register("ray", "harness.executors.ray:RayExecutor")
 
 def make_executor(name: str = "local", options: ExecutorOptions | None = None) -> Executor:
     """A new executor; it is ready to run (the ray executor has connected to its cluster)."""
+    if name == "ray" and options is not None and options.ray_address:
+        from harness.executors.ray_auth import prepare_token_auth
+
+        prepare_token_auth()    # before ray is imported: see harness.executors.ray_auth
     try:
         cls = EXECUTORS.get(name)
     except ModuleNotFoundError as exc:

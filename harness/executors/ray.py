@@ -16,9 +16,13 @@ What runs where:
   time, as the local executor does. The task opens the backend on the node
   (:func:`harness.backends.base.make_backend`, with the driver's device profile) and returns
   ``Measurement.to_row()``; the driver rebuilds it and records which node measured it
-  (``provenance.host``, ``measured.extra.ray_node``). Backends that measure on a device (adb:
-  the phone is plugged into this machine) and cases that already failed are measured on the
-  driver, as by the local executor, while the cluster works.
+  (``provenance.host``, ``measured.extra.ray_node``). Cases that already failed are recorded
+  on the driver, as by the local executor, while the cluster works.
+* **Device cases** (backends that measure on a device: ``adb``) run on the cluster's phones,
+  each declared by a custom resource ``phone:SERIAL`` (or ``phone:HOST:PORT``) and its SoC by
+  ``soc:SM8650``: one actor per phone holds it for the sweep and measures one case at a time;
+  a phone or node lost mid-case gives a ``device_lost`` row and the rest go to another phone
+  of the same SoC (:mod:`harness.executors.ray_phones`). They run after the host cases.
 * **Lost nodes**: a task whose worker or node dies is retried once elsewhere
   (``max_retries``); if that fails too, or no answer comes within the task's deadline (its
   timeout, twice for a case that may run under two memory caps, plus a grace for scheduling
@@ -32,10 +36,10 @@ holds for the results directory (workers write their logs and the emulator's per
 breakdown files there) and for a suite's own ONNX files. This is the simplest honest first
 version; shipping artifacts through Ray's object store is future work (see docs/cluster.md).
 
-Known limits: host runs are not shared between the devices of a multi-device sweep (each
-case's task opens its own backend, so each device's row is its own run); a node shared with
-other work is not guarded (``harness_timing`` keeps this sweep's timed cases apart, not other
-people's jobs).
+Known limits: device cases start once the host cases are done (not side by side); host
+runs are not shared between the devices of a multi-device sweep (each case's task opens its
+own backend, so each device's row is its own run); a node shared with other work is not
+guarded (``harness_timing`` keeps this sweep's timed cases apart, not other people's jobs).
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ from harness.core.measurement import Measurement
 from harness.core.types import WorkerTask
 from harness.errors import InputError
 from harness.executors.base import BackendKey, ExecutorOptions
+from harness.executors.ray_auth import auth_token_source
+from harness.executors.ray_phones import measure_on_phones, node_info
 
 # one per node: a node times one case at a time
 TIMING_RESOURCE = "harness_timing"
@@ -85,21 +91,12 @@ _LOST = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
 T = TypeVar("T")
 
 
-def _node() -> dict[str, str]:
-    """The node this Ray task runs on."""
-    import socket
-
-    ctx = ray.get_runtime_context()
-    return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
-            "ip": ray.util.get_node_ip_address()}
-
-
 def _run_task(task: dict[str, Any], timeout_s: float, log: str) -> dict[str, Any]:
     """A worker task in a fresh worker process on this node (crash isolation)."""
     from harness.launcher import run_in_worker
 
     return {"outcome": run_in_worker(task, timeout_s=timeout_s, log=Path(log)),
-            "node": _node()}
+            "node": node_info()}
 
 
 def _measure_case(backend: str, profile: Any, options: BackendOptions, job: CaseJob
@@ -114,7 +111,7 @@ def _measure_case(backend: str, profile: Any, options: BackendOptions, job: Case
         m = measure_guarded(opened, job)
     finally:
         opened.close()
-    return {"row": m.to_row(), "node": _node()}
+    return {"row": m.to_row(), "node": node_info()}
 
 
 _run_remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_run_task)
@@ -153,11 +150,17 @@ class RayExecutor:
         else:
             if ray.is_initialized():
                 ray.shutdown()
+            token = auth_token_source()
             try:
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise InputError(f"could not connect to the Ray cluster at {address}: {exc}",
-                                 field="--ray-address") from None
+                hint = (f" (the Ray auth token was taken from {token}; is it this cluster's? "
+                        "`ray get-auth-token` on the head prints it)" if token else
+                        " (if the cluster uses token authentication, put its token, from "
+                        "`ray get-auth-token` on the head, in ~/.ray/auth_token or "
+                        "$RAY_AUTH_TOKEN)")
+                raise InputError(f"could not connect to the Ray cluster at {address}: "
+                                 f"{exc}{hint}", field="--ray-address") from None
             self._owns = True
         if self._timing_slots() < 1:
             where = address or "this Ray instance"
@@ -204,10 +207,14 @@ class RayExecutor:
                 ) -> Iterator[tuple[CaseJob, Measurement]]:
         remote: list[CaseJob] = []
         local: list[CaseJob] = []
+        phones: list[CaseJob] = []
         for job in jobs:
-            on_cluster = job.failure is None and job.measure is not None and \
-                capabilities_of(job.case.backend).measures_on == "host"
-            (remote if on_cluster else local).append(job)
+            runs = job.failure is None and job.measure is not None
+            where = capabilities_of(job.case.backend).measures_on
+            if runs and where == "device":
+                phones.append(job)
+            else:
+                (remote if runs and where == "host" else local).append(job)
         started: dict[str, tuple[float, str]] = {}
 
         def submit(job: CaseJob) -> Any:
@@ -245,6 +252,8 @@ class RayExecutor:
                 m, provenance=replace(m.provenance, host=node["hostname"]),
                 measured=None if m.measured is None else replace(
                     m.measured, extra={**(m.measured.extra or {}), "ray_node": node}))
+        # then the device cases, on the phones of the cluster (harness.executors.ray_phones)
+        yield from measure_on_phones(phones, backends, on_start=on_start)
 
 
 def _deadline(timeout_s: float) -> float:

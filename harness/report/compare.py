@@ -12,6 +12,7 @@ of the yardstick, not as regressions of the model.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -96,6 +97,93 @@ def _rel(a: float | None, b: float | None) -> float | None:
     return (b - a) / a if a and b is not None else None
 
 
+# float rounding between writers: within it two figures are the same figure
+SAME_RTOL = 1e-6
+
+
+@dataclass(frozen=True)
+class FigureChanges:
+    """What differs between two rows of one case in the figures that are deterministic for an
+    artifact and a profile (predictions, fit, size, quality, status), each with its size."""
+
+    regressions: tuple[str, ...]
+    changes: tuple[str, ...]
+    yardstick: str | None     # how the prediction's yardstick moved, None if it did not
+
+
+def _differs(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    return not math.isclose(a, b, rel_tol=SAME_RTOL, abs_tol=1e-12)
+
+
+def _num(v: float) -> str:
+    """4 significant digits, but whole numbers (byte counts) in full."""
+    return str(int(v)) if float(v).is_integer() else f"{v:.4g}"
+
+
+def figure_changes(a: Measurement, b: Measurement, *, threshold: float = 0.0,
+                   quality_tolerance: float = 0.0) -> FigureChanges:
+    """Every deterministic figure that differs between rows ``a`` and ``b`` of one case.
+
+    A prediction, memory or size change of more than ``threshold`` (relative; 0: any change
+    beyond float rounding) is listed, as a regression when it got worse, unless the
+    prediction's yardstick (emulator version, profile figures) changed: then it is a change
+    with the reason (the model did not get slower, the ruler moved; sizes are no prediction
+    and are judged anyway). A quality drop beyond ``quality_tolerance`` (metric units) is a
+    regression, any other quality difference a change; ok -> anything else is a regression.
+    ``harness compare`` and ``harness gate`` both judge figures with this function.
+    """
+    regressions: list[str] = []
+    changes: list[str] = []
+    yardstick = yardstick_change(a, b)
+    pa, pb = a.predicted, b.predicted
+    size_a = a.artifact.size_bytes if a.artifact else None
+    size_b = b.artifact.size_bytes if b.artifact else None
+    figures = (("predicted device latency", pa.latency_ms, pb.latency_ms, "ms", True),
+               ("predicted sustained latency", pa.sustained_latency_ms,
+                pb.sustained_latency_ms, "ms", True),
+               ("predicted energy", pa.energy_mj, pb.energy_mj, "mJ", True),
+               ("predicted device memory", pa.peak_memory_mb, pb.peak_memory_mb, "MB", True),
+               ("artifact size", size_a, size_b, "bytes", False))
+    for what, va, vb, unit, predicted in figures:
+        if not _differs(va, vb):
+            continue
+        if va is None or vb is None:
+            changes.append(f"{what} {va} -> {vb}")
+            continue
+        rel = (vb - va) / va if va else math.inf
+        if abs(rel) <= threshold:
+            continue
+        text = f"{what} {_num(va)} -> {_num(vb)} {unit}" + (f" ({100 * rel:+.2f}%)" if va else "")
+        if predicted and yardstick:
+            changes.append(f"{text} (yardstick changed: {yardstick})")
+        else:
+            (regressions if vb > va else changes).append(text)
+    if pa.fits is not None and pb.fits is not None and pa.fits != pb.fits:
+        text = "no longer fits the app memory cap" if pa.fits else "now fits the app memory cap"
+        if pa.fits and not yardstick:
+            regressions.append(text)
+        else:
+            changes.append(text + (f" (yardstick changed: {yardstick})" if yardstick else ""))
+    qa, qb = a.quality_value, b.quality_value
+    if _differs(qa, qb):
+        qm = b.quality or a.quality
+        metric = qm.metric if qm else "quality"
+        if qa is None or qb is None:
+            changes.append(f"{metric} {qa} -> {qb}")
+        else:
+            higher = qm is None or qm.higher_is_better is not False
+            gain = (qb - qa) if higher else (qa - qb)
+            text = f"{metric} {qa:.4f} -> {qb:.4f} ({qb - qa:+.4f})"
+            (regressions if gain < -quality_tolerance else changes).append(text)
+    if a.status != b.status:
+        text = f"status {a.status} -> {b.status}"
+        (regressions if a.status == "ok" else changes).append(text)
+    return FigureChanges(regressions=tuple(regressions), changes=tuple(changes),
+                         yardstick=yardstick)
+
+
 def yardstick_change(a: Measurement, b: Measurement) -> str | None:
     """How the prediction's yardstick differs between the two rows, or None if it does not
     (or cannot be told: rows written before provenance was recorded)."""
@@ -163,44 +251,24 @@ def compare_case(case_id: str, a: Measurement | None, b: Measurement | None,
                 if m.artifact and m.artifact.size_bytes is not None else None,
                 "host_peak": m.measured.peak_memory_mb if m.measured else None}
 
+    # the figures side by side for the tables (host peak RSS moves by a few hundred KB
+    # between identical runs: reported, never judged)
     fa, fb = figures(a), figures(b)
-    what = {"device": "predicted device latency", "size": "artifact size",
-            "memory": "predicted device memory", "energy": "predicted energy",
-            "sustained": "predicted sustained latency"}
     for key, unit in (("device", "ms"), ("sustained", "ms"), ("energy", "mj"), ("size", "kb"),
                       ("host_peak", "mb"), ("memory", "mb")):
-        va, vb = fa.get(key), fb.get(key)
-        out[f"{key}_a_{unit}"], out[f"{key}_b_{unit}"] = va, vb
-        rel = _rel(va, vb)
-        # host peak RSS moves by a few hundred KB between identical runs: reported, not gated
-        if rel is not None and abs(rel) > opts.threshold and key != "host_peak":
-            text = f"{what[key]} {100 * rel:+.0f}%"
-            if yardstick and key != "size":
-                changes.append(f"{text} (yardstick changed: {yardstick})")
-            else:
-                (regressions if rel > 0 else changes).append(text)
+        out[f"{key}_a_{unit}"], out[f"{key}_b_{unit}"] = fa.get(key), fb.get(key)
     out["fits_a"] = a.predicted.fits if a else None
     out["fits_b"] = b.predicted.fits if b else None
-    if out["fits_a"] is True and out["fits_b"] is False:
-        (changes if yardstick else regressions).append(
-            "no longer fits the app memory cap" + (f" (yardstick changed: {yardstick})"
-                                                    if yardstick else ""))
     qa = a.quality_value if a else None
     qb = b.quality_value if b else None
     qm = (b.quality if b and b.quality else None) or (a.quality if a else None)
     out["metric"] = qm.metric if qm else None
     out["quality_a"], out["quality_b"] = qa, qb
-    if qa is not None and qb is not None:
-        higher = qm is None or qm.higher_is_better is not False
-        gain = (qb - qa) if higher else (qa - qb)
-        if gain < -opts.quality_tolerance:
-            regressions.append(f"{out['metric']} {qb - qa:+.4f}")
-        elif gain > opts.quality_tolerance:
-            changes.append(f"{out['metric']} {qb - qa:+.4f}")
-    if out["status_a"] == "ok" and out["status_b"] not in (None, "ok"):
-        regressions.append(f"status ok -> {out['status_b']}")
-    elif presence == "both" and out["status_a"] != out["status_b"]:
-        changes.append(f"status {out['status_a']} -> {out['status_b']}")
+    if a and b:
+        judged = figure_changes(a, b, threshold=opts.threshold,
+                                quality_tolerance=opts.quality_tolerance)
+        regressions += judged.regressions
+        changes += judged.changes
     if presence == "removed":
         regressions.append("case missing from B")
     elif presence == "added":
