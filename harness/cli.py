@@ -173,14 +173,36 @@ def _add_bench(sub: Any) -> None:
                    help="exit with status 1 when any case ends with this status (repeatable: "
                         "error, oom, unsupported, timeout, device_lost). Without it, bench exits "
                         "1 only when no case is ok")
-    p.add_argument("--wide", action="store_true",
-                   help="print every summary column, however wide (default: the deciding "
-                        "columns, fitted to the terminal)")
+    _add_table_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-bar", action="store_true",
                    help="progress as one line per case even on a terminal (a bar is shown "
                         "only when stderr is a terminal)")
     p.set_defaults(func=_cmd_bench)
+
+
+_WIDE_HELP = ("table: every column, however wide (default: fitted to the terminal's width, "
+              "$COLUMNS first, hiding the least important columns)")
+
+
+def _add_table_args(p: argparse.ArgumentParser) -> None:
+    """--wide and --columns of the run summary (bench, report)."""
+    p.add_argument("--wide", action="store_true",
+                   help="print every summary column, however wide (default: the deciding "
+                        "columns, fitted to the terminal's width, $COLUMNS first)")
+    p.add_argument("--columns", type=_column_list, metavar="NAME,...",
+                   help="print these figures (report.csv column names, e.g. "
+                        "host_p90_ms,energy_mj) after the case and status instead of the "
+                        "deciding ones")
+
+
+def _column_list(text: str) -> tuple[str, ...]:
+    from harness.report.tables import check_columns
+
+    try:
+        return check_columns([c.strip() for c in text.split(",") if c.strip()])
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _ProgressPrinter:
@@ -314,7 +336,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     printer.close()
-    print(write_report(run_dir, wide=args.wide))
+    print(write_report(run_dir, wide=args.wide, columns=args.columns))
     print(f"\nrun saved in {run_dir} (report.html, report.md, report.csv, plots/, "
           "cases.jsonl)")
     return _bench_status(run_dir, fail_on=args.fail_on)
@@ -354,6 +376,7 @@ def _add_devices(sub: Any) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--sources", action="store_true",
                    help="also print every figure with its basis and source")
+    p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
     p.set_defaults(func=_cmd_devices)
 
 
@@ -402,21 +425,27 @@ def _print_devices(args: argparse.Namespace, profiles: list[Any]) -> None:
             out.append(row)
         print(json.dumps(out, indent=2))
         return
-    from tabulate import tabulate
+    from harness.report.term import Column, sig, table
 
-    keys = ["name", "soc", "units", "ram_mb", "app_cap_mb", "bandwidth_gb_s", "idle_w",
-            "sustained_fraction", "uncalibrated_figures"]
-    headers = ["name", "SoC", "units", "RAM (MB)", "app cap (MB)", "bandwidth (GB/s)",
-               "idle (W)", "sustained", "uncalibrated"]
-    print(tabulate([[r[k] for k in keys] for r in rows], headers=headers))
+    # Given up when the terminal is narrow, highest first: uncalibrated figures, idle power,
+    # RAM, then the SoC name wraps.
+    print(table([Column("name"), Column("SoC", wrap=True, priority=1, min_width=12),
+                 Column("units"), Column("RAM (MB)", "right", priority=3),
+                 Column("app cap (MB)", "right"), Column("bandwidth (GB/s)", "right"),
+                 Column("idle (W)", "right", priority=4), Column("sustained", "right"),
+                 Column("uncalibrated", "right", priority=5)],
+                [[r["name"], r["soc"], r["units"], sig(r["ram_mb"]), sig(r["app_cap_mb"]),
+                  sig(r["bandwidth_gb_s"]), sig(r["idle_w"]), sig(r["sustained_fraction"]),
+                  str(r["uncalibrated_figures"])] for r in rows], wide=args.wide))
     print()
-    peak_headers = ["name"] + [f"{u} {p} (GOPS)" for u in ("cpu", "gpu", "npu")
-                               for p in ("fp32", "fp16", "int8", "int4")]
-    peak_rows = [[r["name"]] + [r.get(h.split(" (")[0].replace(" ", "_") + "_gops", "")
-                                for h in peak_headers[1:]] for r in rows]
-    used = [i for i in range(len(peak_headers)) if any(row[i] != "" for row in peak_rows)]
-    print(tabulate([[row[i] for i in used] for row in peak_rows],
-                   headers=[peak_headers[i] for i in used]))
+    # Peak throughput per unit and precision; int8 (what deployed models run) is kept longest.
+    units = [(u, p) for u in ("cpu", "gpu", "npu") for p in ("fp32", "fp16", "int8", "int4")
+             if any(f"{u}_{p}_gops" in r for r in rows)]
+    drop = {"int8": 0, "fp16": 1, "int4": 2, "fp32": 3}
+    print(table([Column("name"), *(Column(f"{u} {p} (GOPS)", "right", priority=drop[p])
+                                   for u, p in units)],
+                [[r["name"], *(sig(r.get(f"{u}_{p}_gops")) for u, p in units)] for r in rows],
+                wide=args.wide))
     if args.sources:
         for prof in profiles:
             print(f"\n{prof.name} ({prof.path}):")
@@ -436,9 +465,7 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--format", choices=("terminal", "markdown", "csv", "json"),
                    default="terminal", help="what to print (default: terminal)")
     p.add_argument("--no-plots", action="store_true", help="skip plots/ and report.html")
-    p.add_argument("--wide", action="store_true",
-                   help="terminal format: every summary column, however wide (default: the "
-                        "deciding columns, fitted to the terminal)")
+    _add_table_args(p)
     p.add_argument("--unstable-threshold", type=_POSITIVE, default=None, metavar="FRACTION",
                    help="flag rows whose warm samples have (p90-p10)/p50 above this "
                         "(default: 0.20)")
@@ -451,7 +478,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     threshold = UNSTABLE_SPREAD if args.unstable_threshold is None else args.unstable_threshold
     table = write_report(args.run, html=not args.no_plots, plots=not args.no_plots,
-                         unstable_threshold=threshold, wide=args.wide)
+                         unstable_threshold=threshold, wide=args.wide, columns=args.columns)
     files = {"markdown": "report.md", "csv": "report.csv", "json": "report.json"}
     print((args.run / files[args.format]).read_text() if args.format in files else table,
           end="" if args.format in files else "\n")
@@ -465,9 +492,11 @@ def _add_compare(sub: Any) -> None:
                     "ratio B/A with a bootstrap confidence interval and a verdict (faster / "
                     "slower / same: a change is claimed only when the interval lies beyond "
                     "the noise threshold), predicted device latency, size, memory, fit and "
-                    "quality changes. Prints Markdown (for release notes or "
-                    "$GITHUB_STEP_SUMMARY) or JSON.",
+                    "quality changes. Prints a table fitted to the terminal, Markdown (for "
+                    "release notes or $GITHUB_STEP_SUMMARY: the default when the output is "
+                    "redirected) or JSON.",
         epilog="example: harness compare results/base results/new --fail-on regression "
+               "--format markdown "
                ">> \"$GITHUB_STEP_SUMMARY\"")
     p.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline run directory")
     p.add_argument("run_b", type=Path, metavar="RUN_B", help="the new run directory")
@@ -481,21 +510,32 @@ def _add_compare(sub: Any) -> None:
                    metavar="DELTA",
                    help="quality changes smaller than this (metric units) are ignored "
                         "(default: 0.005)")
-    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.add_argument("--format", choices=("table", "markdown", "json"),
+                   help="table (default on a terminal), markdown (default when the output is "
+                        "piped or redirected, as to $GITHUB_STEP_SUMMARY) or json")
+    p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
     p.add_argument("--fail-on", choices=("regression", "change", "never"), default="never",
                    help="exit with status 1 when a case regressed (or changed at all); "
                         "default: never")
     p.set_defaults(func=_cmd_compare)
 
 
+def _table_or_markdown() -> str:
+    """The default format of compare and recommend: the terminal table on a terminal, GitHub
+    Markdown when the output goes to a file or pipe (a CI step summary, release notes)."""
+    return "table" if sys.stdout.isatty() else "markdown"
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.report.compare import CompareOptions, compare_runs, to_json, to_markdown
+    from harness.report.compare import CompareOptions, compare_runs, to_json, to_markdown, to_table
     from harness.results import load_run
 
     opts = CompareOptions(threshold=args.threshold, confidence=args.confidence,
                           quality_tolerance=args.quality_tolerance)
     cmp = compare_runs(load_run(args.run_a), load_run(args.run_b), opts)
-    print(to_markdown(cmp) if args.format == "markdown" else to_json(cmp), end="")
+    fmt = args.format or _table_or_markdown()
+    print(to_table(cmp, wide=args.wide) if fmt == "table"
+          else to_markdown(cmp) if fmt == "markdown" else to_json(cmp), end="")
     if cmp.fails(args.fail_on):
         print(f"harness: {len(cmp.regressions)} case(s) regressed"
               if args.fail_on == "regression" else "harness: the runs differ", file=sys.stderr)
@@ -736,18 +776,23 @@ def _add_recommend(sub: Any) -> None:
                         "better)")
     p.add_argument("--sustained", action="store_true",
                    help="judge latency after thermal throttling (when the run has it)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("table", "markdown", "json", "text"),
+                   help="table (default on a terminal), markdown (default when the output is "
+                        "piped or redirected) or json; text is the older name of table")
+    p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
     p.set_defaults(func=_cmd_recommend)
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from harness.report.recommend import Budgets, recommend, to_json, to_text
+    from harness.report.recommend import Budgets, recommend, to_json, to_markdown, to_table
     from harness.results import load_run
 
     rec = recommend(load_run(args.run), args.device, Budgets(
         max_latency_ms=args.max_latency_ms, max_memory_mb=args.max_memory_mb,
         min_quality=args.min_quality, sustained=args.sustained), workload=args.workload)
-    print(to_text(rec) if args.format == "text" else to_json(rec), end="")
+    fmt = args.format or _table_or_markdown()
+    print(to_table(rec, wide=args.wide) if fmt in ("table", "text")
+          else to_markdown(rec) if fmt == "markdown" else to_json(rec), end="")
     # nothing meets the budgets: a CI step asking "is there a variant to ship?" fails
     return 0 if rec.accepted else 1
 
@@ -826,6 +871,7 @@ def _add_emulate(sub: Any) -> None:
                         "one (nodes it cannot run fall back to the CPU; a device without that "
                         "unit gets an error entry)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--wide", action="store_true", help=_WIDE_HELP)
     p.add_argument("--detail", action="store_true", help="include the per-node breakdown")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--duration", type=_POSITIVE, metavar="S",
@@ -879,24 +925,9 @@ def _cmd_emulate_generation(args: argparse.Namespace, configs: list[Path]) -> in
     if args.format == "json":
         print(json.dumps(results, indent=2))
         return status
-    from tabulate import tabulate
+    from harness.whatif import generation_table
 
-    after = int(args.duration or 600)
-    headers = ["model", "device", "precision", "unit", "prefill (tok/s)", "TTFT (ms)",
-               "decode (tok/s)", f"after {after} s", "KV cache (MB)", "memory (MB)", "fits",
-               "energy (mJ/tok)"]
-    rows = []
-    for r in results:
-        head = [Path(r["model"]).name, r["device"], r["precision"], r["unit"]]
-        if "error" in r:
-            rows.append(head + ["error: " + r["error"]] + [""] * (len(headers) - 5))
-            continue
-        rows.append([*head, f"{r['prefill_tokens_per_s']:.1f}", f"{r['ttft_ms']:.0f}",
-                            f"{r['decode_tokens_per_s']:.2f}",
-                            f"{r['sustained_decode_tokens_per_s']:.2f}",
-                            f"{r['kv_cache_mb']:.1f}", f"{r['peak_memory_mb']:.0f}",
-                            "yes" if r["fits"] else "NO", f"{r['energy_mj_per_token']:.1f}"])
-    print(tabulate(rows, headers=headers, disable_numparse=True))
+    print(generation_table(results, after_s=int(args.duration or 600), wide=args.wide))
     print(f"prompt {args.prompt_tokens} tokens, {args.gen_tokens} generated; efficiencies fitted "
           "on 13 published rows (devices/fitted/llm.toml): decode within ~13% (median, "
           "leave-one-out), prefill within ~57% (docs/llm.md)")
@@ -946,50 +977,13 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(results, indent=2))
         return status
-    from tabulate import tabulate
+    from harness.whatif import detail_table, emulate_table
 
-    sustained = any("sustained_latency_ms" in r for r in results)
-    ranged = any("latency_range_ms" in r for r in results)
-    headers = ["model", "device", "precision", "unit", "latency (ms)"]
-    headers += ["80% range (ms)"] if ranged else []
-    headers += ["sustained (ms)"] if sustained else []
-    headers += ["memory (MB)", "fits", "energy (mJ)", "power (W)"]
-    assumed = {Path(r["model"]).name: r["assumed_dims"] for r in results
-               if r.get("assumed_dims")}
-    if assumed:
-        headers += ["assumed"]
-    rows = []
-    for r in results:
-        if "error" in r:
-            rows.append([Path(r["model"]).name, r["device"], r["precision"], "error: "
-                         + r["error"]] + [""] * (len(headers) - 4))
-            continue
-        row = [Path(r["model"]).name, r["device"], r["precision"], r["unit"],
-               f"{r['latency_ms']:.3f}"]
-        band = r.get("latency_range_ms")
-        row += ([f"{band[0]:.3g}-{band[1]:.3g}" if band else ""] if ranged else [])
-        row += [f"{r['sustained_latency_ms']:.3f}"] if sustained else []
-        row += [f"{r['peak_memory_mb']:.1f}", "yes" if r["fits"] else "NO",
-                f"{r['energy_mj']:.3f}", f"{r['avg_power_w']:.2f}"]
-        row += (["dims!" if r.get("assumed_dims") else ""] if assumed else [])
-        rows.append(row)
-    print(tabulate(rows, headers=headers, disable_numparse=True))
-    for model, dims in assumed.items():
-        # A dynamic dimension costed as an assumed value can be far off: say so by the table.
-        print(f"warning: {model}: dynamic dimensions costed at assumed values "
-              f"({'; '.join(dims)}); give the real shape with --shape NAME=D1,D2,...")
-    if args.detail:
-        for r in results:
-            if "nodes" not in r:
-                continue
+    print(emulate_table(results, wide=args.wide))
+    for r in results if args.detail else ():
+        if "nodes" in r:
             print(f"\n{Path(r['model']).name} on {r['device']} ({r['precision']}):")
-            # Fused nodes (Q/DQ, views) take no time on a device; JSON keeps them.
-            shown = sorted((n for n in r["nodes"] if n["unit"]), key=lambda n: -n["time_ms"])
-            print(tabulate([[n["node"], n["op"], n["unit"] or "fused", n["run_precision"],
-                             f"{n['time_ms']:.4f}", f"{100 * n['share']:.1f}", n["bound"],
-                             n["fallback"] or ""] for n in shown],
-                           headers=["node", "op", "unit", "precision", "time (ms)", "share %",
-                                    "bound", "fallback / lost speed"], disable_numparse=True))
+            print(detail_table(r, wide=args.wide))
     return status
 
 

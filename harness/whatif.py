@@ -115,3 +115,99 @@ def emulate_generation(configs: list[Path], *, devices: list[str], precisions: l
                     continue
                 out.append({**r.to_dict(), "model": str(path)})
     return out
+
+
+def emulate_table(results: list[dict[str, Any]], *, width: int | None = None,
+                  wide: bool = False) -> str:
+    """The terminal table of :func:`emulate_models`' results, then a line for every entry that
+    could not be emulated and a warning for every model costed at assumed dimensions."""
+    from harness.report.term import Column, sig, table
+
+    ranged = any("latency_range_ms" in r for r in results)
+    sustained = any("sustained_latency_ms" in r for r in results)
+    assumed = {Path(r["model"]).name: r["assumed_dims"] for r in results
+               if r.get("assumed_dims")}
+    # Given up when the terminal is narrow, highest first: power, energy, the 80% range, the
+    # sustained figure, then the model name wraps, then memory goes.
+    cols = [Column("model", wrap=True, priority=2), Column("device"), Column("precision"),
+            Column("unit"), Column("latency (ms)", "right"),
+            *([Column("80% range (ms)", "right", priority=4)] if ranged else []),
+            *([Column("sustained (ms)", "right", priority=3)] if sustained else []),
+            Column("memory (MB)", "right", priority=1), Column("fits"),
+            Column("energy (mJ)", "right", priority=5), Column("power (W)", "right", priority=6),
+            *([Column("assumed")] if assumed else [])]
+    rows: list[list[str | None]] = []
+    errors = []
+    for r in results:
+        head = [Path(r["model"]).name, r["device"], r["precision"]]
+        if "error" in r:
+            rows.append([*head, "error", *[None] * (len(cols) - 4)])
+            errors.append(f"error: {head[0]} on {r['device']} ({r['precision']}): {r['error']}")
+            continue
+        band = r.get("latency_range_ms")
+        rows.append([*head, r["unit"], sig(r["latency_ms"]),
+                     *([f"{sig(band[0])}-{sig(band[1])}" if band else None] if ranged else []),
+                     *([sig(r["sustained_latency_ms"])] if sustained else []),
+                     sig(r["peak_memory_mb"]), "yes" if r["fits"] else "NO",
+                     sig(r["energy_mj"]), sig(r["avg_power_w"]),
+                     *(["dims!" if r.get("assumed_dims") else ""] if assumed else [])])
+    # A dynamic dimension costed as an assumed value can be far off: say so by the table.
+    errors += [f"warning: {model}: dynamic dimensions costed at assumed values "
+               f"({'; '.join(dims)}); give the real shape with --shape NAME=D1,D2,..."
+               for model, dims in assumed.items()]
+    return "\n".join([table(cols, rows, width=width, wide=wide), *_lines(errors, width)])
+
+
+def _lines(texts: list[str], width: int | None) -> list[str]:
+    """Messages under a table, wrapped to the terminal (continuation lines indented)."""
+    import textwrap
+
+    from harness.report.term import terminal_width
+
+    return [textwrap.fill(t, terminal_width(width), subsequent_indent="  ",
+                          break_on_hyphens=False) for t in texts]
+
+
+def detail_table(result: dict[str, Any], *, width: int | None = None,
+                 wide: bool = False) -> str:
+    """One entry's per-node breakdown (``--detail``), slowest node first. Fused nodes (Q/DQ,
+    views) take no time on a device and are left out; JSON keeps them."""
+    from harness.report.term import Column, fixed, sig, table
+
+    shown = sorted((n for n in result["nodes"] if n["unit"]), key=lambda n: -n["time_ms"])
+    # Given up when the terminal is narrow: the fallback text wraps, then the node name, then
+    # the bound goes.
+    cols = [Column("node", wrap=True, priority=2), Column("op"), Column("unit"),
+            Column("precision"), Column("time (ms)", "right"), Column("share %", "right"),
+            Column("bound", priority=1), Column("fallback / lost speed", wrap=True, priority=3)]
+    return table(cols, [[n["node"], n["op"], n["unit"], n["run_precision"], sig(n["time_ms"]),
+                         fixed(100 * n["share"], 1), n["bound"], n["fallback"] or ""]
+                        for n in shown], width=width, wide=wide)
+
+
+def generation_table(results: list[dict[str, Any]], *, after_s: float,
+                     width: int | None = None, wide: bool = False) -> str:
+    """The terminal table of :func:`emulate_generation`'s results (``after_s``: the sustained
+    decode's time), then a line for every entry that could not be emulated."""
+    from harness.report.term import Column, sig, table
+
+    cols = [Column("model", wrap=True, priority=2), Column("device"), Column("precision"),
+            Column("unit"), Column("prefill (tok/s)", "right", priority=3),
+            Column("TTFT (ms)", "right"), Column("decode (tok/s)", "right"),
+            Column(f"after {after_s:g} s (tok/s)", "right", priority=4),
+            Column("KV cache (MB)", "right", priority=5), Column("memory (MB)", "right",
+                                                                 priority=1),
+            Column("fits"), Column("energy (mJ/tok)", "right", priority=6)]
+    rows: list[list[str | None]] = []
+    errors = []
+    for r in results:
+        head = [Path(r["model"]).name, r["device"], r["precision"], r["unit"]]
+        if "error" in r:
+            rows.append([*head[:3], "error", *[None] * (len(cols) - 4)])
+            errors.append(f"error: {head[0]} on {r['device']} ({r['precision']}): {r['error']}")
+            continue
+        rows.append([*head, sig(r["prefill_tokens_per_s"]), sig(r["ttft_ms"]),
+                     sig(r["decode_tokens_per_s"]), sig(r["sustained_decode_tokens_per_s"]),
+                     sig(r["kv_cache_mb"]), sig(r["peak_memory_mb"]),
+                     "yes" if r["fits"] else "NO", sig(r["energy_mj_per_token"])])
+    return "\n".join([table(cols, rows, width=width, wide=wide), *_lines(errors, width)])

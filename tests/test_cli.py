@@ -30,7 +30,7 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture) -> 
 
 
 def test_devices_lists_key_figures(capsys: pytest.CaptureFixture) -> None:
-    assert main(["devices"]) == 0
+    assert main(["devices", "--wide"]) == 0   # headers on one line
     out = capsys.readouterr().out
     for name in ("snapdragon8gen3", "snapdragon8gen2", "raspberrypi5"):
         assert name in out

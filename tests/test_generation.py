@@ -132,7 +132,7 @@ def test_cli_json_fields(capsys: pytest.CaptureFixture) -> None:
 
 def test_cli_table_and_bad_input(tiny_model: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["emulate", str(CONFIGS / "llama3_2_1b.json"), "--device", "snapdragon8elite",
-                 "--unit", "gpu", "--precision", "f16"]) == 0
+                 "--unit", "gpu", "--precision", "f16", "--wide"]) == 0
     out = capsys.readouterr().out
     assert "TTFT (ms)" in out and "decode (tok/s)" in out and "after 600 s" in out
     assert main(["emulate", str(tiny_model), "--device", "snapdragon8gen3",

@@ -11,7 +11,8 @@ from report_fixtures import make_run, row
 from harness.report.compare import compare_runs, to_markdown
 from harness.report.frame import summary_frame
 from harness.report.markup import md
-from harness.report.recommend import Budgets, recommend, to_text
+from harness.report.recommend import Budgets, recommend
+from harness.report.recommend import to_markdown as rec_markdown
 from harness.report.tables import markdown_table
 from harness.results import load_run
 
@@ -42,5 +43,5 @@ def test_hostile_names_stay_in_their_cells(tmp_path: Path) -> None:
     assert "<img" not in table
     cmp_md = to_markdown(compare_runs(run, run))
     assert "<img" not in cmp_md and "evil\\|" in cmp_md
-    text = to_text(recommend(run, "phone", Budgets(min_quality=0.9)))
+    text = rec_markdown(recommend(run, "phone", Budgets(min_quality=0.9)))
     assert "<img" not in text and "0.5000 < 0.9" in text

@@ -11,6 +11,7 @@ import pytest
 from report_fixtures import make_run, measurement, rich_rows, row, samples_ns, thermal_trace
 
 from harness.cli import main
+from harness.errors import InputError
 from harness.report import stats
 from harness.report.frame import row_stats, summary_frame, trace_split
 from harness.report.tables import write_report
@@ -139,9 +140,13 @@ def test_terminal_table_fits_the_terminal(tmp_path: Path) -> None:
                     status="error", median_ms=None, quality=None,
                     reason="a very long reason " * 12))
     df = summary_frame(load_run(make_run(tmp_path, rows)))
-    for width in (100, 120):
+    for width in (80, 100, 120):
         text = terminal_table(df, width=width)
         assert all(len(line) <= width for line in text.splitlines()), width
-    assert "left out to fit 80 columns" in terminal_table(df, width=80)
+    assert "hidden to fit 80 columns: " in terminal_table(df, width=80)
     wide = terminal_table(df, wide=True)
-    assert "cosine vs fp32" in wide and "left out" not in wide
+    assert "cosine vs fp32" in wide and "hidden" not in wide
+    picked = terminal_table(df, columns=["host_p90_ms", "energy_mj"], width=200)
+    assert "host p90 (ms)" in picked and "energy (mJ)" in picked and "quality" not in picked
+    with pytest.raises(InputError, match="host_p50_ms"):
+        terminal_table(df, columns=["host_p50"])

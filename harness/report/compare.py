@@ -57,6 +57,8 @@ class CaseComparison:
     presence: str                     # both, added (only in B), removed (only in A)
     status_a: str | None
     status_b: str | None
+    device: str | None = None          # the case's device (profile name, or the backend for a
+    backend: str | None = None         # host run) and backend: the terminal table's groups
     host_p50_a_ms: float | None = None
     host_p50_b_ms: float | None = None
     ratio: float | None = None        # median(B) / median(A) of host warm latency
@@ -208,6 +210,9 @@ def compare_case(case_id: str, a: Measurement | None, b: Measurement | None,
     out: dict[str, Any] = {"case_id": case_id, "presence": presence,
                            "status_a": a.status if a else None,
                            "status_b": b.status if b else None}
+    either = b or a
+    if either is not None:
+        out.update(device=either.device_label, backend=either.backend)
     regressions: list[str] = []
     changes: list[str] = []
     sa = a.samples_ns() if a else ()
@@ -395,6 +400,95 @@ def to_markdown(cmp: Comparison) -> str:
                           headers=[headers[i] for i in keep], tablefmt="github",
                           disable_numparse=True))
     return "\n".join(lines) + "\n"
+
+
+def _sig_pair(a: float | None, b: float | None) -> str | None:
+    """``a → b`` with three significant digits, one value when they read the same."""
+    from harness.report.term import sig
+
+    sa, sb = sig(a), sig(b)
+    if sa is None and sb is None:
+        return None
+    return sa if sa == sb else f"{sa or '-'} → {sb or '-'}"
+
+
+def _cell_text(c: CaseComparison) -> str:
+    """The case id without the device and backend its group line names."""
+    text = c.case_id.removesuffix(f"@{c.backend}")
+    return text.removesuffix(f"/{c.device}")
+
+
+def to_table(cmp: Comparison, *, width: int | None = None, wide: bool = False) -> str:
+    """The comparison for a terminal: the summary lines, then one row per case fitted to
+    ``width`` (default: the terminal's; ``wide``: every column)."""
+    import textwrap
+
+    from harness.report.term import Column, Heading, sig, table, terminal_width
+
+    width = terminal_width(width)
+    counts = {v: sum(c.verdict == v for c in cmp.cases) for v in VERDICTS}
+    o = cmp.options
+    lines = [f"{cmp.run_b} vs {cmp.run_a}:",
+             f"{len(cmp.cases)} cases: {counts['slower']} slower, {counts['faster']} faster, "
+             f"{counts['same']} same (host latency); {len(cmp.regressions)} with a regression.",
+             f"A latency verdict needs the {100 * o.confidence:.0f}% bootstrap confidence "
+             f"interval of median(B)/median(A) to lie beyond ±{100 * o.threshold:.0f}%; "
+             f"quality changes smaller than {o.quality_tolerance:g} are ignored.",
+             *(f"note: {n}" for n in cmp.notes)]
+    out = [textwrap.fill(line, width, subsequent_indent="  ", break_on_hyphens=False)
+           for line in lines]
+    yn = {True: "yes", False: "NO", None: "-"}
+    # Given up when the terminal is narrow, highest first: the secondary figures, the
+    # interval (the verdict sums it up), fits (a lost fit is in the regression text), then
+    # the regression text and the case id wrap, then the device prediction and quality go.
+    cols = [Column("case", wrap=True, priority=3), Column("status"),
+            Column("host p50 A (ms)", "right"), Column("host p50 B (ms)", "right"),
+            Column("B/A", "right"), Column(f"{100 * o.confidence:.0f}% CI", priority=7),
+            Column("verdict"), Column("device (ms)", "right", priority=5),
+            Column("sustained (ms)", "right", priority=10),
+            Column("energy (mJ)", "right", priority=11), Column("size (KB)", "right", priority=8),
+            Column("host peak (MB)", "right", priority=12),
+            Column("device memory (MB)", "right", priority=9), Column("fits", priority=6),
+            Column("quality", "right", priority=1), Column("regression", wrap=True, priority=4)]
+    # Rows grouped by device and backend (a line above each group, when there are several)
+    # rather than repeated in every case id.
+    group = [k for k in ("device", "backend") if len({getattr(c, k) for c in cmp.cases}) > 1]
+    rows: list[list[str | None] | Heading] = []
+    last = None
+    for c in sorted(cmp.cases, key=lambda c: tuple(str(getattr(c, k)) for k in group)):
+        key = tuple(getattr(c, k) for k in group)
+        if group and key != last:
+            rows.append(Heading(", ".join(f"{k}: {getattr(c, k)}" for k in group)))
+            last = key
+        status = (c.status_a or "-") if c.status_a == c.status_b else (
+            f"{c.status_a or '-'} → {c.status_b or '-'}")
+        rows.append([_cell_text(c) if group else c.case_id, status,
+                     (sig(c.host_p50_a_ms) or "-") + ("*" if c.unstable_a else ""),
+                     (sig(c.host_p50_b_ms) or "-") + ("*" if c.unstable_b else ""),
+                     None if c.ratio is None else f"{c.ratio:.3f}",
+                     None if c.ci_low is None else f"{c.ci_low:.3f}-{c.ci_high:.3f}",
+                     c.verdict.upper() if c.verdict == "slower" else c.verdict,
+                     _sig_pair(c.device_a_ms, c.device_b_ms),
+                     _sig_pair(c.sustained_a_ms, c.sustained_b_ms),
+                     _sig_pair(c.energy_a_mj, c.energy_b_mj),
+                     _sig_pair(c.size_a_kb, c.size_b_kb),
+                     _sig_pair(c.host_peak_a_mb, c.host_peak_b_mb),
+                     _sig_pair(c.memory_a_mb, c.memory_b_mb),
+                     yn[c.fits_a] if c.fits_a == c.fits_b else f"{yn[c.fits_a]} → {yn[c.fits_b]}",
+                     _pair(c.quality_a, c.quality_b, ".4f") or None,
+                     "; ".join(c.regressions)])
+    # columns no case has a figure in (sustained latency and energy before the run models
+    # them) are left out, as in the Markdown table
+    cells = [r for r in rows if not isinstance(r, Heading)]
+    keep = [i for i, col in enumerate(cols) if col.header in ("case", "verdict", "regression")
+            or any(r[i] not in (None, "", "-") for r in cells)]
+    out += ["", table([cols[i] for i in keep],
+                      [r if isinstance(r, Heading) else [r[i] for i in keep] for r in rows],
+                      width=width, wide=wide)]
+    if any(c.unstable_a or c.unstable_b for c in cmp.cases):
+        out.append(textwrap.fill("* unstable: the warm samples spread too widely to trust "
+                                 "(rerun on a quieter machine)", width))
+    return "\n".join(out) + "\n"
 
 
 def to_json(cmp: Comparison) -> str:

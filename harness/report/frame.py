@@ -311,28 +311,13 @@ def _fmt(v: Any, digits: int) -> str:
     return f"{v:,.{digits}f}" if digits == 0 else f"{v:.{digits}f}"
 
 
-# Predictions carry a ~20% error: three significant digits say all they know (0.0732 ms,
-# 12.3 ms, 159 ms), where fixed decimals would show 0.073 and 12.340.
-PREDICTED = {"device_latency_ms", "device_sustained_p50_ms", "device_burst_p50_ms",
-             "device_burst_p90_ms", "device_sustained_p90_ms"}
-
-
-def _sig(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:#.3g}"
-
-
-def display_frame(df: pd.DataFrame, columns: dict[str, str] | None = None, *,
-                  significant: bool = False) -> pd.DataFrame:
-    """Rounded, human-headed copy of some columns of :func:`summary_frame`; ``significant``
-    shows predicted figures with three significant digits instead of fixed decimals."""
+def display_frame(df: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rounded, human-headed copy of some columns of :func:`summary_frame` (report.md and
+    report.html; the terminal's cells are :func:`harness.report.tables.terminal_cell`)."""
     columns = columns or COLUMNS
     out = df.reindex(columns=list(columns)).astype(object)
     for col in out.columns:
-        if significant and col in PREDICTED:
-            out[col] = out[col].map(_sig)
-        elif col in DIGITS:
+        if col in DIGITS:
             out[col] = out[col].map(lambda v, d=DIGITS[col]: _fmt(v, d))
     if "fits" in out:
         out["fits"] = out["fits"].map(lambda v: "" if v is None or v != v
@@ -445,17 +430,35 @@ def time_shares(run: Run, *, top: int = 5) -> list[TimeShare]:
     return out
 
 
+def _calibration(run: Run) -> dict[str, Any] | None:
+    """The calibration error recorded with the run's predictions (the first row's)."""
+    for m in run.measurements:
+        cal = m.predicted.detail.get("calibration")
+        if m.predicted.latency_ms is not None and isinstance(cal, dict):
+            return cal
+    return None
+
+
+def calibration_band(run: Run) -> str | None:
+    """The calibration's error band for a table header ("±21% median"): the median |error| on
+    a model left out of the fit; None when no calibration error was recorded."""
+    pct = (_calibration(run) or {}).get("leave_one_model_out_median_pct")
+    return f"±{pct:.0f}% median" if isinstance(pct, int | float) else None
+
+
+def banded(columns: dict[str, str], band: str | None) -> dict[str, str]:
+    """``columns`` with the calibration's error band after the device latency's header, so a
+    reader sees how far to trust the figures where they read them (report.md, report.html)."""
+    return {k: f"{h} {band}" if band and k == "device_latency_ms" else h
+            for k, h in columns.items()}
+
+
 def calibration_note(run: Run) -> str | None:
     """One sentence on how far to trust the run's device predictions: the calibration error
     the predictions were made with (recorded in each row), and how many cases ran mainly on
     units the calibration does not cover."""
-    fid = None
+    fid = _calibration(run)
     predicted = [m for m in run.measurements if m.predicted.latency_ms is not None]
-    for m in predicted:
-        cal = m.predicted.detail.get("calibration")
-        if isinstance(cal, dict):
-            fid = cal
-            break
     if not predicted:
         return None
     if fid is None:

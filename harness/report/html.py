@@ -147,6 +147,8 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
     from harness.report.frame import (
         COLUMNS,
         SECTIONS,
+        banded,
+        calibration_band,
         present_columns,
         run_header,
         section_columns,
@@ -191,14 +193,15 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
     from harness.report.frame import time_shares
 
     linked = frozenset(t.case_id for t in time_shares(run))
-    summary_cols = present_columns(df, COLUMNS)
+    band = calibration_band(run)
+    summary_cols = banded(present_columns(df, COLUMNS), band)
     parts.append(section("summary", "Summary",
                          _group_toggles(summary_cols, "table-summary")
                          + _table(df, summary_cols, "table-summary", linked)))
     for title, cols in SECTIONS.items():
         keep = section_columns(df, cols)
         parts.append(section(title.lower(), title,
-                             _table(df, keep, f"table-{title.lower()}", linked)
+                             _table(df, banded(keep, band), f"table-{title.lower()}", linked)
                              if keep is not None else
                              f"<p>No {esc(title.lower())} figures in this run.</p>"))
     if pairs:

@@ -18,6 +18,9 @@ from harness.errors import InputError, unknown_name
 from harness.report.stats import pareto_front
 from harness.results import Run
 
+# What "dominated by V" means; the terminal table says it once under the table, not per row.
+_DOMINATED = " (as fast or faster, as good or better)"
+
 
 @dataclass(frozen=True)
 class Budgets:
@@ -177,8 +180,8 @@ def recommend(run: Run, device: str, budgets: Budgets, *, workload: str | None =
             if not front[i]:
                 beaters = [items[j][0] for j in order if front[j] and pts[j][0] <= pts[i][0]
                            and pts[j][1] >= pts[i][1]]
-                note = (f"dominated by {beaters[0].variant} (as fast or faster, as good or "
-                        "better)") if beaters else "dominated"
+                note = (f"dominated by {beaters[0].variant}{_DOMINATED}" if beaters
+                        else "dominated")
             out.append(_with(c, rank=len(out) + 1, pareto=front[i], note=note))
     if len(by_workload) > 1:
         notes.append("several workloads: each is ranked on its own; pass --workload to pick one")
@@ -224,24 +227,71 @@ def _with(c: Candidate, **changes: Any) -> Candidate:
     return Candidate(**{**asdict(c), **changes})
 
 
-def to_text(rec: Recommendation) -> str:
-    """Markdown-friendly tables: accepted variants best first, then the rejections."""
-    from tabulate import tabulate
-
-    from harness.report.markup import md
-
+def _budget_line(rec: Recommendation) -> str:
     b = rec.budgets
     asked = [f"latency ≤ {b.max_latency_ms:g} ms" if b.max_latency_ms is not None else "",
              f"device memory ≤ {b.max_memory_mb:g} MB" if b.max_memory_mb is not None else "",
              f"quality ≥ {b.min_quality:g}" if b.min_quality is not None else "",
              "sustained latency" if b.sustained else "burst latency"]
-    lines = [f"Device {rec.device}; budgets: {', '.join(a for a in asked if a)}.", ""]
+    return f"Device {rec.device}; budgets: {', '.join(a for a in asked if a)}."
+
+
+def _best_line(best: Candidate) -> str:
+    return (f"Recommended: {best.workload} {best.variant} ({best.latency_ms:.4g} ms "
+            f"{best.latency_kind}" + (f", {best.metric} {best.quality:.4f}"
+                                      if best.quality is not None else "") + ")")
+
+
+def to_table(rec: Recommendation, *, width: int | None = None, wide: bool = False) -> str:
+    """The recommendation for a terminal: accepted variants best first, then the rejections,
+    fitted to ``width`` (default: the terminal's; ``wide``: every column)."""
+    import textwrap
+
+    from harness.report.term import Column, fixed, sig, table, terminal_width
+
+    width = terminal_width(width)
+    lines = [textwrap.fill(_budget_line(rec), width)]
+    lines += [textwrap.fill(f"note: {n}", width, subsequent_indent="  ") for n in rec.notes]
+    if rec.accepted:
+        lines += [textwrap.fill(_best_line(rec.accepted[0]), width), ""]
+        # Given up when the terminal is narrow, highest first: metric, kind, the Pareto flag,
+        # size, then the note and the variant wrap, then device memory goes.
+        cols = [Column("rank", "right"), Column("workload"),
+                Column("variant", wrap=True, priority=2), Column("Pareto", priority=5),
+                Column("latency (ms)", "right"), Column("kind", priority=6),
+                Column("device memory (MB)", "right", priority=1),
+                Column("size (KB)", "right", priority=4), Column("quality", "right"),
+                Column("metric", priority=7), Column("note", wrap=True, priority=3)]
+        lines.append(table(cols, [[str(c.rank), c.workload, c.variant,
+                                   "yes" if c.pareto else "", sig(c.latency_ms),
+                                   c.latency_kind, sig(c.peak_memory_mb), sig(c.size_kb),
+                                   fixed(c.quality, 4), c.metric,
+                                   c.note.removesuffix(_DOMINATED)]
+                                  for c in rec.accepted], width=width, wide=wide))
+        if any(c.note.endswith(_DOMINATED) for c in rec.accepted):
+            lines.append(textwrap.fill("dominated by V: V is as fast or faster and as good or "
+                                       "better", width))
+    else:
+        lines.append("No variant meets the budgets.")
+    if rec.rejected:
+        lines += ["", "Rejected:"]
+        lines.append(table([Column("workload"), Column("variant", wrap=True, priority=1),
+                            Column("reason", wrap=True, priority=2, min_width=24)],
+                           [[c.workload, c.variant, c.note] for c in rec.rejected],
+                           width=width, wide=wide))
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(rec: Recommendation) -> str:
+    """GitHub Markdown tables: accepted variants best first, then the rejections."""
+    from tabulate import tabulate
+
+    from harness.report.markup import md
+
+    lines = [_budget_line(rec), ""]
     lines += [f"note: {n}" for n in rec.notes]
     if rec.accepted:
-        best = rec.accepted[0]
-        lines += [f"Recommended: {md(best.workload)} {md(best.variant)} ({best.latency_ms:.4g} ms "
-                  f"{best.latency_kind}" + (f", {best.metric} {best.quality:.4f}"
-                                            if best.quality is not None else "") + ")", ""]
+        lines += [md(_best_line(rec.accepted[0])), ""]
         rows = [[c.rank, md(c.workload), md(c.variant), "yes" if c.pareto else "",
                  f"{c.latency_ms:.4g}", c.latency_kind,
                  "" if c.peak_memory_mb is None else f"{c.peak_memory_mb:.1f}",

@@ -7,7 +7,9 @@ self-contained ``report.html``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,7 @@ from harness.report.frame import (
     summary_frame,
 )
 from harness.report.stats import UNSTABLE_SPREAD
+from harness.report.term import Column, Heading, fixed, sig, table, terminal_width
 from harness.results import Run, load_run
 
 if TYPE_CHECKING:
@@ -47,8 +50,10 @@ def markdown_table(df: pd.DataFrame, columns: dict[str, str]) -> str:
 def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTABLE_SPREAD
                     ) -> str:
     """The whole Markdown report: header, one table per section, rows that are not ok."""
+    from harness.report.frame import banded, calibration_band
     from harness.report.markup import md
 
+    band = calibration_band(run)
     h = run_header(run, df, unstable_threshold=unstable_threshold)
     status_line = ", ".join(f"{n} {s}" for s, n in h["status_counts"].items()) or "no cases"
     parts = [f"# Run {h['run_id']}\n",
@@ -60,13 +65,13 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
              "Host latency is measured on this machine (warm runs, batch 1); device latency, "
              "memory and power are the emulator's predictions for the device profile.\n",
              *([md(h["calibration"]) + "\n"] if h.get("calibration") else []),
-             "## Summary\n", markdown_table(df, present_columns(df, COLUMNS)), ""]
+             "## Summary\n", markdown_table(df, banded(present_columns(df, COLUMNS), band)), ""]
     for title, cols in SECTIONS.items():
         keep = section_columns(df, cols)
         if keep is None:
             parts += [f"## {title}\n", f"No {title.lower()} figures in this run.\n"]
             continue
-        parts += [f"## {title}\n", markdown_table(df, keep), ""]
+        parts += [f"## {title}\n", markdown_table(df, banded(keep, band)), ""]
     parts += _pairs_markdown(device_pairs(run))
     assumed = _assumed(df)
     if assumed:
@@ -103,19 +108,20 @@ def _pairs_markdown(pairs: list[DevicePair]) -> list[str]:
     return parts
 
 
-def pairs_footnote(pairs: list[DevicePair]) -> str:
-    """The terminal's "Emulator vs device" lines (empty when no cell has both rows)."""
+def pairs_footnote(pairs: list[DevicePair], *, width: int | None = None) -> str:
+    """The terminal's "Emulator vs device" tables (empty when no cell has both rows)."""
     from harness.report.frame import pair_errors
 
     out = ""
+    cols = [Column("case", wrap=True, priority=1), Column("predicted on", priority=2),
+            Column("predicted (ms)", "right"), Column("measured p50 (ms)", "right"),
+            Column("error %", "right")]
     for device, ps in pairs_by_device(pairs).items():
         e = pair_errors(ps)
         out += (f"\n\nEmulator vs device on {device}: median error {e['median_pct']:+.1f}% "
-                f"(median |error| {e['median_abs_pct']:.1f}%) over {len(ps)} case(s), "
-                "predicted vs measured p50:\n"
-                + "\n".join(f"  {p.cell_id}: {p.predicted_ms:.3f} vs {p.measured_ms:.3f} ms "
-                             f"({p.error_pct:+.1f}%{', predicted on ' + p.unit if p.unit else ''})"
-                             for p in ps))
+                f"(median |error| {e['median_abs_pct']:.1f}%) over {len(ps)} case(s)\n"
+                + table(cols, [[p.cell_id, p.unit, sig(p.predicted_ms), sig(p.measured_ms),
+                                f"{p.error_pct:+.1f}"] for p in ps], width=width))
     return out
 
 
@@ -134,72 +140,138 @@ def json_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = UNSTA
             "cases": records}
 
 
-# The terminal summary: the columns that decide, short headers, in the order they are given
-# up when the terminal is too narrow (last first). Everything is in report.md / CSV / JSON.
-TERMINAL: dict[str, str] = {
-    "workload": "workload", "quant": "quant", "prune": "prune", "device": "device",
-    "backend": "backend", "status": "status", "host_p50_ms": "host p50 ms",
-    "device_latency_ms": "device ms", "fits": "fits", "size_kb": "size KB",
-    "quality": "quality", "quality_delta": "Δ fp32", "device_sustained_p50_ms": "sustained ms",
-    "unstable": "unstable",
+# The terminal summary: the columns that decide. Priority says which go first when the terminal
+# is too narrow (the highest first): the extras, then the case id wraps (to 24 characters at
+# least, two lines for most ids), then Δ, size and quality go. Everything is in report.md /
+# CSV / JSON and --wide.
+TERMINAL: dict[str, Column] = {
+    "case": Column("case", wrap=True, priority=4, min_width=24),
+    "status": Column("status"),
+    "host_p50_ms": Column("host p50 (ms)", "right"),
+    "device_latency_ms": Column("device (ms)", "right"),
+    "size_kb": Column("size (KB)", "right", priority=2),
+    "fits": Column("fits"),
+    "quality": Column("quality", "right", priority=1),
+    "quality_delta": Column("Δ fp32", "right", priority=3),
+    "device_sustained_p50_ms": Column("sustained (ms)", "right", priority=5),
+    "unstable": Column("unstable", priority=6),
 }
-_GIVE_UP = ("unstable", "device_sustained_p50_ms", "quality_delta", "size_kb", "quality")
+_IDENTITY = ("workload", "quant", "prune", "device", "backend")
+# Shown with fixed decimals in the terminal: quality figures, whose small differences matter,
+# and shares and counts; every other number (ms, KB, MB, mJ, W) has three significant digits.
+_FIXED = {"quality", "quality_delta", "fidelity_cosine", "fidelity_top1_agreement",
+          "fidelity_sqnr_db", "host_spread_pct", "sparsity_pct", "cap_used_pct", "battery_wh",
+          "inferences_per_pct_battery", "n_examples"}
+
+
+def terminal_cell(col: str, value: Any) -> str | None:
+    """One summary figure as the terminal shows it (None: missing, shown as ``-``)."""
+    import math
+
+    from harness.report.frame import DIGITS
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "" if col == "unstable" else None   # not flagged is not a missing figure
+    if col == "fits":
+        return "yes" if value else "NO"
+    if col == "unstable":
+        return "UNSTABLE" if value is True else ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value) or None
+    if col in _FIXED:
+        digits = DIGITS.get(col, 4)
+        return (f"{value:,.0f}" if digits == 0
+                else fixed(value, digits, sign=col == "quality_delta"))
+    return sig(value)
+
+
+def check_columns(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` (report.csv columns, for ``--columns``) if the summary can show them all; an
+    InputError naming the known ones otherwise (before a sweep starts, not after it)."""
+    from harness.errors import InputError, unknown_name
+
+    if not names:
+        raise InputError("expected one or more column names")
+    known = _known_columns()
+    for name in names:
+        if name not in known:
+            raise unknown_name("column", name, known)
+    return tuple(names)
+
+
+def _known_columns() -> dict[str, str]:
+    """Every figure the summary can show, by report.csv name, with its header."""
+    known = {**{k: h for cols in SECTIONS.values() for k, h in cols.items()}, **COLUMNS}
+    return {k: h for k, h in known.items() if k not in _IDENTITY}
+
+
+def terminal_columns(df: pd.DataFrame, *, wide: bool = False,
+                     columns: Sequence[str] | None = None) -> dict[str, Column]:
+    """The summary's columns: the deciding ones (:data:`TERMINAL`) that have a value, every
+    summary column with ``wide``, or the case, device, status and ``columns`` as asked."""
+    if columns is not None:
+        known = _known_columns()
+        picked = {"status": known["status"], **{c: known[c] for c in check_columns(columns)}}
+    elif wide:
+        picked = {k: h for k, h in present_columns(df, COLUMNS).items()
+                  if k not in _IDENTITY and k != "reason"}
+    else:
+        present = present_columns(df, {k: c.header for k, c in TERMINAL.items()})
+        return {k: c for k, c in TERMINAL.items() if k in present or k in ("case", "status")}
+    out = {"case": TERMINAL["case"]}
+    for k, head in picked.items():
+        # a reason is prose: it wraps rather than widen the table
+        col = TERMINAL.get(k) or Column(head, "left" if k in TEXT_COLUMNS else "right",
+                                        wrap=k == "reason", min_width=24)
+        # a column asked for by name is not hidden to fit; --wide shows everything anyway
+        out[k] = dataclasses.replace(col, priority=0) if columns is not None else col
+    return out
 
 
 def terminal_table(df: pd.DataFrame, *, width: int | None = None, wide: bool = False,
-                   note: str | None = None) -> str:
+                   columns: Sequence[str] | None = None, note: str | None = None,
+                   band: str | None = None) -> str:
     """The summary for a terminal of ``width`` columns (default: this terminal's), then the
-    rows that are not ok with their reasons. ``wide`` shows every summary column instead."""
-    import shutil
-
-    import pandas as pd
+    rows that are not ok with their reasons. ``wide`` shows every summary column instead;
+    ``columns`` (report.csv names) picks the figures shown; ``band`` (the calibration's
+    error, "±21% median") goes in the device latency header."""
+    import textwrap
 
     if df.empty:
         return "no finished cases in this run"
-    if wide:
-        shown = display_frame(df, {k: v for k, v in present_columns(df, COLUMNS).items()
-                                   if k != "reason"})
-        with pd.option_context("display.width", 250, "display.max_columns", None,
-                               "display.max_colwidth", 60):
-            return shown.to_string(index=False) + (f"\n{note}" if note else "") + _reasons(df)
-    width = width or shutil.get_terminal_size(fallback=(120, 24)).columns
-    cols = present_columns(df, TERMINAL)
-    head = []
-    for col in ("device", "backend"):   # one value for every row: said once, above the table
-        if col in cols and df[col].nunique() == 1:
-            head.append(f"{col}: {df[col].iloc[0]}")
-            del cols[col]
-    hidden = []
-
-    def render() -> str:
-        with pd.option_context("display.width", 1000, "display.max_columns", None,
-                               "display.max_colwidth", 40):
-            return str(display_frame(df, cols, significant=True).to_string(index=False))
-
-    text = render()
-    for col in _GIVE_UP:
-        if max(len(line) for line in text.splitlines()) <= width:
-            break
-        if col in cols:
-            hidden.append(cols.pop(col))
-            text = render()
-    out = ("; ".join(head) + "\n" if head else "") + text
-    if hidden:
-        import textwrap
-
-        out += "\n" + textwrap.fill(
-            f"({len(hidden)} column(s) left out to fit {width} columns: {', '.join(hidden)}; "
-            "--wide, report.md or report.csv have them all)", width)
+    width = terminal_width(width)
+    cols = terminal_columns(df, wide=wide, columns=columns)
+    if band and "device_latency_ms" in cols:
+        cols["device_latency_ms"] = dataclasses.replace(
+            cols["device_latency_ms"], header=f"{cols['device_latency_ms'].header} {band}")
+    # The device and backend name groups of rows (summary_frame sorts by them): said once
+    # above the table, or on a line above each group, rather than on every row.
+    for col in ("device", "backend"):
+        cols.pop(col, None)
+    group = [c for c in ("device", "backend") if df[c].nunique(dropna=False) > 1]
+    # (one backend is not named: every run before backends existed had one)
+    head = (f"device: {df['device'].iloc[0]}\n"
+            if "device" not in group and df["device"].iloc[0] else "")
+    rows: list[list[str | None] | Heading] = []
+    last = None
+    for _, r in df.iterrows():
+        key = tuple(r[c] for c in group)
+        if group and key != last:
+            rows.append(Heading(", ".join(f"{c}: {r[c] or '(none)'}" for c in group)))
+            last = key
+        rows.append([f"{r['workload']}/{r['quant']}/prune-{r['prune']}" if k == "case"
+                     else terminal_cell(k, r.get(k)) for k in cols])
+    text = table(list(cols.values()), rows, width=width, wide=wide,
+                 hint="--wide or --columns shows them")
+    out = head + text
     if note:
-        import textwrap
-
         out += "\n" + textwrap.fill(note, width)
     return out + _reasons(df, width=width)
 
 
 def write_report(run_dir: Path, *, html: bool = True, plots: bool = True,
                  unstable_threshold: float = UNSTABLE_SPREAD, wide: bool = False,
-                 width: int | None = None) -> str:
+                 columns: Sequence[str] | None = None, width: int | None = None) -> str:
     """Write report.md/.csv/.json (and plots/, report.html) into the run; return the table."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -219,30 +291,27 @@ def write_report(run_dir: Path, *, html: bool = True, plots: bool = True,
 
         write_html(run, df, figures, run_dir / "report.html",
                    unstable_threshold=unstable_threshold)
-    from harness.report.frame import calibration_note
+    from harness.report.frame import calibration_band, calibration_note
 
-    return (terminal_table(df, wide=wide, width=width, note=calibration_note(run))
-            + pairs_footnote(device_pairs(run)))
+    return (terminal_table(df, wide=wide, columns=columns, width=width,
+                           note=calibration_note(run), band=calibration_band(run))
+            + pairs_footnote(device_pairs(run), width=width))
 
 
-def _reasons(df: pd.DataFrame, *, width: int | None = None) -> str:
+def _reasons(df: pd.DataFrame, *, width: int) -> str:
+    """The lines under the summary: why rows are not ok, unstable rows, assumed shapes."""
     import textwrap
 
-    def wrap(text: str) -> str:
-        return text if width is None else textwrap.fill(
-            text, width, initial_indent="  ", subsequent_indent="      ",
-            break_on_hyphens=False)
+    def title(text: str) -> str:
+        return textwrap.fill(text, width)
 
     bad = df[df["status"] != "ok"]
     out = ""
     if not bad.empty:
-        lines = [wrap(f"{r['case_id']}: {r['status']}: {r['reason']}") if width
-                 else f"  {r['case_id']}: {r['status']}: {r['reason']}"
-                 for _, r in bad.iterrows()]
-        out += "\n\nNot ok:\n" + "\n".join(lines)
-    def title(text: str) -> str:
-        return text if width is None else textwrap.fill(text, width)
-
+        out += "\n\nNot ok:\n" + "\n".join(
+            textwrap.fill(f"{r['case_id']}: {r['status']}: {r['reason']}", width,
+                          initial_indent="  ", subsequent_indent="      ",
+                          break_on_hyphens=False) for _, r in bad.iterrows())
     flagged = df[df["unstable"] == True]  # noqa: E712
     if not flagged.empty:
         out += ("\n\n" + title("Unstable (relative spread of the warm samples above the "
