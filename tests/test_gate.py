@@ -426,13 +426,18 @@ def test_deterministic_changes_are_listed_and_judged(tmp_path: Path) -> None:
     same = measurement(row("w", "q", "0", "phone", device_ms=2.0, quality=0.95))
     assert deterministic_changes(a, same) == ([], [], None)
     b = measurement(row("w", "q", "0", "phone", device_ms=2.1, quality=0.949,
-                        footprint_mb=2000.0, size_bytes=100_001))
+                        footprint_mb=2000.0, size_bytes=101_000))
     regressions, changes, yardstick = deterministic_changes(a, b)
     assert yardstick is None
     text = "; ".join(regressions)
     for what in ("predicted device latency 2 -> 2.1 ms (+5.00%)", "predicted device memory",
-                 "no longer fits", "artifact size 100000 -> 100001", "top1_accuracy"):
+                 "no longer fits", "artifact size 100000 -> 101000", "top1_accuracy"):
         assert what in text
+    # a few bytes more (a doc string) are listed, not judged
+    b_doc = measurement(row("w", "q", "0", "phone", device_ms=2.0, quality=0.95,
+                            size_bytes=100_007))
+    assert deterministic_changes(a, b_doc) == (
+        [], ["artifact size 100000 -> 100007 bytes (+0.01%)"], None)
     # a quality tolerance turns the small drop into a listed change
     regressions, changes, _ = deterministic_changes(a, b, quality_tolerance=0.005)
     assert not any("top1" in r for r in regressions) and any("top1" in c for c in changes)

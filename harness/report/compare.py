@@ -99,6 +99,9 @@ def _rel(a: float | None, b: float | None) -> float | None:
 
 # float rounding between writers: within it two figures are the same figure
 SAME_RTOL = 1e-6
+# An artifact that grows by less than this (a doc string, node names, metadata) is listed as
+# a change, not judged a regression: the bytes a device loads barely move.
+SIZE_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,8 @@ def figure_changes(a: Measurement, b: Measurement, *, threshold: float = 0.0,
     """Every deterministic figure that differs between rows ``a`` and ``b`` of one case.
 
     A prediction, memory or size change of more than ``threshold`` (relative; 0: any change
-    beyond float rounding) is listed, as a regression when it got worse, unless the
+    beyond float rounding) is listed, as a regression when it got worse (an artifact only when
+    it grew by more than :data:`SIZE_TOLERANCE`), unless the
     prediction's yardstick (emulator version, profile figures) changed: then it is a change
     with the reason (the model did not get slower, the ruler moved; sizes are no prediction
     and are judged anyway). A quality drop beyond ``quality_tolerance`` (metric units) is a
@@ -158,6 +162,8 @@ def figure_changes(a: Measurement, b: Measurement, *, threshold: float = 0.0,
         text = f"{what} {_num(va)} -> {_num(vb)} {unit}" + (f" ({100 * rel:+.2f}%)" if va else "")
         if predicted and yardstick:
             changes.append(f"{text} (yardstick changed: {yardstick})")
+        elif not predicted and rel <= SIZE_TOLERANCE:
+            changes.append(text)
         else:
             (regressions if vb > va else changes).append(text)
     if pa.fits is not None and pb.fits is not None and pa.fits != pb.fits:
