@@ -218,6 +218,23 @@ def test_genai_artifact_is_predicted_as_generation(built: dict[str, Path]) -> No
     assert pred["kv_cache_mb_16"] == pytest.approx(2 * 2 * 2 * 16 * 20 * 4 / 2**20)
 
 
+def test_emulate_cli_reads_an_onnx_decoder(built: dict[str, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    graph = built["genai-int4"].parent / "model.onnx"
+    assert main(["emulate", str(graph), "--device", "snapdragon8gen3", "--prompt-tokens", "16",
+                 "--gen-tokens", "4", "--format", "json"]) == 0
+    (own,) = json.loads(capsys.readouterr().out)
+    assert own["precision"] == "onnx-w4-b32-acc4" and own["context"] == 20
+    assert own["kv_cache_mb"] == pytest.approx(2 * 2 * 2 * 16 * 20 * 4 / 2**20)
+    # a named precision costs the graph's architecture at that precision (fp16 KV cache)
+    assert main(["emulate", str(graph), "--device", "snapdragon8gen3", "--precision", "q8_0",
+                 "--format", "json"]) == 0
+    (named,) = json.loads(capsys.readouterr().out)
+    assert named["precision"] == "q8_0" and named["params"] == own["params"]
+
+
 # ------------------------------------------------------------------------- phases, quality
 
 

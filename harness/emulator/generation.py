@@ -593,6 +593,21 @@ class GraphFacts:
     accuracy_level: int | None
 
 
+def is_decoder_graph(path: Path | str) -> bool:
+    """Whether ``path`` is an ONNX decoder with a KV cache (a GroupQueryAttention node), as
+    ONNX Runtime GenAI's builder writes them; reads no weights."""
+    p = Path(path)
+    if p.suffix != ".onnx" or not p.is_file():
+        return False
+    import onnx
+
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception:  # not a readable ONNX file: the graph emulator reports it
+        return False
+    return any(n.op_type == "GroupQueryAttention" for n in model.graph.node)
+
+
 def _init_bytes(init: Any) -> int:
     n = 1
     for d in init.dims:
