@@ -915,11 +915,9 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from harness.emulator.generation import read_json_config
+    from harness.emulator.generation import is_decoder_graph, read_json_config
     from harness.errors import InputError
     from harness.whatif import emulate_models
-
-    from harness.emulator.generation import is_decoder_graph
 
     configs = [m for m in args.models if (m.suffix != ".onnx" and read_json_config(m))
                or is_decoder_graph(m)]
