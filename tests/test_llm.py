@@ -392,3 +392,37 @@ def test_llm_suite_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     for key in ("decode_tokens_per_s", "prefill_tokens_per_s", "kv_cache_mb",
                 "peak_memory_mb", "energy_mj_per_token"):
         assert b[key] == pytest.approx(a[key], rel=0.05), key
+
+
+def test_llama_bench_records_follow_its_format() -> None:
+    from harness.core.measurement import ArtifactFacts, Measured, Measurement, Phase
+    from harness.report.export import EXPORTERS
+    from harness.report.llama_bench import records
+
+    measured = Measured(where="host", runtime="onnxruntime-genai", runtime_version="0.18.0",
+                        threads=1, phases=(
+        Phase("load", (5_000_000,)),
+        Phase("prefill_64", (100_000_000, 200_000_000), tokens_per_sample=64),
+        Phase("decode_64", (10_000_000,) * 3 + (20_000_000,) * 3, tokens_per_sample=1)),
+        extra={"gen_tokens": 4, "prompt_tokens": [64], "kv_type": "f32"})
+    m = Measurement(case_id="smollm2/genai-int4/prune-0@host", workload="smollm2",
+                    quant="genai-int4", prune="0", device=None, backend="host", status="ok",
+                    measured=measured,
+                    artifact=ArtifactFacts(key="k", size_bytes=1000, params=135, path="a"))
+    pp, tg = records(m, host={"cpu_model": "cpu"}, test_time="t")
+    assert (pp["n_prompt"], pp["n_gen"], pp["n_depth"]) == (64, 0, 0)
+    assert pp["samples_ts"] == pytest.approx([640.0, 320.0])
+    assert pp["avg_ts"] == pytest.approx(480.0)
+    assert pp["stddev_ts"] == pytest.approx(226.274, rel=1e-4)  # sample stdev, as llama-bench
+    assert pp["avg_ns"] == 150_000_000
+    # 4 new tokens: 3 decode steps a round, one tg sample per round, at depth 64
+    assert (tg["n_prompt"], tg["n_gen"], tg["n_depth"]) == (0, 3, 64)
+    assert tg["samples_ns"] == [30_000_000, 60_000_000]
+    assert tg["samples_ts"] == pytest.approx([100.0, 50.0])
+    assert (pp["model_size"], pp["model_n_params"], pp["type_k"]) == (1000, 135, "f32")
+    assert pp["build_commit"] == "onnxruntime-genai 0.18.0" and pp["backends"] == "CPU"
+    assert EXPORTERS.entry("llama-bench").lazy and callable(EXPORTERS.get("llama-bench"))
+    not_llm = Measurement(case_id="c", workload="w", quant="fp32", prune="0", device=None,
+                          backend="host", status="ok",
+                          measured=Measured(where="host", phases=(Phase("forward", (1,)),)))
+    assert records(not_llm, host={}, test_time=None) == []

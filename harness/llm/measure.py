@@ -139,6 +139,10 @@ def measure_generation(artifact: Path, feeds: dict[str, np.ndarray], *, warmup: 
         phases.append({"name": f"decode_{n}", "unit": "ns", "samples": decode[n],
                        "tokens_per_sample": 1})
     graph = GENAI.emulator_graph(artifact)
+    from harness.emulator.generation import graph_facts
+
+    kv_type = {4.0: "f32", 2.0: "f16", 1.0: "q8_0"}.get(graph_facts(graph).kv_bytes_per_elem,
+                                                        "other")
     return {
         "model": model,
         "measured": {
@@ -156,6 +160,7 @@ def measure_generation(artifact: Path, feeds: dict[str, np.ndarray], *, warmup: 
                 "kv_cache_mb": {str(n): round(kv_cache_mb(graph, n + gen_tokens), 6)
                                 for n in prompts},
                 "order": "prompt lengths alternate order every round",
+                "kv_type": kv_type,
             },
         },
     }
