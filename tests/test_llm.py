@@ -426,3 +426,68 @@ def test_llama_bench_records_follow_its_format() -> None:
                           backend="host", status="ok",
                           measured=Measured(where="host", phases=(Phase("forward", (1,)),)))
     assert records(not_llm, host={}, test_time=None) == []
+
+
+# ---------------------------------------------------------------------------------- pruning
+
+
+def _gqa_llama(heads: int = 8, kv: int = 2) -> Any:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(1)
+    cfg = LlamaConfig(vocab_size=50, hidden_size=8 * heads, intermediate_size=96,
+                      num_hidden_layers=2,
+                      num_attention_heads=heads, num_key_value_heads=kv, head_dim=16,
+                      max_position_embeddings=64, tie_word_embeddings=True)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_structured_pruning_removes_weights_physically() -> None:
+    import torch
+
+    from harness.llm.prune import prune_decoder
+    from harness.variants import parse_prune
+
+    ids = torch.arange(10)[None]
+    model = prune_decoder(_gqa_llama(), parse_prune("neuron-l2-25"))
+    assert model.config.intermediate_size == 72
+    assert model.model.layers[1].mlp.down_proj.weight.shape == (64, 72)
+    assert model.harness_prune_record["removed_share"] == 0.25
+    model(ids)  # still runs
+
+    model = prune_decoder(_gqa_llama(), parse_prune("head-l1-25"))  # 1 of 4 per KV group
+    assert model.config.num_attention_heads == 6 and model.config.num_key_value_heads == 2
+    assert model.model.layers[0].self_attn.q_proj.weight.shape == (6 * 16, 64)
+    assert model.model.layers[0].self_attn.o_proj.weight.shape == (64, 6 * 16)
+    pruned = model(ids).logits
+    # the pruned model is the original with those heads' output columns zeroed
+    full = _gqa_llama()
+    attn, kept = full.model.layers[0].self_attn, model.model.layers[0].self_attn
+    q_full = attn.q_proj.weight.view(8, 16, 64)
+    kept_heads = [h for h in range(8) if any(torch.equal(q_full[h], k) for k in
+                                             kept.q_proj.weight.view(6, 16, 64))]
+    assert len(kept_heads) == 6 and sum(h < 4 for h in kept_heads) == 3  # 3 per group
+    with torch.no_grad():
+        for layer, pl in zip(full.model.layers, model.model.layers, strict=True):
+            q = layer.self_attn.q_proj.weight.view(8, 16, 64)
+            keep_l = [h for h in range(8) if any(torch.equal(q[h], k) for k in
+                                                 pl.self_attn.q_proj.weight.view(6, 16, 64))]
+            o = layer.self_attn.o_proj.weight.view(64, 8, 16)
+            for h in range(8):
+                if h not in keep_l:
+                    o[:, h] = 0
+    assert torch.allclose(full(ids).logits, pruned, atol=1e-5)
+
+
+def test_head_shares_that_break_grouped_attention_are_unsupported() -> None:
+    from harness.llm.prune import prune_decoder
+    from harness.variants import parse_prune
+
+    # SmolLM2's shape: 9 heads, 3 KV heads -> 3 query heads per group: 33% or 67% only
+    with pytest.raises(Unsupported, match=r"3 per group here.*33%, 67%"):
+        prune_decoder(_gqa_llama(heads=9, kv=3), parse_prune("head-l2-25"))
+    with pytest.raises(Unsupported, match="structured levels only"):
+        prune_decoder(_gqa_llama(), parse_prune("50"))
+    with pytest.raises(Unsupported, match="no fine-tuning"):
+        prune_decoder(_gqa_llama(), parse_prune("neuron-l2-25+ft"))

@@ -121,13 +121,13 @@ class SmolLM2(Workload):
 
     def export_checkpoint(self, out_dir: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
         """The fp32 checkpoint dequantized from the shipped Q4_1 GGUF (pruned if asked)."""
-        model, tok = load_fp32(gguf_path())
-        if not prune.is_dense:
-            from harness.llm.prune import prune_decoder
+        from harness.llm.prune import prune_decoder, write_record
 
-            model = prune_decoder(model, prune)
+        model, tok = load_fp32(gguf_path())
+        model = prune_decoder(model, prune)
         model.save_pretrained(str(out_dir))
         tok.save_pretrained(str(out_dir))
+        write_record(model, out_dir)
 
     def tokenize(self, text: str) -> np.ndarray:
         """Token ids of ``text`` (SmolLM2's tokenizer as the GGUF file carries it)."""
