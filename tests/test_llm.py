@@ -375,6 +375,12 @@ def test_llm_suite_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     assert rows["genai-int4"]["artifact"]["size_bytes"] < \
         0.25 * rows["genai-fp32"]["artifact"]["size_bytes"]
     assert "## Generation" in (run_dir / "report.md").read_text()
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" /
+                         "result-row.v2.schema.json").read_text())
+    for r in rows.values():
+        jsonschema.validate(r, schema)
 
     # the config.json path and the ONNX-graph path agree on SmolLM2 (fp32: same bytes)
     from harness.emulator.generation import graph_facts, load_config, predict
