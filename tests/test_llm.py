@@ -344,7 +344,8 @@ def test_report_derives_tokens_per_s_from_phases() -> None:
 
 @pytest.mark.slow
 def test_llm_suite_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
-    """The llm suite on the real SmolLM2 at fp32, fp16 (unsupported on the CPU) and int4."""
+    """The llm suite on the real SmolLM2 at fp32, fp16 (unsupported on the CPU) and int4,
+    dense and with a third of the attention heads removed."""
     pytest.importorskip("gguf")
     from harness.workloads.smollm2 import gguf_path
 
@@ -356,12 +357,22 @@ def test_llm_suite_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "bench", "--device", "snapdragon8gen3", "--suite",
          "llm", "--quant", "genai-fp32", "--quant", "genai-fp16", "--quant", "genai-int4",
-         "--iterations", "1", "--warmup", "0", "--results-dir", str(results), "--cache-dir",
-         str(cache_dir), "--no-bar"], capture_output=True, text=True, timeout=1500, check=False)
+         "--prune", "0", "--prune", "head-l2-33", "--iterations", "1", "--warmup", "0",
+         "--results-dir", str(results), "--cache-dir", str(cache_dir), "--no-bar"],
+        capture_output=True, text=True, timeout=1500, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = list(results.iterdir())
-    rows = {r["quant"]: r for r in map(json.loads,
-                                       (run_dir / "cases.jsonl").read_text().splitlines())}
+    every = [json.loads(line) for line in (run_dir / "cases.jsonl").read_text().splitlines()]
+    assert len(every) == 6
+    rows = {r["quant"]: r for r in every if r["prune"] == "0"}
+    pruned = {r["quant"]: r for r in every if r["prune"] == "head-l2-33"}
+    assert pruned["genai-fp16"]["status"] == "unsupported"
+    for q in ("genai-fp32", "genai-int4"):
+        assert pruned[q]["status"] == "ok", pruned[q]["reason"]
+        # physically removed: fewer parameters in the graph, a worse perplexity
+        assert pruned[q]["artifact"]["params"] < rows[q]["artifact"]["params"]
+        assert pruned[q]["quality"]["value"] > rows["genai-fp32"]["quality"]["value"]
+        assert pruned[q]["prediction"]["kind"] == "generation"
     assert rows["genai-fp16"]["status"] == "unsupported"
     assert "CPU provider cannot run" in rows["genai-fp16"]["reason"]
     for q in ("genai-fp32", "genai-int4"):
@@ -379,7 +390,7 @@ def test_llm_suite_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
 
     schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" /
                          "result-row.v2.schema.json").read_text())
-    for r in rows.values():
+    for r in every:
         jsonschema.validate(r, schema)
 
     # the config.json path and the ONNX-graph path agree on SmolLM2 (fp32: same bytes)
