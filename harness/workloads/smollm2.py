@@ -131,7 +131,7 @@ class SmolLM2(Workload):
 
     def tokenize(self, text: str) -> np.ndarray:
         """Token ids of ``text`` (SmolLM2's tokenizer as the GGUF file carries it)."""
-        _, tok = _tokenizer_only()
+        tok = _tokenizer()
         return np.asarray(tok(text, add_special_tokens=False).input_ids, dtype=np.int64)
 
     def timing_inputs(self) -> Feeds:
@@ -156,11 +156,12 @@ class SmolLM2(Workload):
 
 
 @cache
-def _tokenizer_only() -> tuple[None, Any]:
+def _tokenizer() -> Any:
+    """SmolLM2's tokenizer as the GGUF file carries it (no weights are read)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     gguf = gguf_path()
-    return None, AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
