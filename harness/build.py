@@ -43,10 +43,37 @@ def quant_key(fp32_artifact: Path, quant: QuantSpec) -> str:
                    "quant": quant.name, "tools": tool_versions()})
 
 
+def checkpoint_key(workload: Workload, prune: PruneSpec) -> str:
+    """Key of a language model's fp32 checkpoint stage (the GenAI levels' source)."""
+    from harness.llm.build import tool_versions as genai_tools
+
+    return key_of({"stage": "checkpoint", "build": BUILD_VERSION,
+                   "workload": workload.fingerprint(), "prune": [prune.method, prune.amount],
+                   "tools": genai_tools()})
+
+
+def genai_key(checkpoint_sha: str, quant: QuantSpec) -> str:
+    """Key of a GenAI model directory: the checkpoint's content and the level's recipe."""
+    from harness.llm.build import tool_versions as genai_tools
+
+    return key_of({"stage": "genai", "build": BUILD_VERSION, "src": checkpoint_sha,
+                   "quant": quant.name, "tools": genai_tools()})
+
+
+_CHECKPOINT_FILE = "config.json"
+
+
 def lookup_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
                     cache_dir: Path) -> Path | None:
     """The cached artifact for this variant, or None if some stage still has to be built."""
     store = ArtifactStore(cache_dir)
+    if quant.runtime == "onnxruntime-genai":
+        from harness.llm.build import dir_sha256
+
+        ckpt = store.get(checkpoint_key(workload, prune), _CHECKPOINT_FILE)
+        if ckpt is None:
+            return None
+        return store.get(genai_key(dir_sha256(ckpt.parent), quant), artifact_file(quant.runtime))
     fp32 = store.get(fp32_key(workload, prune))
     if fp32 is None:
         return None
@@ -59,6 +86,8 @@ def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
     from harness.compress.prune import record_sparsity_pattern
     from harness.compress.quantize import quantize
 
+    if quant.runtime == "onnxruntime-genai":
+        return _build_genai(workload, quant=quant, prune=prune, cache_dir=cache_dir)
     store = ArtifactStore(cache_dir)
     key = fp32_key(workload, prune)
     fp32 = store.get(key)
@@ -128,3 +157,51 @@ def _build_torch(workload: Workload, quant: QuantSpec, prune: PruneSpec, *, fp32
                                         cache_dir=cache_dir)
     build_torch_artifact(model, quant, input_names=list(workload.timing_inputs()),
                          fp32_onnx=fp32, out_dir=stage)
+
+
+def _build_genai(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
+                 cache_dir: Path) -> Path:
+    """A language model level: the workload's fp32 checkpoint (cached), then ONNX Runtime
+    GenAI's builder at the level's recipe (cached by the checkpoint's content), probed on the
+    CPU before it is committed (:mod:`harness.llm.build`)."""
+    from harness.compress.prune import record_sparsity_pattern
+    from harness.llm.build import dir_sha256, probe, run_builder
+    from harness.plugins import load_plugin
+    from harness.variants import QUANTIZERS
+
+    recipe = load_plugin(QUANTIZERS, quant.level)
+    store = ArtifactStore(cache_dir)
+    key = checkpoint_key(workload, prune)
+    ckpt = store.get(key, _CHECKPOINT_FILE)
+    if ckpt is None:
+        stage = store.staging(key)
+        try:
+            workload.export_checkpoint(stage, prune=prune, cache_dir=cache_dir)
+        except BaseException:
+            store.discard(stage)
+            raise
+        ckpt = store.commit(key, stage, _CHECKPOINT_FILE)
+    qkey = genai_key(dir_sha256(ckpt.parent), quant)
+    filename = artifact_file(quant.runtime)
+    artifact = store.get(qkey, filename)
+    if artifact is None:
+        stage = store.staging(qkey)
+        try:
+            out = stage / "model"
+            run_builder(ckpt.parent, out, recipe, block_size=quant.param,
+                        work_dir=stage / "builder-cache")
+            probe(out, quant.name)
+            for onnx_file in sorted(out.glob("*.onnx")):
+                record_sparsity_pattern(onnx_file, prune)
+            # the model directory itself is the artifact: move its files up, drop the rest
+            import shutil
+
+            shutil.rmtree(stage / "builder-cache", ignore_errors=True)
+            for f in out.iterdir():
+                f.rename(stage / f.name)
+            out.rmdir()
+        except BaseException:
+            store.discard(stage)
+            raise
+        artifact = store.commit(qkey, stage, filename)
+    return artifact

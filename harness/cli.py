@@ -894,8 +894,8 @@ _LLM_ONLY_PRECISIONS = ("bf16", "w4a16", "w4a8", "q2_k", "q3_k_m", "q4_0", "q4_1
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
-        "text generation (when MODEL is a Hugging Face config.json of a decoder: "
-        "docs/llm.md)")
+        "text generation (when MODEL is a Hugging Face config.json of a decoder or an ONNX "
+        "decoder graph with a KV cache, as ONNX Runtime GenAI builds them: docs/llm.md)")
     g.add_argument("--prompt-tokens", type=_POSITIVE_INT, default=128, metavar="N",
                    help="prompt length: prefill and time to first token (default 128)")
     g.add_argument("--gen-tokens", type=_POSITIVE_INT, default=128, metavar="M",
@@ -910,8 +910,8 @@ def _cmd_emulate_generation(args: argparse.Namespace, configs: list[Path]) -> in
     from harness.whatif import emulate_generation
 
     if len(configs) != len(args.models):
-        raise InputError("give either ONNX models or decoder config.json files, not both",
-                         field="models")
+        raise InputError("give either ONNX models or decoders (config.json files, ONNX "
+                         "decoder graphs with a KV cache), not both", field="models")
     if args.detail or args.iterations is not None or args.period_ms is not None or args.shape:
         raise InputError("--detail, --iterations, --period-ms and --shape apply to ONNX "
                          "models, not to a config.json", field="models")
@@ -953,11 +953,12 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from harness.emulator.generation import read_json_config
+    from harness.emulator.generation import is_decoder_graph, read_json_config
     from harness.errors import InputError
     from harness.whatif import emulate_models
 
-    configs = [m for m in args.models if m.suffix != ".onnx" and read_json_config(m)]
+    configs = [m for m in args.models if (m.suffix != ".onnx" and read_json_config(m))
+               or is_decoder_graph(m)]
     if configs:
         return _cmd_emulate_generation(args, configs)
     if set(args.precision or ()) & set(_LLM_ONLY_PRECISIONS):

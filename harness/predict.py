@@ -47,7 +47,17 @@ def predict_devices(path: Path, devices: Sequence[str], *, sustained_s: float,
                     period_ms: float | None, breakdown_dir: Path | None, artifact_key: str,
                     input_shapes: Mapping[str, Sequence[int]] | None = None,
                     label: str = "") -> dict[str, dict[str, Any]]:
-    """:func:`predict_on` for each device, reading and shape-inferring the graph once."""
+    """:func:`predict_on` for each device, reading and shape-inferring the graph once.
+
+    A GenAI decoder (``genai`` format) is predicted as generation instead: prefill and decode
+    from its graph's architecture (:mod:`harness.llm.predict`)."""
+    from harness.artifacts.formats import format_of
+
+    if format_of(path).name == "genai":
+        from harness.llm.predict import predict_genai
+
+        return {d: predict_genai(path, d, sustained_s=sustained_s, artifact_key=artifact_key,
+                                 input_shapes=input_shapes or {}) for d in devices}
     graph: Any = None
     try:
         from harness.emulator import load_graph

@@ -90,6 +90,30 @@ QUANTIZERS.register("torch-int8-dynamic", f"{_TORCH}:TORCH_INT8_DYNAMIC", info=Q
     "int8", "int8 weights of Linear layers, activations quantized at run time, run by "
             "PyTorch eager (torch.ao.quantization.quantize_dynamic); convs stay fp32",
     runtime="torch"))
+# Language models (workloads with a Hugging Face decoder checkpoint): ONNX Runtime GenAI's model
+# builder turns the fp32 checkpoint into a decoder with a KV cache (GroupQueryAttention) at the
+# level's precision; the targets are BuilderRecipes of harness.llm.build.
+_GENAI = "harness.llm.build"
+QUANTIZERS.register("genai-fp32", f"{_GENAI}:FP32", info=QuantLevel(
+    "fp32", "language model: fp32 decoder built by ONNX Runtime GenAI's model builder",
+    runtime="onnxruntime-genai"))
+QUANTIZERS.register("genai-fp16", f"{_GENAI}:FP16", info=QuantLevel(
+    "fp16", "language model: fp16 decoder (model builder); probed on the CPU provider, "
+            "unsupported where it cannot run it", runtime="onnxruntime-genai"))
+QUANTIZERS.register("genai-int8", f"{_GENAI}:INT8", info=QuantLevel(
+    "int8", "language model: 8-bit weight-only MatMulNBits, block 32, accuracy level 4 "
+            "(int8 activations at run time); embedding kept in float (model builder)",
+    runtime="onnxruntime-genai"))
+QUANTIZERS.register("genai-int4", f"{_GENAI}:INT4", info=QuantLevel(
+    "int4", "language model: 4-bit weight-only MatMulNBits, symmetric, fp32 scales per block, "
+            "accuracy level 4 (int8 activations); embedding shares the 4-bit output matrix "
+            "(model builder)",
+    QuantParam(what="block size", prefix="b", default=32, check=_check_block_size),
+    runtime="onnxruntime-genai"))
+QUANTIZERS.register("genai-int4a32", f"{_GENAI}:INT4_A32", info=QuantLevel(
+    "int4", "as genai-int4, at accuracy level 1 (fp32 activations, weights dequantized)",
+    QuantParam(what="block size", prefix="b", default=32, check=_check_block_size),
+    runtime="onnxruntime-genai"))
 # name -> QuantLevel, for the modules that only read what levels are.
 QUANT_LEVELS: Mapping[str, QuantLevel] = InfoView(QUANTIZERS)
 

@@ -90,26 +90,38 @@ def emulate_generation(configs: list[Path], *, devices: list[str], precisions: l
     """One result per (config.json, device, precision): text generation from the architecture
     (:mod:`harness.emulator.generation`). ``unit`` auto is the CPU (every profile has one;
     llama.cpp's default); a unit the device lacks gives that combination an ``error`` entry.
-    Precision None is q4_k_m. Sustained decode is after ``duration_s`` (default 600 s)."""
-    from harness.emulator.generation import load_config, load_fit, predict
+    Precision None is q4_k_m for a config, and the graph's own stored precision for an ONNX
+    decoder (``.onnx`` with GroupQueryAttention: architecture, bits per weight and KV-cache type
+    read from the graph, :func:`~harness.emulator.generation.graph_facts`). Sustained decode is
+    after ``duration_s`` (default 600 s)."""
+    from harness.emulator.generation import graph_facts, load_config, load_fit, predict
     from harness.errors import HarnessError
     from harness.profiles import load_profile
 
     profiles = [load_profile(d) for d in devices]
-    models = [load_config(c) for c in configs]
+    facts = {c: graph_facts(c) for c in configs if c.suffix == ".onnx"}
+    models = [facts[c].config if c in facts else load_config(c) for c in configs]
     fit = load_fit()
     out: list[dict[str, Any]] = []
     for path, cfg in zip(configs, models, strict=True):
         for prof in profiles:
             for prec in precisions:
-                name = prec or "q4_k_m"
+                graph = facts.get(path)
+                own = graph is not None and prec is None
+                name = prec or (graph.precision.name if graph is not None else "q4_k_m")
                 u = "cpu" if unit == "auto" else unit
                 entry: dict[str, Any] = {"model": str(path), "device": prof.name,
                                          "precision": name, "unit": u}
+                extra: dict[str, Any] = {}
+                if own and graph is not None:
+                    extra = {"kv_bytes_per_elem": graph.kv_bytes_per_elem,
+                             "stored_weight_bytes": graph.stored_weight_bytes}
                 try:
-                    r = predict(cfg, prof, unit=u, precision_name=name,
+                    r = predict(cfg, prof, unit=u,
+                                precision_name=graph.precision if own and graph else name,
                                 prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
-                                context=context, duration_s=duration_s or 600.0, fit=fit)
+                                context=context, duration_s=duration_s or 600.0, fit=fit,
+                                **extra)
                 except HarnessError as exc:
                     out.append({**entry, "error": str(exc)})
                     continue

@@ -47,6 +47,10 @@ def _measure(task: dict[str, Any]) -> dict[str, Any]:
     from harness.measure import measure_artifact
 
     workload = _workload(task)
+    if workload.generative:
+        from harness.llm.measure import measure_task
+
+        return measure_task(workload, task)
     with np.load(task["inputs"]) as npz:
         feeds = {k: npz[k] for k in npz.files}
     out = measure_artifact(Path(task["artifact"]), feeds, warmup=task["warmup"],
@@ -253,8 +257,9 @@ def apply_memory_limit(task: dict[str, Any]) -> dict[str, Any] | None:
     import importlib
 
     loaded = []
-    for lib in ("numpy", "onnxruntime", *(("torch",) if str(task.get("artifact", ""))
-                                          .endswith(".pt") else ())):
+    artifact = str(task.get("artifact", ""))
+    for lib in ("numpy", "onnxruntime", *(("torch",) if artifact.endswith(".pt") else ()),
+                *(("onnxruntime_genai",) if artifact.endswith("genai_config.json") else ())):
         try:
             importlib.import_module(lib)
             loaded.append(lib)

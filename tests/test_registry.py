@@ -95,11 +95,14 @@ def test_every_level_and_method_has_its_implementation() -> None:
     # What the import-time asserts used to check: one registration carries both halves.
     from harness.compress.prune import MethodPruners
     from harness.compress.torch_quant import TorchQuantizer
+    from harness.llm.build import BuilderRecipe
 
     for name, level in QUANT_LEVELS.items():
         impl = load_plugin(QUANTIZERS, name)
         assert isinstance(impl, TorchQuantizer) == (level.runtime == "torch"), name
-        assert callable(impl) or isinstance(impl, TorchQuantizer)
+        # language-model levels are recipes for ONNX Runtime GenAI's model builder
+        assert isinstance(impl, BuilderRecipe) == (level.runtime == "onnxruntime-genai"), name
+        assert callable(impl) or isinstance(impl, TorchQuantizer | BuilderRecipe)
     for name, method in PRUNE_METHODS.items():
         pruners = load_plugin(PRUNERS, name)
         assert isinstance(pruners, MethodPruners)
@@ -203,5 +206,5 @@ def test_workloads_and_runtimes_are_registered_lazily() -> None:
     assert registered() == sorted(WORKLOADS.names())
     assert {"digits_cnn", "minilm", "ppocr_det", "ppocr_rec", "yolov8n_det"} <= set(registered())
     assert all(WORKLOADS.entry(n).lazy for n in WORKLOADS.names())
-    assert RUNTIMES.names() == ["onnxruntime", "torch"]
+    assert RUNTIMES.names() == ["onnxruntime", "torch", "onnxruntime-genai"]
     assert {lv.runtime for lv in QUANT_LEVELS.values()} <= set(RUNTIMES.names())

@@ -27,8 +27,11 @@ def test_shipped_suites_load() -> None:
     assert [p.name for p in prune] == ["0", "50", "2:4", "channel-l2-50", "channel-l2-50+ft"]
     assert "head-l2-25" in {p.name for p in default.levels_for("minilm")[1]}
     assert [q.name for q in default.levels_for("ppocr_det")[0]] == [q.name for q in default.quant]
-    # the quant and prune suites name every level the harness has
-    assert {q.level for q in load_suite("quant").quant} == set(QUANT_LEVELS)
+    # the quant and prune suites name every level the harness has; the language-model levels
+    # (genai-*) are the llm suite's
+    llm_levels = {q.level for q in load_suite("llm").levels_for("smollm2")[0]}
+    assert {q.level for q in load_suite("quant").quant} | llm_levels == set(QUANT_LEVELS)
+    assert all(QUANT_LEVELS[n].runtime == "onnxruntime-genai" for n in llm_levels)
     assert {"30", "70", "90", "channel-l1-25", "channel-l1-50+ft"} <= {
         p.name for p in load_suite("prune").prune}
 

@@ -156,8 +156,37 @@ TORCH = ArtifactFormat(
     description="pickled PyTorch module (harness.runtimes.torch), costed from its ONNX twin",
     inspector="harness.compress.inspect:inspect_torch", graph=_torch_twin)
 
+
+
+# ------------------------------------------------------------------------- ONNX Runtime GenAI
+
+GENAI_CONFIG = "genai_config.json"
+GENAI_GRAPH = "model.onnx"
+
+
+def _genai_data_files(path: Path) -> list[Path]:
+    """Every other file of a GenAI model directory (graph, external data, tokenizer), sorted:
+    all of them decide what runs, so all are hashed."""
+    return sorted(p for p in path.parent.iterdir() if p.is_file() and p != path)
+
+
+def _genai_graph(path: Path) -> Path:
+    return path.parent / GENAI_GRAPH
+
+
+def _genai_quant_metadata(path: Path) -> dict[str, Any]:
+    return _onnx_file_quant_metadata(_genai_graph(path))
+
+
+GENAI = ArtifactFormat(
+    name="genai", filename=GENAI_CONFIG, runtime="onnxruntime-genai",
+    description="ONNX Runtime GenAI model directory (genai_config.json, model.onnx with KV "
+                "cache inputs, external data, tokenizer), built by its model builder",
+    inspector="harness.compress.inspect:inspect_genai", data_files=_genai_data_files,
+    graph=_genai_graph, metadata=_genai_quant_metadata)
+
 FORMATS: Registry[ArtifactFormat] = Registry("artifact format")
-for _fmt in (ONNX, TORCH):
+for _fmt in (ONNX, TORCH, GENAI):
     FORMATS.register(_fmt.name, _fmt, info=_fmt.description)
 
 

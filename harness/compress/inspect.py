@@ -64,6 +64,14 @@ def inspect_artifact(path: Path) -> ArtifactStats:
     return format_of(path).inspect(path)
 
 
+def inspect_genai(path: Path) -> ArtifactStats:
+    """:func:`inspect_onnx` of the decoder graph of a GenAI model directory (``genai`` format;
+    ``path`` is its ``genai_config.json``)."""
+    from harness.artifacts.formats import GENAI
+
+    return inspect_onnx(GENAI.emulator_graph(path))
+
+
 def inspect_onnx(path: Path) -> ArtifactStats:
     """:func:`inspect_artifact` of an ONNX model (the ``onnx`` format's inspector)."""
     import onnx

@@ -481,24 +481,31 @@ def prefill_ms(cfg: LlmConfig, unit: ComputeUnit, prec: Precision, n: int,
 
 
 def decode_memory_ms(cfg: LlmConfig, profile: DeviceProfile, prec: Precision, position: float,
-                     fit: UnitFit) -> float:
+                     fit: UnitFit, *, kv_bytes_per_elem: float = 2.0) -> float:
     """DRAM time of one token: bytes read / (peak bandwidth x fitted efficiency)."""
-    read = decode_weight_bytes(cfg, prec) + kv_cache_bytes(cfg, max(0, round(position)))
+    read = decode_weight_bytes(cfg, prec) + kv_cache_bytes(
+        cfg, max(0, round(position)), bytes_per_elem=kv_bytes_per_elem)
     return read / (profile.memory.bandwidth_gb_s.value * 1e9 * fit.decode_bw_eff) * 1e3
 
 
 def predict(cfg: LlmConfig, profile: DeviceProfile, *, unit: str = "cpu",
-            precision_name: str = "q4_k_m", prompt_tokens: int = 128, gen_tokens: int = 128,
-            context: int | None = None, duration_s: float = 600.0,
-            fit: dict[str, UnitFit] | None = None) -> GenerationPrediction:
-    """Prefill, decode, memory, energy and sustained decode of ``cfg`` on ``profile``'s unit."""
+            precision_name: str | Precision = "q4_k_m", prompt_tokens: int = 128,
+            gen_tokens: int = 128, context: int | None = None, duration_s: float = 600.0,
+            fit: dict[str, UnitFit] | None = None, kv_bytes_per_elem: float = 2.0,
+            stored_weight_bytes: float | None = None) -> GenerationPrediction:
+    """Prefill, decode, memory, energy and sustained decode of ``cfg`` on ``profile``'s unit.
+
+    ``precision_name`` is a name of :data:`PRECISIONS` or a :class:`Precision` (a graph's, from
+    :func:`graph_facts`); ``kv_bytes_per_elem`` the KV cache's element size (2: fp16, the
+    runtimes' default; 4 for ONNX Runtime GenAI's CPU graphs); ``stored_weight_bytes`` the
+    weights as stored when known (a graph's initializers) instead of computed from ``cfg``."""
     if prompt_tokens < 1 or gen_tokens < 1:
         raise InputError("prompt and generated tokens must be >= 1", field="--prompt-tokens")
     ctx = context if context is not None else prompt_tokens + gen_tokens
     if ctx < prompt_tokens + gen_tokens:
         raise InputError(f"context {ctx} is shorter than prompt + generated tokens "
                          f"({prompt_tokens + gen_tokens})", field="--context")
-    prec = precision(precision_name)
+    prec = precision_name if isinstance(precision_name, Precision) else precision(precision_name)
     cu = profile.unit(unit)
     fits_by_kind = fit if fit is not None else load_fit()
     if cu.kind not in fits_by_kind:
@@ -507,18 +514,20 @@ def predict(cfg: LlmConfig, profile: DeviceProfile, *, unit: str = "cpu",
 
     pre_ms = prefill_ms(cfg, cu, prec, prompt_tokens, uf)
     position = prompt_tokens + gen_tokens / 2          # mean position over the generation
-    mem_ms = decode_memory_ms(cfg, profile, prec, position, uf)
+    mem_ms = decode_memory_ms(cfg, profile, prec, position, uf,
+                              kv_bytes_per_elem=kv_bytes_per_elem)
     tok_ms = mem_ms + uf.decode_overhead_ms
 
-    weights = weight_bytes(cfg, prec)
-    kv = kv_cache_bytes(cfg, ctx)
+    weights = stored_weight_bytes if stored_weight_bytes is not None else weight_bytes(cfg, prec)
+    kv = kv_cache_bytes(cfg, ctx, bytes_per_elem=kv_bytes_per_elem)
     peak_mb = (weights + kv + activation_bytes(cfg, prompt_tokens, ctx)) / MB \
         + profile.memory.runtime_overhead_mb.value
     cap = profile.memory.app_cap_mb.value
 
     idle_w = profile.power.idle_w.value
     active_w = cu.active_power_w.value
-    read = decode_weight_bytes(cfg, prec) + kv_cache_bytes(cfg, round(position))
+    read = decode_weight_bytes(cfg, prec) + kv_cache_bytes(cfg, round(position),
+                                                           bytes_per_elem=kv_bytes_per_elem)
     dram_mj = read * profile.memory.dram_pj_per_byte.value * 1e-9
     energy = (idle_w + active_w) * tok_ms + dram_mj
 
@@ -559,3 +568,129 @@ def _sustained(profile: DeviceProfile, active_w: float, memory_ms: float, overhe
         now += dt
     f = thermal.clock_fraction(temp)
     return memory_ms + overhead_ms / f, f, temp
+
+
+# ----------------------------------------------------------------------------- ONNX graphs
+
+# bytes per element of the ONNX tensor types a decoder graph stores weights and caches in
+_ONNX_ITEMSIZE = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 10: 2, 11: 8, 16: 2, 21: 1, 22: 1}
+
+
+@dataclass(frozen=True)
+class GraphFacts:
+    """What a decoder ONNX graph (ONNX Runtime GenAI's builder: GroupQueryAttention with a KV
+    cache, MatMul or MatMulNBits projections) says about generation: its architecture, the
+    precision its weights are stored at (bits per weight measured on the stored tensors, scales
+    and zero points included), the bytes all its initializers take, and the KV cache's element
+    size (the graph's ``past_key_values`` type)."""
+
+    config: LlmConfig
+    precision: Precision
+    stored_weight_bytes: float
+    kv_bytes_per_elem: float
+    weight_bits: int | None      # MatMulNBits bits (None: float matmuls)
+    block_size: int | None
+    accuracy_level: int | None
+
+
+def is_decoder_graph(path: Path | str) -> bool:
+    """Whether ``path`` is an ONNX decoder with a KV cache (a GroupQueryAttention node), as
+    ONNX Runtime GenAI's builder writes them; reads no weights."""
+    p = Path(path)
+    if p.suffix != ".onnx" or not p.is_file():
+        return False
+    import onnx
+
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception:  # not a readable ONNX file: the graph emulator reports it
+        return False
+    return any(n.op_type == "GroupQueryAttention" for n in model.graph.node)
+
+
+def _init_bytes(init: Any) -> int:
+    n = 1
+    for d in init.dims:
+        n *= int(d)
+    return n * _ONNX_ITEMSIZE.get(int(init.data_type), 4)
+
+
+def graph_facts(path: Path | str) -> GraphFacts:
+    """:class:`GraphFacts` of a decoder graph; reads no weights (external data stays on disk).
+
+    The architecture comes from the graph itself: layers = GroupQueryAttention nodes, heads
+    and KV heads from their attributes, hidden size and vocabulary from the output projection
+    (``lm_head``), head size from the fused QKV projection, the MLP width from ``gate_proj``.
+    Raises an :class:`InputError` naming what is missing for a graph that is not such a decoder.
+    """
+    import re
+
+    import onnx
+    from onnx import helper
+
+    p = Path(path)
+    model = onnx.load(str(p), load_external_data=False)
+    inits = {i.name: i for i in model.graph.initializer}
+    gqa = [n for n in model.graph.node if n.op_type == "GroupQueryAttention"]
+    if not gqa:
+        raise InputError("not a decoder graph with a KV cache: no GroupQueryAttention node "
+                         "(expected an ONNX Runtime GenAI model builder graph)", file=p)
+    attrs = {a.name: helper.get_attribute_value(a) for a in gqa[0].attribute}
+    heads, kv_heads = int(attrs["num_heads"]), int(attrs["kv_num_heads"])
+
+    # (K, N, stored bytes incl. scales / zero points, nbits attrs) of every projection
+    linear: dict[str, tuple[int, int, int, dict[str, int]]] = {}
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            a = {x.name: int(helper.get_attribute_value(x)) for x in node.attribute}
+            stored = sum(_init_bytes(inits[i]) for i in node.input[1:] if i in inits)
+            linear[node.name] = (a["K"], a["N"], stored, a)
+        elif node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in inits:
+            w = inits[node.input[1]]
+            if len(w.dims) == 2:
+                linear[node.name] = (int(w.dims[0]), int(w.dims[1]), _init_bytes(w), {})
+
+    def find(pattern: str) -> list[tuple[int, int, int, dict[str, int]]]:
+        return [v for k, v in linear.items() if re.search(pattern, k)]
+
+    head = find(r"lm_head")
+    qkv = find(r"layers\.0/attn/qkv_proj")
+    q = find(r"layers\.0/attn/q_proj")
+    gate = find(r"layers\.0/mlp/gate_proj")
+    missing = [name for name, got in (("lm_head", head), ("layers.0 qkv_proj or q_proj",
+                                      qkv or q), ("layers.0 mlp/gate_proj", gate)) if not got]
+    if missing:
+        raise InputError(f"decoder graph without the projections {missing} (named as ONNX "
+                         "Runtime GenAI's builder names them)", file=p)
+    hidden, vocab = head[0][0], head[0][1]
+    head_dim = (qkv[0][1] // (heads + 2 * kv_heads)) if qkv else q[0][1] // heads
+    # Decode reads the output matrix once per token whether or not the embedding table is a
+    # separate initializer (it is only gathered, one row): taken as tied; the stored bytes
+    # below count a separate table.
+    cfg = LlmConfig(name=p.parent.name or p.stem, hidden=hidden, layers=len(gqa), heads=heads,
+                    kv_heads=kv_heads, head_dim=head_dim, intermediate=gate[0][1], vocab=vocab,
+                    tied=True, qkv_bias=False, max_positions=None)
+    # Measured bits per weight of the layer matrices and of the output matrix.
+    layer = [v for k, v in linear.items() if "lm_head" not in k]
+    layer_bpw = 8.0 * sum(v[2] for v in layer) / max(1, sum(v[0] * v[1] for v in layer))
+    head_bpw = 8.0 * head[0][2] / (hidden * vocab)
+    nbits = next((v[3] for v in layer if v[3]), {})
+    acc = nbits.get("accuracy_level")
+    # MatMulNBits at accuracy level 4 quantizes activations to int8 (int8 dot products);
+    # lower levels and float matmuls compute in the weights' float type.
+    float_type = next((int(i.data_type) for k, i in inits.items()
+                       if "layers.0" in k and int(i.data_type) in (1, 10, 16)), 1)
+    compute = "int8" if acc == 4 else ("fp16" if float_type in (10, 16) else "fp32")
+    float_name = {1: "fp32", 10: "fp16", 16: "bf16"}[float_type]
+    name = (f"onnx-w{nbits['bits']}-b{nbits['block_size']}-acc{acc}" if nbits
+            else f"onnx-{float_name}")
+    prec = Precision(name, layer_bpw, head_bpw, compute,
+                     f"measured on the graph: layer matrices {layer_bpw:.3f} bpw, output "
+                     f"matrix {head_bpw:.3f} bpw (scales and zero points included)")
+    kv_type = next((int(i.type.tensor_type.elem_type) for i in model.graph.input
+                    if i.name.startswith("past_key_values")), 10)
+    total = float(sum(_init_bytes(i) for i in inits.values()))
+    return GraphFacts(config=cfg, precision=prec, stored_weight_bytes=total,
+                      kv_bytes_per_elem=float(_ONNX_ITEMSIZE.get(kv_type, 2)),
+                      weight_bits=nbits.get("bits"), block_size=nbits.get("block_size"),
+                      accuracy_level=acc)

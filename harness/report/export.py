@@ -7,6 +7,8 @@
   raw warm samples as the rounds, so ``pytest-benchmark compare`` and tools built on that format
   read it. Statistics follow pytest-benchmark's own definitions (its quartile methods, Tukey
   fences, stdev outliers).
+* ``llama-bench``: language-model cases as llama.cpp's ``llama-bench -o json`` records
+  (:mod:`harness.report.llama_bench`).
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ EXPORTERS: Registry[Callable[[Run], Any]] = Registry("export format")
 EXPORTERS.register("gab-smaller", gab_smaller)
 EXPORTERS.register("gab-bigger", gab_bigger)
 EXPORTERS.register("pytest-benchmark", pytest_benchmark)
+# language-model cases as llama.cpp's llama-bench JSON (pp/tg records)
+EXPORTERS.register("llama-bench", "harness.report.llama_bench:llama_bench")
 
 
 def export(run: Run, fmt: str) -> str:

@@ -89,8 +89,38 @@ SECTIONS: dict[str, dict[str, str]] = {
                 "top-1 agreement vs fp32", "fidelity_sqnr_db": "SQNR vs fp32 (dB)"},
 }
 
+# The table of language-model cases (generative workloads, harness.llm), shown only when a run
+# has some: columns for the prompt lengths the llm suite times (64 and 256 tokens; rows carry
+# every length the workload timed, see generation_stats). Host figures are medians of the raw
+# phase samples; "device" figures are the generation emulator's for the device profile.
+GENERATION: dict[str, str] = {
+    **_CASE, "status": "status",
+    "load_ms": "load (ms)",
+    "ttft_64_ms": "TTFT 64 tok (ms)", "ttft_256_ms": "TTFT 256 tok (ms)",
+    "prefill_256_tokens_per_s": "prefill 256 (tok/s)",
+    "decode_64_tokens_per_s": "decode after 64 (tok/s)",
+    "decode_256_tokens_per_s": "decode after 256 (tok/s)",
+    "generation_unstable": "unstable phases",
+    "host_peak_memory_mb": "host peak (MB)",
+    "kv_cache_256_mb": "KV cache 256+gen (MB)",
+    "size_kb": "size (KB)",
+    "quality": "perplexity", "quality_delta": "Δ vs fp32",
+    "fidelity_top1_agreement": "top-1 agree vs fp32",
+    "greedy_match_fp32": "greedy = fp32 (share)",
+    "device_ttft_256_ms": "device TTFT 256 (ms)",
+    "device_prefill_256_tokens_per_s": "device prefill 256 (tok/s)",
+    "device_decode_64_tokens_per_s": "device decode (tok/s)",
+    "device_sustained_decode_64_tokens_per_s": "device decode 10 min (tok/s)",
+    "device_peak_memory_mb": "device memory (MB)", "fits": "fits",
+    "energy_mj": "device energy (mJ/token)",
+}
+
 # column -> decimals when shown to people
 DIGITS: dict[str, int] = {
+    "load_ms": 1, "ttft_64_ms": 1, "ttft_256_ms": 1, "prefill_256_tokens_per_s": 1,
+    "decode_64_tokens_per_s": 1, "decode_256_tokens_per_s": 1, "kv_cache_256_mb": 2,
+    "greedy_match_fp32": 2, "device_ttft_256_ms": 1, "device_prefill_256_tokens_per_s": 0,
+    "device_decode_64_tokens_per_s": 1, "device_sustained_decode_64_tokens_per_s": 1,
     "host_p50_ms": 3, "host_p90_ms": 3, "host_p99_ms": 3, "host_spread_pct": 0,
     "cold_start_ms": 1, "device_latency_ms": 3, "device_burst_p50_ms": 3,
     "device_burst_p90_ms": 3, "device_sustained_p50_ms": 3, "device_sustained_p90_ms": 3,
@@ -101,7 +131,11 @@ DIGITS: dict[str, int] = {
     "fidelity_cosine": 5, "fidelity_top1_agreement": 4, "fidelity_sqnr_db": 1,
 }
 TEXT_COLUMNS = {"workload", "quant", "prune", "device", "backend", "status", "fits", "metric",
-                "reason", "unstable", "device_latency_range", "on_charger"}
+                "reason", "unstable", "device_latency_range", "on_charger",
+                "generation_unstable"}
+# quantization levels that are a workload's unquantized reference (the Δ vs fp32 baseline):
+# ONNX Runtime's fp32, and the fp32 decoder a language model's GenAI levels are compared with
+REFERENCE_LEVELS = ("fp32", "genai-fp32")
 
 # Share of a sustained trace's points that count as "burst" (the start, before heat builds up)
 # and as "sustained" (the end, closest to the thermal steady state: the same last tenth the
@@ -266,7 +300,57 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         "reason": m.reason,
         "emulator_version": m.provenance.emulator_version,
         "profile_sha256": m.provenance.profile_sha256,
+        **generation_stats(m, unstable_threshold=unstable_threshold),
     }
+
+
+def generation_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
+                     ) -> dict[str, Any]:
+    """Columns of a generative case (phases ``load``, ``prefill_N``, ``decode_N``): medians of
+    the raw samples, tokens/s derived from them (prefill: N tokens per sample; decode: one),
+    which phases are UNSTABLE, the KV cache and quality extras, and the generation emulator's
+    figures per prompt length. Empty for other cases."""
+    measured = m.measured
+    if measured is None or measured.phase("load") is None:
+        return {}
+    out: dict[str, Any] = {}
+    unstable: list[str] = []
+    for phase in measured.phases:
+        st = sample_stats(phase.samples_ns)
+        if st is None:
+            continue
+        if st.unstable(threshold=unstable_threshold):
+            unstable.append(phase.name)
+        kind, _, n = phase.name.partition("_")
+        if phase.name == "load":
+            out["load_ms"] = st.p50_ms
+        elif kind == "prefill" and n.isdigit():
+            out[f"ttft_{n}_ms"] = st.p50_ms
+            out[f"prefill_{n}_tokens_per_s"] = int(n) / st.p50_ms * 1e3
+            out[f"prefill_{n}_n"] = st.n
+        elif kind == "decode" and n.isdigit():
+            out[f"decode_{n}_ms_per_token"] = st.p50_ms
+            out[f"decode_{n}_tokens_per_s"] = 1e3 / st.p50_ms
+            out[f"decode_{n}_n"] = st.n
+    out["generation_unstable"] = ", ".join(unstable) or "no"
+    extra = measured.extra or {}
+    for n, mb in (extra.get("kv_cache_mb") or {}).items():
+        out[f"kv_cache_{n}_mb"] = _num(mb)
+    if m.quality is not None:
+        for k in ("greedy_match_fp32", "top1_agreement_fp32", "nll_per_token"):
+            if k in m.quality.extra:
+                out[k] = _num(m.quality.extra[k])
+    detail = m.predicted.detail
+    for key, value in detail.items():
+        for prefix, col in (("ttft_ms_", "device_ttft_{}_ms"),
+                            ("prefill_tokens_per_s_", "device_prefill_{}_tokens_per_s"),
+                            ("decode_tokens_per_s_", "device_decode_{}_tokens_per_s"),
+                            ("sustained_decode_tokens_per_s_",
+                             "device_sustained_decode_{}_tokens_per_s"),
+                            ("kv_cache_mb_", "device_kv_cache_{}_mb")):
+            if key.startswith(prefix) and key[len(prefix):].isdigit():
+                out[col.format(key[len(prefix):])] = _num(value)
+    return out
 
 
 def summary_frame(run: Run, *, unstable_threshold: float = UNSTABLE_SPREAD) -> pd.DataFrame:
@@ -279,7 +363,7 @@ def summary_frame(run: Run, *, unstable_threshold: float = UNSTABLE_SPREAD) -> p
         return pd.DataFrame(columns=["case_id", *dict.fromkeys(
             c for cols in (COLUMNS, *SECTIONS.values()) for c in cols)])
     base = {(r["workload"], r["device"], r["backend"]): r["quality"] for _, r in df.iterrows()
-            if r["quant"] == "fp32" and r["prune"] == "0" and r["status"] == "ok"}
+            if r["quant"] in REFERENCE_LEVELS and r["prune"] == "0" and r["status"] == "ok"}
     deltas = []
     for _, r in df.iterrows():
         ref = base.get((r["workload"], r["device"], r["backend"]))

@@ -72,6 +72,7 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
             parts += [f"## {title}\n", f"No {title.lower()} figures in this run.\n"]
             continue
         parts += [f"## {title}\n", markdown_table(df, banded(keep, band)), ""]
+    parts += generation_markdown(df)
     parts += _pairs_markdown(device_pairs(run))
     assumed = _assumed(df)
     if assumed:
@@ -81,6 +82,23 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
                   "device figures hold only if the timed shape had that value.\n",
                   *[f"- {md(cid)}: {md(dims)}" for cid, dims in assumed], ""]
     return "\n".join(parts) + "\n"
+
+
+def generation_markdown(df: pd.DataFrame) -> list[str]:
+    """The language-model table (:data:`harness.report.frame.GENERATION`) as Markdown lines;
+    nothing when no row of the run is a generative case."""
+    from harness.report.frame import GENERATION
+
+    if "load_ms" not in df or not df["load_ms"].notna().any():
+        return []
+    gen = df[df["load_ms"].notna() | df["status"].ne("ok")]
+    gen = gen[gen["workload"].isin(set(df.loc[df["load_ms"].notna(), "workload"]))]
+    return ["## Generation\n",
+            "Language models: host medians of the raw phase samples (load; prefill = time to "
+            "first token of an N-token prompt; decode = one token after it, KV cache sized to "
+            "the prompt plus the generated tokens), perplexity on the workload's fixed text; "
+            "device figures are the generation emulator's, from the decoder graph.\n",
+            markdown_table(gen, present_columns(gen, GENERATION)), ""]
 
 
 def _pairs_markdown(pairs: list[DevicePair]) -> list[str]:

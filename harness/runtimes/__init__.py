@@ -42,6 +42,8 @@ RUNTIMES: Registry[Loader] = Registry("runtime")
 RUNTIMES.register("onnxruntime", "harness.runtimes.onnxruntime:load",
                   info="ONNX Runtime, CPU execution provider")
 RUNTIMES.register("torch", "harness.runtimes.torch:load", info="PyTorch eager on the CPU")
+RUNTIMES.register("onnxruntime-genai", "harness.runtimes.genai:load",
+                  info="ONNX Runtime GenAI (og.Model / og.Generator), CPU provider")
 
 
 def artifact_file(runtime: str) -> str:

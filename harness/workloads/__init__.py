@@ -24,6 +24,7 @@ WORKLOADS.register("minilm", "harness.workloads.minilm:MiniLM")
 WORKLOADS.register("ppocr_det", "harness.workloads.ppocr:PPOCRDet")
 WORKLOADS.register("ppocr_rec", "harness.workloads.ppocr:PPOCRRec")
 WORKLOADS.register("yolov8n_det", "harness.workloads.yolov8n:YOLOv8nDet")
+WORKLOADS.register("smollm2", "harness.workloads.smollm2:SmolLM2")
 
 
 def registered() -> list[str]:

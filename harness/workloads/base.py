@@ -52,6 +52,9 @@ class Workload(ABC):
     # Axis of the outputs that holds class scores, for the top-1 agreement fidelity figure;
     # None when the outputs are not class scores (embeddings, maps, raw box regressions).
     top1_axis: int | None = None
+    # A text generator (harness.llm): measured as prefill and decode phases, scored on text,
+    # built from a Hugging Face checkpoint by ONNX Runtime GenAI (genai-* levels).
+    generative: bool = False
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
@@ -63,6 +66,13 @@ class Workload(ABC):
 
         Raises :class:`harness.errors.Unsupported` when the workload cannot take ``prune``.
         """
+
+    def export_checkpoint(self, out_dir: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
+        """Write the (pruned) fp32 Hugging Face decoder checkpoint (``config.json``,
+        ``model.safetensors``, tokenizer files) into ``out_dir``, for the levels ONNX Runtime
+        GenAI's model builder builds (``genai-*``). Only language-model workloads have one."""
+        raise Unsupported(f"workload {self.name!r} is not a language model: the genai-* "
+                          "levels build Hugging Face decoder checkpoints only")
 
     def torch_model(self, cache_dir: Path) -> torch.nn.Module:
         """The fp32 PyTorch model (eval mode, unpruned) for the levels PyTorch runs.
