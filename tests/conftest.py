@@ -39,3 +39,12 @@ def tiny_conv_onnx(path: Path, *, seed: int = 0) -> Path:
 @pytest.fixture
 def tiny_model(tmp_path: Path) -> Path:
     return tiny_conv_onnx(tmp_path / "tiny.onnx")
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Path:
+    """A stand-in for `onnxruntime_perf_test` to push to a fake phone (which acts as the tool
+    when it is run; its bytes are never executed)."""
+    path = tmp_path / "onnxruntime_perf_test"
+    path.write_bytes(b"\x7fELF fake runner")
+    return path

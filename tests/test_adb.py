@@ -47,13 +47,6 @@ def phone() -> Iterator[FakeAndroid]:
         yield p
 
 
-@pytest.fixture
-def runner(tmp_path: Path) -> Path:
-    path = tmp_path / "onnxruntime_perf_test"
-    path.write_bytes(b"\x7fELF fake runner")
-    return path
-
-
 def _suite(tmp_path: Path, model: Path, *, name: str = "tiny") -> Path:
     path = tmp_path / "s.toml"
     path.write_text(

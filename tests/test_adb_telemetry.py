@@ -46,13 +46,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return h
 
 
-@pytest.fixture
-def runner(tmp_path: Path) -> Path:
-    path = tmp_path / "onnxruntime_perf_test"
-    path.write_bytes(b"\x7fELF fake runner")
-    return path
-
-
 def _suite(tmp_path: Path, model: Path) -> Path:
     path = tmp_path / "s.toml"
     path.write_text(
