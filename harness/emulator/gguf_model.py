@@ -168,10 +168,10 @@ def gguf_facts(path: Path | str) -> GgufFacts:
         raise InputError(f"architecture {arch!r} cannot be costed: its metadata give "
                          f"{parameter_count(cfg):,} parameters, the tensors hold "
                          f"{stored_params:,} (not a llama-like decoder)", file=p)
+    ftype = _file_type_name(value("general.file_type"))
     return GgufFacts(architecture=arch, config=cfg,
-                     precision=_stored_precision(tensors, cfg, _file_type_name(
-                         value("general.file_type"))),
-                     file_type=_file_type_name(value("general.file_type")), tensors=tensors)
+                     precision=_stored_precision(tensors, cfg, ftype), file_type=ftype,
+                     tensors=tensors)
 
 
 def _read(p: Path) -> Any:
@@ -199,12 +199,16 @@ def _read(p: Path) -> Any:
 def _stored_precision(tensors: tuple[GgufTensor, ...], cfg: LlmConfig,
                       file_type: str | None) -> Precision:
     """The file's weights as a :class:`Precision`: bits per weight measured on the stored layer
-    matrices (their bytes over their weights, scales included) and on the output matrix (the
-    embedding table when tied), so the emulator's decode bytes are the file's. Prefill runs at
+    matrices (their bytes over their weights, scales included), on the output matrix (the
+    embedding table when tied) and on the norms and biases, so the emulator's decode bytes are
+    the file's. Prefill runs at
     the rate the file type's GGUF rule set gives (int8 dot products on a CPU for quantized
     types), at fp16 or fp32 for a float file."""
     layer = [t for t in tensors if t.name.startswith("blk.") and len(t.shape) == 2]
     layer_bpw = 8.0 * sum(t.n_bytes for t in layer) / max(1, sum(t.params for t in layer))
+    vectors = [t for t in tensors if len(t.shape) == 1]
+    vector_bpw = (8.0 * sum(t.n_bytes for t in vectors) / max(1, sum(t.params for t in vectors))
+                  if vectors else None)
     out = next(t for t in tensors
                if t.name == ("token_embd.weight" if cfg.tied else "output.weight"))
     head_bpw = 8.0 * out.n_bytes / max(1, out.params)
@@ -220,4 +224,5 @@ def _stored_precision(tensors: tuple[GgufTensor, ...], cfg: LlmConfig,
     return Precision(file_type or "gguf-" + "+".join(t.lower() for t in types), layer_bpw,
                      head_bpw, compute,
                      f"as stored in the GGUF file: layer matrices {layer_bpw:.3f} bpw "
-                     f"({', '.join(types)}), output matrix {head_bpw:.3f} bpw ({out.ggml_type})")
+                     f"({', '.join(types)}), output matrix {head_bpw:.3f} bpw "
+                     f"({out.ggml_type})", vector_bpw=vector_bpw)
