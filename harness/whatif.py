@@ -228,7 +228,9 @@ def generation_table(results: list[dict[str, Any]], *, after_s: float,
     rows: list[list[str | None]] = []
     errors = []
     for r in results:
-        head = [Path(r["model"]).name, r["device"], r["precision"], r["unit"]]
+        # a file's stored weights, told apart from a what-if at the precision of the same name
+        prec = r["precision"] + (" (file)" if r.get("weights") == "as stored" else "")
+        head = [Path(r["model"]).name, r["device"], prec, r["unit"]]
         if "error" in r:
             rows.append([*head[:3], "error", *[None] * (len(cols) - 4)])
             errors.append(f"error: {head[0]} on {r['device']} ({r['precision']}): {r['error']}")

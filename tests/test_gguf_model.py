@@ -112,7 +112,7 @@ def test_emulate_cli_reads_a_gguf_file(smollm2: Path, capsys: pytest.CaptureFixt
     assert stored["weight_mb"] > what_if["weight_mb"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert smollm2.name in out and "q4_1" in out and "decode" in out
+    assert smollm2.name in out and "q4_1 (file)" in out and "decode" in out
 
 
 # ---------------------------------------------------------------------- written here
