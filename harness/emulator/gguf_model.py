@@ -180,7 +180,11 @@ def _read(p: Path) -> Any:
         if not p.is_file():
             raise InputError("no such file", file=p)
         raise InputError("not a GGUF file (no GGUF magic at its start)", file=p)
-    import gguf
+    try:
+        import gguf
+    except ImportError:   # an optional dependency (the "build" extra of pyproject.toml)
+        raise InputError("reading a GGUF file needs the gguf package (pip install gguf)",
+                         file=p) from None
 
     try:
         reader = gguf.GGUFReader(p)
