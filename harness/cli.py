@@ -853,19 +853,23 @@ def _add_emulate(sub: Any) -> None:
                     "without quantizing them. JSON output is a list with one object per "
                     "(model, device, precision).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: harness emulate model.onnx --device snapdragon8gen3 "
-               "--device raspberrypi5 --precision fp32 --precision int8 --format json")
+        epilog="examples:\n  harness emulate model.onnx --device snapdragon8gen3 "
+               "--device raspberrypi5 --precision fp32 --precision int8 --format json\n"
+               "  harness emulate model.gguf --device snapdragon8gen3 --prompt-tokens 256 "
+               "--gen-tokens 128   (as stored; --precision q8_0: a what-if)")
     p.add_argument("models", nargs="+", type=Path, metavar="MODEL.onnx",
-                   help="ONNX models, or Hugging Face config.json files of decoders (text "
-                        "generation from the architecture: docs/llm.md)")
+                   help="ONNX models, or decoders for text generation (docs/llm.md): Hugging "
+                        "Face config.json files (the architecture), GGUF files (architecture "
+                        "and every tensor's stored type and bytes) or ONNX decoder graphs")
     p.add_argument("--device", action="append", required=True, metavar="NAME",
                    help="device profile (repeatable); see `harness devices`")
     p.add_argument("--precision", action="append", metavar="P",
                    choices=_GRAPH_PRECISIONS + _LLM_ONLY_PRECISIONS,
                    help="what-if precision for float nodes (repeatable; default: as stored): "
                         "int4 = 4-bit weights and 16-bit activations, w8a16 = 8-bit weights "
-                        "and 16-bit activations at the fp16 rate. For a config.json also "
-                        + ", ".join(_LLM_ONLY_PRECISIONS) + " (default q4_k_m)")
+                        "and 16-bit activations at the fp16 rate. For a decoder also "
+                        + ", ".join(_LLM_ONLY_PRECISIONS) + " (default: q4_k_m for a "
+                        "config.json, the stored weights of a GGUF file or decoder graph)")
     p.add_argument("--unit", default="auto", choices=("auto", "cpu", "gpu", "npu"),
                    help="auto (default) places each node on the best unit; cpu/gpu/npu forces "
                         "one (nodes it cannot run fall back to the CPU; a device without that "
@@ -894,8 +898,9 @@ _LLM_ONLY_PRECISIONS = ("bf16", "w4a16", "w4a8", "q2_k", "q3_k_m", "q4_0", "q4_1
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
-        "text generation (when MODEL is a Hugging Face config.json of a decoder or an ONNX "
-        "decoder graph with a KV cache, as ONNX Runtime GenAI builds them: docs/llm.md)")
+        "text generation (when MODEL is a Hugging Face config.json of a decoder, a GGUF file "
+        "of a llama-like decoder, or an ONNX decoder graph with a KV cache, as ONNX Runtime "
+        "GenAI builds them: docs/llm.md)")
     g.add_argument("--prompt-tokens", type=_POSITIVE_INT, default=128, metavar="N",
                    help="prompt length: prefill and time to first token (default 128)")
     g.add_argument("--gen-tokens", type=_POSITIVE_INT, default=128, metavar="M",
@@ -905,16 +910,17 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_emulate_generation(args: argparse.Namespace, configs: list[Path]) -> int:
-    """`harness emulate CONFIG.json ...`: prefill, TTFT, decode, KV cache, memory, energy."""
+    """`harness emulate CONFIG.json|MODEL.gguf ...`: prefill, TTFT, decode, KV cache, memory,
+    energy."""
     from harness.errors import InputError
     from harness.whatif import emulate_generation
 
     if len(configs) != len(args.models):
-        raise InputError("give either ONNX models or decoders (config.json files, ONNX "
-                         "decoder graphs with a KV cache), not both", field="models")
+        raise InputError("give either ONNX models or decoders (config.json files, GGUF "
+                         "files, ONNX decoder graphs with a KV cache), not both", field="models")
     if args.detail or args.iterations is not None or args.period_ms is not None or args.shape:
         raise InputError("--detail, --iterations, --period-ms and --shape apply to ONNX "
-                         "models, not to a config.json", field="models")
+                         "models, not to a decoder config.json or GGUF file", field="models")
     results = emulate_generation(
         configs, devices=args.device, precisions=args.precision or [None], unit=args.unit,
         prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, context=args.context,
@@ -954,11 +960,14 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from harness.emulator.generation import is_decoder_graph, read_json_config
+    from harness.emulator.gguf_model import is_gguf
     from harness.errors import InputError
     from harness.whatif import emulate_models
 
+    # A .gguf name counts as a decoder whatever its content, so that a file that is not GGUF
+    # is reported as such (by gguf_facts) rather than as an unreadable ONNX model.
     configs = [m for m in args.models if (m.suffix != ".onnx" and read_json_config(m))
-               or is_decoder_graph(m)]
+               or m.suffix == ".gguf" or is_gguf(m) or is_decoder_graph(m)]
     if configs:
         return _cmd_emulate_generation(args, configs)
     if set(args.precision or ()) & set(_LLM_ONLY_PRECISIONS):

@@ -90,16 +90,24 @@ def emulate_generation(configs: list[Path], *, devices: list[str], precisions: l
     """One result per (config.json, device, precision): text generation from the architecture
     (:mod:`harness.emulator.generation`). ``unit`` auto is the CPU (every profile has one;
     llama.cpp's default); a unit the device lacks gives that combination an ``error`` entry.
-    Precision None is q4_k_m for a config, and the graph's own stored precision for an ONNX
+    Precision None is q4_k_m for a config, and the model's own stored precision for an ONNX
     decoder (``.onnx`` with GroupQueryAttention: architecture, bits per weight and KV-cache type
-    read from the graph, :func:`~harness.emulator.generation.graph_facts`). Sustained decode is
-    after ``duration_s`` (default 600 s)."""
+    read from the graph, :func:`~harness.emulator.generation.graph_facts`) or a GGUF file
+    (architecture from its metadata, every tensor's type and bytes from its tensor table,
+    :func:`~harness.emulator.gguf_model.gguf_facts`). Sustained decode is after ``duration_s``
+    (default 600 s)."""
     from harness.emulator.generation import graph_facts, load_config, load_fit, predict
+    from harness.emulator.gguf_model import gguf_facts, is_gguf
     from harness.errors import HarnessError
     from harness.profiles import load_profile
 
     profiles = [load_profile(d) for d in devices]
-    facts = {c: graph_facts(c) for c in configs if c.suffix == ".onnx"}
+    facts: dict[Path, Any] = {}
+    for c in configs:
+        if c.suffix == ".gguf" or is_gguf(c):   # a .gguf that is not GGUF: gguf_facts says so
+            facts[c] = gguf_facts(c)
+        elif c.suffix == ".onnx":
+            facts[c] = graph_facts(c)
     models = [facts[c].config if c in facts else load_config(c) for c in configs]
     fit = load_fit()
     out: list[dict[str, Any]] = []
@@ -114,8 +122,11 @@ def emulate_generation(configs: list[Path], *, devices: list[str], precisions: l
                                          "precision": name, "unit": u}
                 extra: dict[str, Any] = {}
                 if own and graph is not None:
-                    extra = {"kv_bytes_per_elem": graph.kv_bytes_per_elem,
-                             "stored_weight_bytes": graph.stored_weight_bytes}
+                    # the KV cache's type is in an ONNX graph; a GGUF file leaves it to the
+                    # runtime (llama.cpp: fp16, predict's default)
+                    extra = {"stored_weight_bytes": graph.stored_weight_bytes}
+                    if hasattr(graph, "kv_bytes_per_elem"):
+                        extra["kv_bytes_per_elem"] = graph.kv_bytes_per_elem
                 try:
                     r = predict(cfg, prof, unit=u,
                                 precision_name=graph.precision if own and graph else name,
@@ -125,7 +136,11 @@ def emulate_generation(configs: list[Path], *, devices: list[str], precisions: l
                 except HarnessError as exc:
                     out.append({**entry, "error": str(exc)})
                     continue
-                out.append({**r.to_dict(), "model": str(path)})
+                # Without --precision a graph or GGUF file is costed at its stored weights (its
+                # precision keeps the file type's name, q4_1 say): say which, as a what-if at
+                # that precision gives other bytes.
+                out.append({**r.to_dict(), "model": str(path),
+                            **({"weights": "as stored"} if own else {})})
     return out
 
 
@@ -213,7 +228,9 @@ def generation_table(results: list[dict[str, Any]], *, after_s: float,
     rows: list[list[str | None]] = []
     errors = []
     for r in results:
-        head = [Path(r["model"]).name, r["device"], r["precision"], r["unit"]]
+        # a file's stored weights, told apart from a what-if at the precision of the same name
+        prec = r["precision"] + (" (file)" if r.get("weights") == "as stored" else "")
+        head = [Path(r["model"]).name, r["device"], prec, r["unit"]]
         if "error" in r:
             rows.append([*head[:3], "error", *[None] * (len(cols) - 4)])
             errors.append(f"error: {head[0]} on {r['device']} ({r['precision']}): {r['error']}")

@@ -262,6 +262,8 @@ class Precision:
     embed_bpw: float | None      # of the embedding table and output matrix
     compute: str | None
     note: str
+    # of norms and biases where a file says (GGUF keeps them f32); None: 32 at fp32, else 16
+    vector_bpw: float | None = None
 
 
 # Group-wise 4-bit: 4 bits + one fp16 scale per group of 32 = 4.5 bits per weight (ExecuTorch's
@@ -302,6 +304,8 @@ def tensor_bits(cfg: LlmConfig, prec: Precision, t: Tensor) -> float:
     if prec.linear_bpw is None:
         return GGML_BPW[gguf_tensor_type(prec.name, t, cfg)]
     if t.kind in (NORM, BIAS):
+        if prec.vector_bpw is not None:
+            return prec.vector_bpw
         return 32.0 if prec.name == "fp32" else 16.0
     if t.kind in (TOKEN_EMBD, OUTPUT):
         assert prec.embed_bpw is not None
