@@ -222,8 +222,9 @@ def gguf_tensor_type(ftype: str, t: Tensor, cfg: LlmConfig) -> str:
             new = "q8_0"
         elif new != "q8_0":
             new = "q6_K"
-        return new
-    if t.kind == ATTN_V:
+        # then the same row-length check as every tensor: Q6_K's 256-wide blocks do not fit
+        # SmolLM2's 576 columns, so its tied embedding is stored Q8_0 (as the wheel's file is)
+    elif t.kind == ATTN_V:
         i = t.layer or 0
         if ftype == "q2_k":
             new = "q4_K" if cfg.gqa >= 4 else "q3_K"
