@@ -323,3 +323,29 @@ def test_unit_checks_cost_published_gpu_rows_at_both_float_precisions(
         assert 0 < r["predicted_ms"] < r["predicted_fp32_ms"] < math.inf
         assert r["error_pct"] == pytest.approx(
             100 * (r["predicted_ms"] - r["observed_ms"]) / r["observed_ms"])
+
+
+def test_a_small_int8_cnn_is_not_costed_slow_on_the_npu(tmp_path: Path) -> None:
+    """Issue 12's third failure class: small int8 CNNs (0.2-1 ms on the NPU) came out 1.3-1.8x
+    too slow while the same networks at fp16 came out 0.6-0.9x (an assumed 100 us per CPU<->NPU
+    crossing, paid at every precision). With the shipped fit, MobileNet v2 at int8 on every
+    fitted phone with both rows lands under 1.3x of its published AI Hub time (where the
+    failure class began) and at fp16 within 0.6-1.6x."""
+    from harness.emulator import load_graph
+    from harness.emulator.costmodel import predict_latency
+    from harness.profiles import load_profile
+
+    graph = load_graph(refmodels.get("mobilenet_v2").build_onnx(tmp_path))
+    published = {(t.profile, t.precision): t.value for t in pub.calibration_targets()
+                 if t.model == "mobilenet_v2" and t.runtime == "QNN_DLC"}
+    checked = 0
+    for device in {d for d, _ in published}:
+        if (device, "w8a8") not in published or (device, "float") not in published:
+            continue
+        prof = load_profile(device)
+        int8 = predict_latency(graph, prof, unit="npu", precision="int8").latency_ms
+        fp16 = predict_latency(graph, prof, unit="npu", precision="fp16").latency_ms
+        assert 0.6 <= int8 / published[device, "w8a8"] < 1.3, device
+        assert 0.6 <= fp16 / published[device, "float"] <= 1.6, device
+        checked += 1
+    assert checked >= 3
