@@ -336,8 +336,11 @@ def test_a_small_int8_cnn_is_not_costed_slow_on_the_npu(tmp_path: Path) -> None:
     from harness.profiles import load_profile
 
     graph = load_graph(refmodels.get("mobilenet_v2").build_onnx(tmp_path))
-    published = {(t.profile, t.precision): t.value for t in pub.calibration_targets()
-                 if t.model == "mobilenet_v2" and t.runtime == "QNN_DLC"}
+    # QNN_DLC's figure where AI Hub has one, else TFLite's (both run on the HTP)
+    published: dict[tuple[str, str], float] = {}
+    for t in sorted(pub.calibration_targets(), key=lambda t: t.runtime != "QNN_DLC"):
+        if t.model == "mobilenet_v2":
+            published.setdefault((t.profile, t.precision), t.value)
     checked = 0
     for device in {d for d, _ in published}:
         if (device, "w8a8") not in published or (device, "float") not in published:
