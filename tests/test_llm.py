@@ -386,6 +386,8 @@ def test_llm_suite_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     assert rows["genai-int4"]["artifact"]["size_bytes"] < \
         0.25 * rows["genai-fp32"]["artifact"]["size_bytes"]
     assert "## Generation" in (run_dir / "report.md").read_text()
+    page = (run_dir / "report.html").read_text()
+    assert 'id="generation"' in page and 'id="table-generation"' in page
     import jsonschema
 
     schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" /

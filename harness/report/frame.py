@@ -655,3 +655,18 @@ def pairs_by_device(pairs: list[DevicePair]) -> dict[str, list[DevicePair]]:
     for p in pairs:
         by.setdefault(p.device, []).append(p)
     return by
+
+
+GENERATION_INTRO = (
+    "Language models: host medians of the raw phase samples (load; prefill = time to first "
+    "token of an N-token prompt; decode = one token after it, KV cache sized to the prompt "
+    "plus the generated tokens), perplexity on the workload's fixed text; device figures are "
+    "the generation emulator's, from the decoder graph.")
+
+
+def generation_rows(df: pd.DataFrame) -> pd.DataFrame | None:
+    """The rows of the run's generative workloads (ok or not), None when it has none."""
+    if "load_ms" not in df or not df["load_ms"].notna().any():
+        return None
+    gen = df[df["load_ms"].notna() | df["status"].ne("ok")]
+    return gen[gen["workload"].isin(set(df.loc[df["load_ms"].notna(), "workload"]))]

@@ -177,10 +177,12 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         "and power are the emulator's predictions for the device profile. Click a column "
         "header to sort; click a section's title to fold it.</p>",
     ]
-    from harness.report.frame import device_pairs
+    from harness.report.frame import GENERATION_INTRO, device_pairs, generation_rows
 
     pairs = device_pairs(run)
+    gen = generation_rows(df)
     sections = [("summary", "Summary")] + [(t.lower(), t) for t in SECTIONS] + [
+        *([("generation", "Generation")] if gen is not None else []),
         *([("emulator-vs-device", "Emulator vs device")] if pairs else []),
         ("time", "Where the device time goes"), ("plots", "Plots")]
     parts.append('<nav class="toc"><b>Contents</b><ul>' + "".join(
@@ -204,6 +206,13 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
                              _table(df, banded(keep, band), f"table-{title.lower()}", linked)
                              if keep is not None else
                              f"<p>No {esc(title.lower())} figures in this run.</p>"))
+    if gen is not None:
+        from harness.report.frame import GENERATION
+
+        parts.append(section("generation", "Generation",
+                             f"<p>{esc(GENERATION_INTRO)}</p>"
+                             + _table(gen, present_columns(gen, GENERATION),
+                                      "table-generation")))
     if pairs:
         parts.append(section("emulator-vs-device", "Emulator vs device", _pairs_html(pairs)))
     parts.append(section("time", "Where the device time goes", _time_table(run)))

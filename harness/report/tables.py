@@ -87,17 +87,12 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
 def generation_markdown(df: pd.DataFrame) -> list[str]:
     """The language-model table (:data:`harness.report.frame.GENERATION`) as Markdown lines;
     nothing when no row of the run is a generative case."""
-    from harness.report.frame import GENERATION
+    from harness.report.frame import GENERATION, GENERATION_INTRO, generation_rows
 
-    if "load_ms" not in df or not df["load_ms"].notna().any():
+    gen = generation_rows(df)
+    if gen is None:
         return []
-    gen = df[df["load_ms"].notna() | df["status"].ne("ok")]
-    gen = gen[gen["workload"].isin(set(df.loc[df["load_ms"].notna(), "workload"]))]
-    return ["## Generation\n",
-            "Language models: host medians of the raw phase samples (load; prefill = time to "
-            "first token of an N-token prompt; decode = one token after it, KV cache sized to "
-            "the prompt plus the generated tokens), perplexity on the workload's fixed text; "
-            "device figures are the generation emulator's, from the decoder graph.\n",
+    return ["## Generation\n", GENERATION_INTRO + "\n",
             markdown_table(gen, present_columns(gen, GENERATION)), ""]
 
 
