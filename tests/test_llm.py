@@ -385,7 +385,8 @@ def test_llm_suite_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     assert rows["genai-fp32"]["fidelity"]["identical"] is True
     assert rows["genai-int4"]["artifact"]["size_bytes"] < \
         0.25 * rows["genai-fp32"]["artifact"]["size_bytes"]
-    assert "## Generation" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "## Generation" in report and "dequantized from the Q4_1 GGUF" in report
     page = (run_dir / "report.html").read_text()
     assert 'id="generation"' in page and 'id="table-generation"' in page
     import jsonschema

@@ -150,3 +150,25 @@ def test_terminal_table_fits_the_terminal(tmp_path: Path) -> None:
     assert "host p90 (ms)" in picked and "energy (mJ)" in picked and "quality" not in picked
     with pytest.raises(InputError, match="host_p50_ms"):
         terminal_table(df, columns=["host_p50"])
+
+
+def test_generation_table_says_what_the_fp32_reference_is() -> None:
+    """A language model whose fp32 is dequantized from a 4-bit file says so beside its Δ."""
+    import pandas as pd
+
+    from harness.report.frame import generation_notes
+    from harness.report.tables import generation_markdown
+
+    df = pd.DataFrame([
+        {"workload": "lm", "quant": "genai-fp32", "prune": "0", "device": None, "status": "ok",
+         "load_ms": 100.0, "reference_note": "fp32 is dequantized from a Q4_1 file"},
+        {"workload": "lm", "quant": "genai-int4", "prune": "0", "device": None, "status": "ok",
+         "load_ms": 50.0, "reference_note": "fp32 is dequantized from a Q4_1 file"},
+        {"workload": "cnn", "quant": "fp32", "prune": "0", "device": None, "status": "ok",
+         "load_ms": None, "reference_note": None},
+    ])
+    assert generation_notes(df) == ["lm: fp32 is dequantized from a Q4_1 file."]
+    text = "\n".join(generation_markdown(df))
+    assert "## Generation" in text and "lm: fp32 is dequantized from a Q4_1 file." in text
+    assert "cnn" not in text.split("\n", 2)[2]       # not a generative workload: no row
+    assert generation_markdown(df[df["workload"] == "cnn"]) == []

@@ -315,6 +315,8 @@ def measure_task(workload: Any, task: dict[str, Any]) -> dict[str, Any]:
     if task.get("pace"):
         out["measured"]["extra"]["note"] = ("--pace is not applied to generative workloads: "
                                             "the decode steps run unpadded")
+    if getattr(workload, "reference_note", None):
+        out["measured"]["extra"]["reference"] = workload.reference_note
     cache_dir = Path(task["cache_dir"]) if task.get("cache_dir") else None
     quality, fidelity = quality_and_fidelity(out["model"], workload, artifact,
                                              cache_dir=cache_dir, threads=int(task["threads"]))

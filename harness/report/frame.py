@@ -336,6 +336,8 @@ def generation_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPR
     extra = measured.extra or {}
     for n, mb in (extra.get("kv_cache_mb") or {}).items():
         out[f"kv_cache_{n}_mb"] = _num(mb)
+    if isinstance(extra.get("reference"), str):
+        out["reference_note"] = extra["reference"]
     if m.quality is not None:
         for k in ("greedy_match_fp32", "top1_agreement_fp32", "nll_per_token"):
             if k in m.quality.extra:
@@ -662,6 +664,15 @@ GENERATION_INTRO = (
     "token of an N-token prompt; decode = one token after it, KV cache sized to the prompt "
     "plus the generated tokens), perplexity on the workload's fixed text; device figures are "
     "the generation emulator's, from the decoder graph.")
+
+
+def generation_notes(gen: pd.DataFrame) -> list[str]:
+    """What each workload's fp32 reference is, where it is not a full-precision original."""
+    if "reference_note" not in gen:
+        return []
+    notes = gen.dropna(subset=["reference_note"]).drop_duplicates("workload")
+    return [f"{w}: {n}." for w, n in zip(notes["workload"], notes["reference_note"],
+                                        strict=True)]
 
 
 def generation_rows(df: pd.DataFrame) -> pd.DataFrame | None:

@@ -177,7 +177,12 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         "and power are the emulator's predictions for the device profile. Click a column "
         "header to sort; click a section's title to fold it.</p>",
     ]
-    from harness.report.frame import GENERATION_INTRO, device_pairs, generation_rows
+    from harness.report.frame import (
+        GENERATION_INTRO,
+        device_pairs,
+        generation_notes,
+        generation_rows,
+    )
 
     pairs = device_pairs(run)
     gen = generation_rows(df)
@@ -210,7 +215,8 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
         from harness.report.frame import GENERATION
 
         parts.append(section("generation", "Generation",
-                             f"<p>{esc(GENERATION_INTRO)}</p>"
+                             "<p>" + esc(" ".join([GENERATION_INTRO, *generation_notes(gen)]))
+                             + "</p>"
                              + _table(gen, present_columns(gen, GENERATION),
                                       "table-generation")))
     if pairs:

@@ -87,12 +87,18 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
 def generation_markdown(df: pd.DataFrame) -> list[str]:
     """The language-model table (:data:`harness.report.frame.GENERATION`) as Markdown lines;
     nothing when no row of the run is a generative case."""
-    from harness.report.frame import GENERATION, GENERATION_INTRO, generation_rows
+    from harness.report.frame import (
+        GENERATION,
+        GENERATION_INTRO,
+        generation_notes,
+        generation_rows,
+    )
 
     gen = generation_rows(df)
     if gen is None:
         return []
-    return ["## Generation\n", GENERATION_INTRO + "\n",
+    notes = " ".join(generation_notes(gen))
+    return ["## Generation\n", GENERATION_INTRO + (f" {notes}" if notes else "") + "\n",
             markdown_table(gen, present_columns(gen, GENERATION)), ""]
 
 

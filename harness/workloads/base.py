@@ -52,6 +52,9 @@ class Workload(ABC):
     # Axis of the outputs that holds class scores, for the top-1 agreement fidelity figure;
     # None when the outputs are not class scores (embeddings, maps, raw box regressions).
     top1_axis: int | None = None
+    # What the fp32 reference is when it is not a full-precision original (a language model
+    # dequantized from a shipped 4-bit file): said in the report beside every Δ against it.
+    reference_note: str | None = None
     # A text generator (harness.llm): measured as prefill and decode phases, scored on text,
     # built from a Hugging Face checkpoint by ONNX Runtime GenAI (genai-* levels).
     generative: bool = False
