@@ -351,12 +351,24 @@ def test_emulator_vs_device_in_the_report(tmp_path: Path, tiny_model: Path, phon
         assert phase is not None and phase.summary
         assert p.measured_ms == pytest.approx(phase.summary["p50_ns"] / 1e6)
         assert p.error_pct == pytest.approx(100 * (p.predicted_ms / p.measured_ms - 1))
+        # beside latency: the phone's peak working set against the predicted footprint, and
+        # energy where the phone was off the charger
+        assert adb.measured is not None and p.measured_memory_mb == adb.measured.peak_memory_mb
+        assert p.predicted_memory_mb == emu.predicted.peak_memory_mb
+        tele = adb.measured.telemetry
+        assert p.measured_energy_mj == (tele.energy_mj if tele and tele.energy_meaningful
+                                        else None)
+        # the emulator's energy is for its own placement: shown only where that is the unit
+        assert (p.predicted_energy_mj is None) == (p.unit != emu.predicted.detail.get("unit"))
     median = pair_errors(pairs)["median_pct"]
     table = write_report(run_dir, width=200)
     assert "Emulator vs device on snapdragon8gen3: median error" in table
     assert f"{median:+.1f}%" in table
     md = (run_dir / "report.md").read_text()
     assert "## Emulator vs device" in md and "measured p50 (ms)" in md
+    # memory was measured on the phone: its columns are there; energy was not (on the charger)
+    assert "measured memory (MB)" in md and "measured memory (MB)" in table
+    assert "energy (mJ)" not in md.split("## Emulator vs device")[1]
     assert f"Median error {median:+.1f}%" in md
     html = (run_dir / "report.html").read_text()
     assert 'id="emulator-vs-device"' in html and "measured p50 (ms)" in html

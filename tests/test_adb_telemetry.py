@@ -454,3 +454,31 @@ def test_stop_without_a_kill_cuts_the_stream_in_bounded_time(tmp_path: Path) -> 
             assert fake.loops_ended == ["stream closed or phone gone"]
         finally:
             phone.close()
+
+
+def test_the_emulator_vs_device_table_has_the_phones_energy_off_the_charger(
+        tmp_path: Path, tiny_model: Path, unplugged: FakeAndroid, runner: Path) -> None:
+    """With the phone on its battery, the emulator-vs-device pairs carry the phone's measured
+    energy per inference beside the prediction, and the report shows the columns."""
+    from harness.report.frame import device_pairs
+    from harness.report.tables import write_report
+    from harness.results import load_run
+
+    options = BenchOptions(devices=("snapdragon8gen3",), backends=("emulated", "adb"),
+                           suite=_suite(tmp_path, tiny_model), results_dir=tmp_path / "results",
+                           cache_dir=tmp_path / "cache", command_line=("test",),
+                           adb=unplugged.address, runner=runner, cooldown_max_s=0)
+    run_dir = run_bench(options, executor=InlineExecutor())
+    run = load_run(run_dir)
+    phone_rows = {m.case_id: m for m in run.measurements if m.backend == "adb"}
+    pairs = device_pairs(run)
+    assert len(pairs) == 2
+    for p in pairs:
+        m = phone_rows[p.cell_id + "@adb"]
+        tele = m.measured.telemetry if m.measured else None
+        assert tele is not None and tele.energy_meaningful
+        assert p.measured_energy_mj == tele.energy_mj and p.measured_energy_mj > 0
+    table = write_report(run_dir, width=200)
+    md = (run_dir / "report.md").read_text()
+    assert "measured energy (mJ)" in md.split("## Emulator vs device")[1]
+    assert "measured energy (mJ)" in table

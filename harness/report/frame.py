@@ -576,11 +576,31 @@ class DevicePair:
     predicted_ms: float
     measured_ms: float
     unit: str | None = None            # the unit the emulator predicted the case on
+    # energy per inference: the emulator's (when its placement is the unit compared) and the
+    # phone's battery draw over the run (only off the charger); memory: the emulator's device
+    # footprint and the runner's peak working set on the phone
+    predicted_energy_mj: float | None = None
+    measured_energy_mj: float | None = None
+    predicted_memory_mb: float | None = None
+    measured_memory_mb: float | None = None
 
     @property
     def error_pct(self) -> float:
         """Signed error of the prediction, % of the measured latency (+: predicted slower)."""
         return 100.0 * (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+
+# The figures an emulator-vs-device table shows beside latency, where some pair has the
+# measured side: (header, predicted, measured).
+PAIR_EXTRAS: tuple[tuple[str, str, str], ...] = (
+    ("energy (mJ)", "predicted_energy_mj", "measured_energy_mj"),
+    ("memory (MB)", "predicted_memory_mb", "measured_memory_mb"),
+)
+
+
+def pair_extras(pairs: list[DevicePair]) -> list[tuple[str, str, str]]:
+    """The :data:`PAIR_EXTRAS` that some pair of ``pairs`` has a measured value for."""
+    return [x for x in PAIR_EXTRAS if any(getattr(p, x[2]) is not None for p in pairs)]
 
 
 def cell_id(m: Measurement) -> str:
@@ -626,11 +646,18 @@ def device_pairs(run: Run, *, measured_backend: str = "adb",
         latency = float(pred.latency_ms or 0.0)
         by_unit = pred.detail.get("latency_ms_by_unit")
         ran_on = measured_unit(m)
+        own_unit = unit
         if ran_on and isinstance(by_unit, Mapping) and by_unit.get(ran_on):
             unit, latency = ran_on, float(by_unit[ran_on])
-        pairs.append(DevicePair(cell_id=cid, device=m.device, workload=m.workload,
-                                quant=m.quant, prune=m.prune, predicted_ms=latency,
-                                measured_ms=float(p50), unit=str(unit) if unit else None))
+        tele = m.measured.telemetry if m.measured is not None else None
+        pairs.append(DevicePair(
+            cell_id=cid, device=m.device, workload=m.workload, quant=m.quant, prune=m.prune,
+            predicted_ms=latency, measured_ms=float(p50), unit=str(unit) if unit else None,
+            predicted_energy_mj=pred.energy_mj if unit == own_unit else None,
+            measured_energy_mj=tele.energy_mj if tele is not None and tele.energy_meaningful
+            else None,
+            predicted_memory_mb=pred.peak_memory_mb,
+            measured_memory_mb=m.measured.peak_memory_mb if m.measured is not None else None))
     return pairs
 
 

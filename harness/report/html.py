@@ -230,21 +230,28 @@ def render_html(run: Run, df: pd.DataFrame, plots: list[Plot], *,
 
 def _pairs_html(pairs: list[DevicePair]) -> str:
     """Per device: predicted vs measured latency per case, the error and its median."""
-    from harness.report.frame import PAIRS_INTRO, pair_errors, pairs_by_device
+    from harness.report.frame import PAIRS_INTRO, pair_errors, pair_extras, pairs_by_device
+    from harness.report.term import sig
 
     esc = html.escape
     out = [f"<p>{esc(PAIRS_INTRO.replace('`', ''))}</p>"]
     for device, ps in pairs_by_device(pairs).items():
         e = pair_errors(ps)
+        extras = pair_extras(ps)
         rows = "".join(f"<tr><td>{esc(p.cell_id)}</td><td>{esc(p.unit or '')}</td>"
                        f"<td class=\"num\">{p.predicted_ms:.3f}"
                        f"</td><td class=\"num\">{p.measured_ms:.3f}</td>"
-                       f'<td class="num">{p.error_pct:+.1f}</td></tr>' for p in ps)
+                       f'<td class="num">{p.error_pct:+.1f}</td>'
+                       + "".join(f'<td class="num">{esc(sig(getattr(p, attr)) or "-")}</td>'
+                                 for _, pa, ma in extras for attr in (pa, ma))
+                       + "</tr>" for p in ps)
+        heads = "".join(f"<th>{side} {esc(head)}</th>" for head, _, _ in extras
+                        for side in ("predicted", "measured"))
         out.append(f"<h3>{esc(device)}</h3>"
                    f'<div class="scroll"><table class="sortable" '
                    f'id="table-emulator-vs-device-{esc(device)}"><thead><tr><th>case</th>'
                    "<th>predicted on</th><th>predicted (ms)</th><th>measured p50 (ms)</th>"
-                   "<th>error %</th></tr>"
+                   f"<th>error %</th>{heads}</tr>"
                    f"</thead><tbody>{rows}</tbody></table></div>"
                    f"<p>Median error {e['median_pct']:+.1f}% (median |error| "
                    f"{e['median_abs_pct']:.1f}%, worst {e['worst_abs_pct']:.0f}%) over "

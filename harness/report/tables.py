@@ -106,7 +106,7 @@ def _pairs_markdown(pairs: list[DevicePair]) -> list[str]:
     """The "Emulator vs device" section (nothing when no cell has both rows)."""
     from tabulate import tabulate
 
-    from harness.report.frame import pair_errors
+    from harness.report.frame import pair_errors, pair_extras
     from harness.report.markup import md
 
     if not pairs:
@@ -114,12 +114,18 @@ def _pairs_markdown(pairs: list[DevicePair]) -> list[str]:
     parts = ["## Emulator vs device\n", PAIRS_INTRO + "\n"]
     for device, ps in pairs_by_device(pairs).items():
         e = pair_errors(ps)
+        extras = pair_extras(ps)
         rows = [[md(p.cell_id), p.unit or "", f"{p.predicted_ms:.3f}", f"{p.measured_ms:.3f}",
-                 f"{p.error_pct:+.1f}"] for p in ps]
+                 f"{p.error_pct:+.1f}",
+                 *(sig(getattr(p, attr)) or "-" for _, pa, ma in extras for attr in (pa, ma))]
+                for p in ps]
+        heads = [h for head, _, _ in extras
+                 for h in (f"predicted {head}", f"measured {head}")]
         parts += [f"### {md(device)}\n",
                   tabulate(rows, headers=["case", "predicted on", "predicted (ms)",
-                                          "measured p50 (ms)", "error %"], tablefmt="pipe",
-                           colalign=("left", "left", "right", "right", "right"),
+                                          "measured p50 (ms)", "error %", *heads],
+                           tablefmt="pipe",
+                           colalign=("left", "left", *["right"] * (3 + len(heads))),
                            disable_numparse=True),
                   f"\nMedian error {e['median_pct']:+.1f}% (median |error| "
                   f"{e['median_abs_pct']:.1f}%, worst {e['worst_abs_pct']:.0f}%) over "
@@ -129,18 +135,23 @@ def _pairs_markdown(pairs: list[DevicePair]) -> list[str]:
 
 def pairs_footnote(pairs: list[DevicePair], *, width: int | None = None) -> str:
     """The terminal's "Emulator vs device" tables (empty when no cell has both rows)."""
-    from harness.report.frame import pair_errors
+    from harness.report.frame import pair_errors, pair_extras
 
     out = ""
-    cols = [Column("case", wrap=True, priority=1), Column("predicted on", priority=2),
-            Column("predicted (ms)", "right"), Column("measured p50 (ms)", "right"),
-            Column("error %", "right")]
     for device, ps in pairs_by_device(pairs).items():
         e = pair_errors(ps)
+        extras = pair_extras(ps)
+        cols = [Column("case", wrap=True, priority=1), Column("predicted on", priority=2),
+                Column("predicted (ms)", "right"), Column("measured p50 (ms)", "right"),
+                Column("error %", "right"),
+                *(Column(f"{side} {head}", "right", priority=3)
+                  for head, _, _ in extras for side in ("predicted", "measured"))]
         out += (f"\n\nEmulator vs device on {device}: median error {e['median_pct']:+.1f}% "
                 f"(median |error| {e['median_abs_pct']:.1f}%) over {len(ps)} case(s)\n"
                 + table(cols, [[p.cell_id, p.unit, sig(p.predicted_ms), sig(p.measured_ms),
-                                f"{p.error_pct:+.1f}"] for p in ps], width=width))
+                                f"{p.error_pct:+.1f}",
+                                *(sig(getattr(p, attr)) for _, pa, ma in extras
+                                  for attr in (pa, ma))] for p in ps], width=width))
     return out
 
 
