@@ -17,7 +17,8 @@ significant. A regression always needs two independent significant measurements.
 
 Everything else in the rows is deterministic for an artifact and a device profile (predicted
 latency, sustained latency, energy, memory, fit, size, quality, status): it is compared
-exactly (relative tolerance :data:`DETERMINISTIC_RTOL` for float rounding) and every change
+exactly (relative tolerance :data:`harness.report.compare.SAME_RTOL` for float rounding,
+:func:`harness.report.compare.figure_changes`, as ``harness compare`` does) and every change
 is listed; a worsening counts as a regression unless the emulator's yardstick moved between
 the runs (provenance), which is reported as such.
 
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
-from harness.report.compare import SAME_RTOL
+from harness.report.compare import figure_changes
 from harness.report.stats import PairedTest, holm_adjusted, paired_median_test
 
 VERDICTS = ("regression", "improvement", "same", "n/a")
@@ -48,7 +49,6 @@ DEFAULT_ROUNDS = 20
 DEFAULT_BLOCK = 5          # samples per block; a sample lasts >= 0.2 ms (measure.choose_loops)
 DEFAULT_ALPHA = 0.05       # family-wise error over the cases (Holm), before confirmation
 DEFAULT_WARMUP = 20
-DETERMINISTIC_RTOL = SAME_RTOL  # float rounding between writers; anything beyond is a change
 DEFAULT_QUALITY_TOLERANCE = 0.0
 FOLLOWUP_FACTOR = 2        # follow-up measurements take this many times the first pass's rounds
 
@@ -156,8 +156,6 @@ def deterministic_changes(a: Any, b: Any, *, quality_tolerance: float = 0.0
     """(regressions, changes, yardstick) between two rows (Measurements) of one case: every
     figure that differs beyond float rounding (:func:`harness.report.compare.figure_changes`
     with no threshold: these figures do not drift between runs, so any change is real)."""
-    from harness.report.compare import figure_changes
-
     found = figure_changes(a, b, threshold=0.0, quality_tolerance=quality_tolerance)
     return list(found.regressions), list(found.changes), found.yardstick
 
