@@ -137,6 +137,11 @@ def _add_bench(sub: Any) -> None:
                         "several per sample")
     p.add_argument("--warmup", type=_COUNT, metavar="N",
                    help="untimed runs after the first inference (default: the suite's)")
+    p.add_argument("--passes", type=_POSITIVE_INT, metavar="N",
+                   help="go over the cases N times (default: the suite's, 1); passes after "
+                        "the first time only, in reverse order, and pool their samples into "
+                        "each row, so a drift of this host's speed weighs on every level "
+                        "alike (the llm suite uses 3)")
     p.add_argument("--timeout-s", type=_POSITIVE, metavar="S",
                    help="limit per case for building and for measuring (default: the suite's)")
     p.add_argument("--threads", type=_COUNT, metavar="N",
@@ -215,6 +220,7 @@ class _ProgressPrinter:
         self.use_bar = bar
         self.bar: Any = None
         self.counts = {"ok": 0, "not ok": 0}
+        self.pass_no = 1
 
     def note(self, message: str) -> None:
         if self.bar is not None:
@@ -228,6 +234,10 @@ class _ProgressPrinter:
             self.bar = None
 
     def __call__(self, p: Any) -> None:
+        if self.bar is not None and p.pass_no != self.pass_no:
+            self.close()  # a new pass of the sweep: a new bar over its cases
+        if p.pass_no != self.pass_no:
+            self.pass_no, self.durations = p.pass_no, []
         if self.use_bar and self.bar is None:
             import shutil
 
@@ -236,9 +246,11 @@ class _ProgressPrinter:
             # the width from $COLUMNS or the terminal (tqdm's own query gives 0 on some ptys)
             width = shutil.get_terminal_size(fallback=(100, 24)).columns
             self.bar = tqdm(total=p.total, unit="case", file=sys.stderr, ncols=width,
+                            desc=f"pass {p.pass_no}/{p.passes}" if p.passes > 1 else None,
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
                                        "[{elapsed}<{remaining}{postfix}]")
-        head = f"[{p.index}/{p.total}] {p.case.case_id}"
+        where = f" pass {p.pass_no}/{p.passes}" if p.passes > 1 else ""
+        head = f"[{p.index}/{p.total}{where}] {p.case.case_id}"
         if p.skipped:
             if self.bar is not None:
                 self.bar.update(1)
@@ -248,7 +260,8 @@ class _ProgressPrinter:
         m = p.measurement
         if m is None:
             if self.bar is not None:
-                self.bar.set_description_str(p.case.case_id[-48:], refresh=True)
+                self.bar.set_description_str((where + ' ').lstrip() + p.case.case_id[-48:],
+                                             refresh=True)
             else:
                 print(f"{head} ...", file=sys.stderr, flush=True)
             return
@@ -262,9 +275,11 @@ class _ProgressPrinter:
                 self.bar.write(line, file=sys.stderr)
             return
         left = p.total - p.index
+        # later passes go over the cases again (fewer if some failed; quicker, timing only)
+        todo = left + (p.passes - p.pass_no) * p.total
         eta = ""
-        if left and self.durations:
-            secs = left * sum(self.durations) / len(self.durations)
+        if todo and self.durations:
+            secs = todo * sum(self.durations) / len(self.durations)
             eta = f", ETA {int(secs // 60)} min {int(secs % 60):02d} s" if secs >= 60 \
                 else f", ETA {secs:.0f} s"
         print(f"{line} [{left} left{eta}]", file=sys.stderr, flush=True)
@@ -315,7 +330,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides=MeasureOverrides(
             iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,
             threads=args.threads, sustained_s=args.sustained_s, period_ms=args.period_ms,
-            pace=args.pace, min_time_s=args.min_time_s))
+            pace=args.pace, min_time_s=args.min_time_s, passes=args.passes))
     started: list[Path] = []
     printer = _ProgressPrinter(bar=sys.stderr.isatty() and not args.no_bar)
     try:

@@ -15,6 +15,7 @@ A suite lists workloads x quantization levels x pruning levels, and how to measu
     warmup = 10                     # untimed runs after the first inference
     iterations = 100                # timed samples (at least)
     min_time_s = 0.2                # ... and more until they span this long
+    passes = 1                      # sweeps over the cases; later ones time only (see sweep)
     timeout_s = 300                 # per case, build and measurement each
     threads = 1                     # ONNX Runtime intra-op threads (0 = runtime default)
     sustained_s = 600               # emulated sustained run on the device (simulated seconds)
@@ -57,6 +58,10 @@ class MeasureOptions:
     # way), as benchmark_model --min_secs: a 12 µs model gets enough samples. 0.2 s adds at
     # most ~14 s to the 68-case default suite.
     min_time_s: float = 0.2
+    # Go over the cases this many times: the first pass measures everything, the later ones
+    # (in the other order each time) time only and pool their samples into the row, so a slow
+    # drift of the host's speed weighs on every level alike (sweep.py, docs/suites.md).
+    passes: int = 1
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -74,6 +79,8 @@ class MeasureOptions:
             raise ValueError(f"period_ms must be finite and > 0, got {self.period_ms}")
         if not 0 <= self.min_time_s < math.inf:
             raise ValueError(f"min_time_s must be finite and >= 0, got {self.min_time_s}")
+        if self.passes < 1:
+            raise ValueError(f"passes must be >= 1, got {self.passes}")
 
 
 @dataclass(frozen=True)
@@ -143,9 +150,10 @@ def parse_suite(data: dict[str, Any], *, file: Path | None = None) -> Suite:
     if "measure" in data:
         raw = expect_type(data["measure"], dict, "a table", file=file, field="measure")
         check_keys(raw, allowed={"warmup", "iterations", "timeout_s", "threads", "sustained_s",
-                                 "period_ms", "pace", "min_time_s"}, file=file,
+                                 "period_ms", "pace", "min_time_s", "passes"},
+                   file=file,
                    prefix="measure.")
-        for key in ("warmup", "iterations", "threads"):
+        for key in ("warmup", "iterations", "threads", "passes"):
             if key in raw:
                 expect_type(raw[key], int, "an integer", file=file, field=f"measure.{key}")
         for key in ("timeout_s", "sustained_s", "period_ms", "min_time_s"):

@@ -32,6 +32,8 @@ from harness.core.measurement import (
     Measurement,
     Prediction,
     Provenance,
+    passes_of,
+    with_pass,
 )
 from harness.core.types import (
     DEFAULT_BACKEND,
@@ -64,6 +66,7 @@ class MeasureOverrides:
     period_ms: float | None = None
     pace: bool | None = None
     min_time_s: float | None = None
+    passes: int | None = None
 
     def apply(self, measure: MeasureOptions) -> MeasureOptions:
         given = {k: v for k, v in asdict(self).items() if v is not None}
@@ -217,6 +220,10 @@ class Progress:
     case: Case
     measurement: Measurement | None = None
     skipped: bool = False
+    # a sweep with passes = N > 1 (MeasureOptions.passes): which pass this is; index and total
+    # count the cases of this pass
+    pass_no: int = 1
+    passes: int = 1
 
 
 ProgressFn = Callable[[Progress], None]
@@ -348,8 +355,8 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
                                      manifest=_manifest(plan, options, argv))
     with results.open_run(run_dir):
         # read under the lock, after a torn tail was repaired
-        rows = results.load_run(run_dir).rows if options.resume is not None else ()
-        done = {r["case_id"] for r in rows if r["status"] not in options.retry}
+        previous = results.load_run(run_dir).measurements \
+            if options.resume is not None else ()
         results.record_session(run_dir, command_line=argv,
                                resumed=options.resume is not None)
         if note:
@@ -358,26 +365,40 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None,
             note(f"{'resuming' if options.resume else 'writing'} the run in {run_dir}")
         if on_run_dir:
             on_run_dir(run_dir)
-        _sweep(plan, run_dir=run_dir, done=done, executor=executor, progress=progress,
-               note=note)
+        _sweep(plan, run_dir=run_dir, previous={m.case_id: m for m in previous},
+               retry=tuple(options.retry), executor=executor, progress=progress, note=note)
     return run_dir
 
 
-def _sweep(plan: Plan, *, run_dir: Path, done: set[str], executor: Executor,
-           progress: ProgressFn | None, note: NoteFn | None) -> None:
-    """Prepare and measure the cases of ``plan`` not in ``done``, appending each row."""
+def _sweep(plan: Plan, *, run_dir: Path, previous: Mapping[str, Measurement],
+           retry: Sequence[str], executor: Executor, progress: ProgressFn | None,
+           note: NoteFn | None) -> None:
+    """Measure the cases of ``plan`` that ``previous`` (a resumed run's rows) does not hold
+    (or holds with a status in ``retry``), appending each row; then the later passes.
+
+    With ``passes = N`` the sweep goes over its ok cases N-1 more times, each pass in the
+    reverse order of the one before, timing only (no quality pass), and appends each case's
+    row again with the new samples pooled in (:func:`with_pass`; the run keeps the last row of
+    a case). One case per worker process throughout, so a crash still costs one case; what
+    the passes buy is that a slow drift of the host's speed (decode speed moves severalfold
+    between minutes on a shared host) weighs on every level alike. A resumed run finishes the
+    passes its cases had not had.
+    """
     backends: dict[tuple[str, str | None], Backend] = {}
     # host runs shared by backends (host work once per artifact), and their settings
     context = BackendContext(options=plan.backend_options)
+    passes = plan.measure.passes
+    latest = {cid: m for cid, m in previous.items() if m.status not in retry}
     try:
-        pending = [c for c in plan.cases if c.case_id not in done]
+        pending = [c for c in plan.cases if c.case_id not in latest
+                   or (latest[c.case_id].status == "ok"
+                       and passes_of(latest[c.case_id]) < passes)]
         jobs = _prepare(plan, pending, executor=executor, run_dir=run_dir, note=note)
-        index = {c.case_id: i for i, c in enumerate(plan.cases, 1)}
         total = len(plan.cases)
         if progress:
-            for c in plan.cases:
-                if c.case_id in done:
-                    progress(Progress(index[c.case_id], total, c, skipped=True))
+            for i, c in enumerate(plan.cases, 1):
+                if c.case_id in latest:
+                    progress(Progress(i, total, c, skipped=True, passes=passes))
         for job in jobs:
             key = (job.case.backend, job.case.device)
             if key not in backends:
@@ -385,24 +406,52 @@ def _sweep(plan: Plan, *, run_dir: Path, done: set[str], executor: Executor,
                     job.case.backend, plan.profiles[job.case.device] if job.case.device
                     else None, context)
 
-        def started(job: CaseJob) -> None:
-            if progress:
-                progress(Progress(job.index, total, job.case))
-
-        written: set[str] = set()
-        for job, m in executor.measure(jobs, backends, on_start=started):
-            if m.case_id in written:
-                # rows are keyed by case id: a case an executor reports twice (a retry whose
-                # first answer came late) is written once
-                continue
-            written.add(m.case_id)
-            results.append_row(run_dir, m.to_row())
-            if progress:
-                progress(Progress(job.index, total, job.case, measurement=m))
+        order = list(jobs)
+        for pass_no in range(1, passes + 1):
+            if pass_no == 1:
+                todo = [j for j in order if j.case.case_id not in latest]
+            else:
+                order.reverse()
+                todo = [replace(j, measure=replace(j.measure, pass_no=pass_no))
+                        for j in order if j.measure is not None
+                        and (m := latest.get(j.case.case_id)) is not None
+                        and m.status == "ok" and passes_of(m) < pass_no]
+                if todo and note:
+                    note(f"pass {pass_no} of {passes}: timing {len(todo)} case(s) again, in "
+                         f"the reverse order, pooling their samples")
+                # progress counts the cases of this pass
+                todo = [replace(j, index=i) for i, j in enumerate(todo, 1)]
+            _measure_pass(todo, backends, executor=executor, run_dir=run_dir, latest=latest,
+                          progress=progress, pass_no=pass_no, passes=passes,
+                          total=total if pass_no == 1 else len(todo))
     finally:
         for b in backends.values():
             b.close()
         executor.close()
+
+
+def _measure_pass(jobs: Sequence[CaseJob], backends: Mapping[tuple[str, str | None], Backend],
+                  *, executor: Executor, run_dir: Path, latest: dict[str, Measurement],
+                  progress: ProgressFn | None, pass_no: int, passes: int, total: int) -> None:
+    """Measure ``jobs`` (one pass of the sweep), appending a row per case as it ends (in a
+    later pass, the case's row so far with the new samples pooled in)."""
+    def started(job: CaseJob) -> None:
+        if progress:
+            progress(Progress(job.index, total, job.case, pass_no=pass_no, passes=passes))
+
+    written: set[str] = set()
+    for job, m in executor.measure(jobs, backends, on_start=started):
+        if m.case_id in written:
+            # rows are keyed by case id: a case an executor reports twice (a retry whose
+            # first answer came late) is written once
+            continue
+        written.add(m.case_id)
+        row = m if pass_no == 1 else with_pass(latest[m.case_id], m, pass_no=pass_no)
+        results.append_row(run_dir, row.to_row())
+        latest[m.case_id] = row
+        if progress:
+            progress(Progress(job.index, total, job.case, measurement=m, pass_no=pass_no,
+                              passes=passes))
 
 
 # --------------------------------------------------------------------------- planning

@@ -98,8 +98,8 @@ QUANTIZERS.register("genai-fp32", f"{_GENAI}:FP32", info=QuantLevel(
     "fp32", "language model: fp32 decoder built by ONNX Runtime GenAI's model builder",
     runtime="onnxruntime-genai"))
 QUANTIZERS.register("genai-fp16", f"{_GENAI}:FP16", info=QuantLevel(
-    "fp16", "language model: fp16 decoder (model builder); probed on the CPU provider, "
-            "unsupported where it cannot run it", runtime="onnxruntime-genai"))
+    "fp16", "language model: fp16 decoder (model builder, its intermediate shape annotations "
+            "dropped); the CPU casts around kernels it lacks in fp16", runtime="onnxruntime-genai"))
 QUANTIZERS.register("genai-int8", f"{_GENAI}:INT8", info=QuantLevel(
     "int8", "language model: 8-bit weight-only MatMulNBits, block 32, accuracy level 4 "
             "(int8 activations at run time); embedding kept in float (model builder)",

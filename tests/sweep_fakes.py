@@ -42,7 +42,9 @@ class FakePhone:
     """A device backend that answers at once: each case's latency is its index in ms.
 
     ``crash_on`` names case ids whose measurement raises (a broken backend); ``stop_on``
-    raises KeyboardInterrupt (the user pressing Ctrl-C mid-sweep).
+    raises KeyboardInterrupt (the user pressing Ctrl-C mid-sweep); ``stop_on_pass`` and
+    ``crash_on_pass`` do so in one pass of a multi-pass sweep only ((case id, pass) pairs).
+    ``passes_seen`` records (case id, pass) as measured.
     """
 
     name = "fakephone"
@@ -50,6 +52,9 @@ class FakePhone:
     crash_on: ClassVar[set[str]] = set()
     stop_on: ClassVar[set[str]] = set()
     seen: ClassVar[list[str]] = []
+    stop_on_pass: ClassVar[set[tuple[str, int]]] = set()
+    crash_on_pass: ClassVar[set[tuple[str, int]]] = set()
+    passes_seen: ClassVar[list[tuple[str, int]]] = []
 
     def open(self, profile: Any, context: Any) -> None:
         self.profile = profile
@@ -61,9 +66,11 @@ class FakePhone:
         import time
 
         FakePhone.seen.append(job.case.case_id)
-        if job.case.case_id in self.stop_on:
+        at = (job.case.case_id, job.measure.pass_no if job.measure else 1)
+        FakePhone.passes_seen.append(at)
+        if job.case.case_id in self.stop_on or at in self.stop_on_pass:
             raise KeyboardInterrupt
-        if job.case.case_id in self.crash_on:
+        if job.case.case_id in self.crash_on or at in self.crash_on_pass:
             raise RuntimeError("usb cable pulled")
         if job.failure:
             return measurement_for(job, backend=self.name, status=job.failure[0],
@@ -79,6 +86,7 @@ class FakePhone:
 @pytest.fixture
 def fake_phone() -> Iterator[type[FakePhone]]:
     FakePhone.crash_on, FakePhone.stop_on, FakePhone.seen = set(), set(), []
+    FakePhone.stop_on_pass, FakePhone.crash_on_pass, FakePhone.passes_seen = set(), set(), []
     with BACKENDS.registered("fakephone", FakePhone):
         yield FakePhone
 

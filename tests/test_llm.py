@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +198,41 @@ def test_not_a_decoder_graph_is_refused_by_name(tmp_path: Path) -> None:
     from harness.emulator.generation import graph_facts
     from tests.conftest import tiny_conv_onnx
 
-    with pytest.raises(InputError, match="no GroupQueryAttention"):
+    with pytest.raises(InputError, match="no GroupQueryAttention or MultiHeadAttention"):
         graph_facts(tiny_conv_onnx(tmp_path / "conv.onnx"))
+
+
+def test_fp16_builds_runs_on_the_cpu_and_is_read_as_the_same_architecture(
+        built: dict[str, Path]) -> None:
+    """The builder's fp16 graph (attention spelled out with MultiHeadAttention and repeat_kv)
+    passes the build's CPU probe once its mislabelled shape annotations are dropped, decodes
+    the fp32 build's greedy tokens, and the emulator reads the same architecture from it."""
+    import onnx
+
+    from harness.build import build_artifact
+    from harness.emulator.generation import graph_facts
+    from harness.runtimes.genai import generator, open_model
+
+    fp16 = build_artifact(TinyLM(), quant=QuantSpec("genai-fp16"),
+                          prune=PruneSpec("magnitude", 0.0), cache_dir=built["cache"])
+    graph = onnx.load(str(fp16.parent / "model.onnx"), load_external_data=False)
+    assert not graph.graph.value_info
+    assert {n.op_type for n in graph.graph.node} & {"MultiHeadAttention", "GroupQueryAttention"}
+    a, b = graph_facts(fp16.parent / "model.onnx"), \
+        graph_facts(built["genai-fp32"].parent / "model.onnx")
+    assert a.config == replace(b.config, name=a.config.name)
+    assert (a.config.layers, a.config.heads, a.config.kv_heads, a.config.head_dim) == \
+        (2, 4, 2, 16)
+    assert a.kv_bytes_per_elem == 2 and a.precision.compute == "fp16"
+
+    def greedy(artifact: Path) -> list[int]:
+        gen = generator(open_model(artifact.parent, threads=1), max_length=16)
+        gen.append_tokens(np.arange(3, 11, dtype=np.int32))
+        for _ in range(6):
+            gen.generate_next_token()
+        return [int(t) for t in gen.get_sequence(0)]
+
+    assert greedy(fp16) == greedy(built["genai-fp32"])
 
 
 def test_genai_artifact_is_predicted_as_generation(built: dict[str, Path]) -> None:
@@ -344,8 +378,8 @@ def test_report_derives_tokens_per_s_from_phases() -> None:
 
 @pytest.mark.slow
 def test_llm_suite_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
-    """The llm suite on the real SmolLM2 at fp32, fp16 (unsupported on the CPU) and int4,
-    dense and with a third of the attention heads removed."""
+    """The llm suite on the real SmolLM2 at fp32, fp16 and int4, dense and with a third of
+    the attention heads removed, in two passes (the second timing only, pooled)."""
     pytest.importorskip("gguf")
     from harness.workloads.smollm2 import gguf_path
 
@@ -358,31 +392,36 @@ def test_llm_suite_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
         [sys.executable, "-m", "harness", "bench", "--device", "snapdragon8gen3", "--suite",
          "llm", "--quant", "genai-fp32", "--quant", "genai-fp16", "--quant", "genai-int4",
          "--prune", "0", "--prune", "head-l2-33", "--iterations", "1", "--warmup", "0",
+         "--passes", "2",
          "--results-dir", str(results), "--cache-dir", str(cache_dir), "--no-bar"],
         capture_output=True, text=True, timeout=1500, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = list(results.iterdir())
-    every = [json.loads(line) for line in (run_dir / "cases.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (run_dir / "cases.jsonl").read_text().splitlines()]
+    assert len(lines) == 12  # every case's row after each pass
+    every = list({r["case_id"]: r for r in lines}.values())
     assert len(every) == 6
     rows = {r["quant"]: r for r in every if r["prune"] == "0"}
     pruned = {r["quant"]: r for r in every if r["prune"] == "head-l2-33"}
-    assert pruned["genai-fp16"]["status"] == "unsupported"
-    for q in ("genai-fp32", "genai-int4"):
+    for q in ("genai-fp32", "genai-fp16", "genai-int4"):
         assert pruned[q]["status"] == "ok", pruned[q]["reason"]
         # physically removed: fewer parameters in the graph, a worse perplexity
         assert pruned[q]["artifact"]["params"] < rows[q]["artifact"]["params"]
         assert pruned[q]["quality"]["value"] > rows["genai-fp32"]["quality"]["value"]
         assert pruned[q]["prediction"]["kind"] == "generation"
-    assert rows["genai-fp16"]["status"] == "unsupported"
-    assert "CPU provider cannot run" in rows["genai-fp16"]["reason"]
-    for q in ("genai-fp32", "genai-int4"):
+    for q in ("genai-fp32", "genai-fp16", "genai-int4"):
         r = rows[q]
         assert r["status"] == "ok", r["reason"]
         names = [p["name"] for p in r["measured"]["phases"]]
         assert names == ["load", "prefill_64", "decode_64", "prefill_256", "decode_256"]
+        # two passes pooled: each prompt length timed once per pass, 31 decode steps each
+        counts = r["measured"]["extra"]["pass_samples"]
+        assert counts["prefill_64"] == [1, 1] and counts["decode_256"] == [31, 31]
         assert r["quality"]["metric"] == "perplexity" and 1 < r["quality"]["value"] < 1000
         assert r["prediction"]["kind"] == "generation"
     assert rows["genai-fp32"]["fidelity"]["identical"] is True
+    # fp16 (its builder graph repaired, see harness.llm.build) predicts as fp32 does
+    assert rows["genai-fp16"]["fidelity"]["top1_agreement"] > 0.95
     assert rows["genai-int4"]["artifact"]["size_bytes"] < \
         0.25 * rows["genai-fp32"]["artifact"]["size_bytes"]
     report = (run_dir / "report.md").read_text()

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Any
 
@@ -464,6 +464,76 @@ class Measurement:
 
 
 _NO_PREDICTION = Prediction()
+
+
+# --------------------------------------------------------------------------- passes
+
+def passes_of(m: Measurement) -> int:
+    """How many passes of the sweep have measured this case (1 for a single-pass run)."""
+    extra = m.measured.extra if m.measured else None
+    n = (extra or {}).get("passes", 1)
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+
+
+def _merged_phase(a: Phase, b: Phase) -> Phase | None:
+    """``a``'s samples followed by ``b``'s; None when they cannot be pooled (a runner's
+    printed summary instead of samples, or another unit of work per sample)."""
+    if a.summary is not None or b.summary is not None or a.unit != b.unit \
+            or a.tokens_per_sample != b.tokens_per_sample:
+        return None
+    if a.calls_per_sample == b.calls_per_sample:
+        return replace(a, samples=a.samples + b.samples)
+    # each run chose its own loop length: pool per-call values (a loop's mean per call)
+    return replace(a, samples=a.samples_ns + b.samples_ns, calls_per_sample=1)
+
+
+def with_pass(m: Measurement, later: Measurement, *, pass_no: int) -> Measurement:
+    """The row of ``m`` with a later pass of the sweep over the same case pooled into it.
+
+    A sweep with ``passes = N`` measures every case, then goes over the cases again (in the
+    other order) N-1 times, timing only: a drift of the host's speed then weighs on every
+    level alike instead of on whichever levels ran while it lasted. Samples of each phase are
+    appended (``measured.extra.pass_samples`` keeps how many each pass gave), the peak memory
+    is the largest of the passes; the first pass's quality, prediction, telemetry and cold
+    start stay. A later pass that fails leaves the figures as they were and says so in
+    ``measured.extra.pass_notes``.
+    """
+    if m.measured is None:
+        return m
+    extra = dict(m.measured.extra or {})
+    counts = {k: list(v) for k, v in (extra.get("pass_samples") or {}).items()}
+    if not counts:
+        counts = {p.name: [len(p.samples)] for p in m.measured.phases}
+    notes = list(extra.get("pass_notes") or [])
+    phases = list(m.measured.phases)
+    peak = m.measured.peak_memory_mb
+    if later.status != "ok" or later.measured is None:
+        notes.append(f"pass {pass_no}: {later.status}: {later.reason}"[:300])
+    else:
+        by_name = {p.name: p for p in later.measured.phases}
+        for i, p in enumerate(phases):
+            q = by_name.pop(p.name, None)
+            if q is None:
+                continue
+            merged = _merged_phase(p, q)
+            if merged is None:
+                notes.append(f"pass {pass_no}: phase {p.name} not pooled (a summary, "
+                             f"or another unit per sample)")
+                continue
+            phases[i] = merged
+            counts.setdefault(p.name, [len(p.samples)]).append(len(q.samples))
+        phases += by_name.values()
+        for q in by_name.values():
+            counts[q.name] = [0] * (pass_no - 1) + [len(q.samples)]
+        later_peak = later.measured.peak_memory_mb
+        if later_peak is not None:
+            peak = later_peak if peak is None else max(peak, later_peak)
+    extra.update(passes=pass_no, pass_samples=counts)
+    if notes:
+        extra["pass_notes"] = notes
+    measured = replace(m.measured, phases=tuple(phases), peak_memory_mb=peak, extra=extra)
+    duration = None if m.duration_s is None else m.duration_s + (later.duration_s or 0.0)
+    return replace(m, measured=measured, duration_s=duration)
 
 
 # --------------------------------------------------------------------------- upgrades

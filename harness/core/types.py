@@ -201,6 +201,9 @@ class MeasureTask:
     pace_spec: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     min_time_s: float = 0.0             # keep timing until the samples span this long
     memory_limit_mb: float | None = None
+    # a later pass of the sweep (MeasureOptions.passes): time only, no quality evaluation;
+    # the pass number keeps its run apart from the first pass's in the shared host runs
+    pass_no: int = 1
     timed: bool = field(default=True, init=False)
 
     def to_worker(self) -> dict[str, Any]:
@@ -210,6 +213,7 @@ class MeasureTask:
                 "iterations": self.iterations, "threads": self.threads,
                 "pace": self.pace_spec, "eval_size": self.eval_size,
                 "min_time_s": self.min_time_s,
+                "timing_only": self.pass_no > 1,
                 "cache_dir": str(self.cache_dir)}
 
 

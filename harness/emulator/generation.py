@@ -385,6 +385,15 @@ def fitted_path() -> Path:
     return default_devices_dir() / "fitted" / "llm.toml"
 
 
+def load_fit_fidelity(path: Path | None = None) -> dict[str, Any]:
+    """The fit's recorded errors (the ``[fidelity]`` table of devices/fitted/llm.toml)."""
+    from harness.datafiles import read_toml
+
+    p = path or fitted_path()
+    fid = read_toml(p, kind="fitted LLM parameters").get("fidelity")
+    return dict(fid) if isinstance(fid, dict) else {}
+
+
 def load_fit(path: Path | None = None) -> dict[str, UnitFit]:
     """Per unit kind (cpu/gpu/npu), the fitted generation efficiencies."""
     from harness.datafiles import read_toml
@@ -620,12 +629,27 @@ def _init_bytes(init: Any) -> int:
     return n * _ONNX_ITEMSIZE.get(int(init.data_type), 4)
 
 
+def _kv_heads_of_inputs(model: Any) -> int:
+    """KV heads from the first KV cache input's shape (batch, KV heads, positions, head size),
+    0 when that dimension is not a number."""
+    for i in model.graph.input:
+        if i.name.startswith("past_key_values") and i.name.endswith(".key"):
+            dims = i.type.tensor_type.shape.dim
+            if len(dims) == 4 and dims[1].HasField("dim_value"):
+                return int(dims[1].dim_value)
+    return 0
+
+
 def graph_facts(path: Path | str) -> GraphFacts:
     """:class:`GraphFacts` of a decoder graph; reads no weights (external data stays on disk).
 
-    The architecture comes from the graph itself: layers = GroupQueryAttention nodes, heads
-    and KV heads from their attributes, hidden size and vocabulary from the output projection
-    (``lm_head``), head size from the fused QKV projection, the MLP width from ``gate_proj``.
+    The architecture comes from the graph itself: layers = attention nodes (GroupQueryAttention,
+    or MultiHeadAttention where the builder spells grouped-query attention out with
+    ``repeat_kv``, as in its fp16 CPU graph), heads from their attributes, KV heads from
+    GroupQueryAttention's or else the KV cache inputs' shape (``past_key_values.N.key``: batch,
+    KV heads, positions, head size) or the K projection, hidden size and vocabulary from the
+    output projection (``lm_head``), head size from the Q (or fused QKV) projection, the MLP
+    width from ``gate_proj``.
     Raises an :class:`InputError` naming what is missing for a graph that is not such a decoder.
     """
     import re
@@ -636,12 +660,15 @@ def graph_facts(path: Path | str) -> GraphFacts:
     p = Path(path)
     model = onnx.load(str(p), load_external_data=False)
     inits = {i.name: i for i in model.graph.initializer}
-    gqa = [n for n in model.graph.node if n.op_type == "GroupQueryAttention"]
-    if not gqa:
-        raise InputError("not a decoder graph with a KV cache: no GroupQueryAttention node "
-                         "(expected an ONNX Runtime GenAI model builder graph)", file=p)
-    attrs = {a.name: helper.get_attribute_value(a) for a in gqa[0].attribute}
-    heads, kv_heads = int(attrs["num_heads"]), int(attrs["kv_num_heads"])
+    attention = [n for n in model.graph.node
+                 if n.op_type in ("GroupQueryAttention", "MultiHeadAttention")]
+    if not attention:
+        raise InputError("not a decoder graph with a KV cache: no GroupQueryAttention or "
+                         "MultiHeadAttention node (expected an ONNX Runtime GenAI model builder "
+                         "graph)", file=p)
+    attrs = {a.name: helper.get_attribute_value(a) for a in attention[0].attribute}
+    heads = int(attrs["num_heads"])
+    kv_heads = int(attrs.get("kv_num_heads", 0)) or _kv_heads_of_inputs(model)
 
     # (K, N, stored bytes incl. scales / zero points, nbits attrs) of every projection
     linear: dict[str, tuple[int, int, int, dict[str, int]]] = {}
@@ -669,10 +696,17 @@ def graph_facts(path: Path | str) -> GraphFacts:
                          "Runtime GenAI's builder names them)", file=p)
     hidden, vocab = head[0][0], head[0][1]
     head_dim = (qkv[0][1] // (heads + 2 * kv_heads)) if qkv else q[0][1] // heads
+    if not kv_heads:
+        k = find(r"layers\.0/attn/k_proj")
+        if not k or qkv:
+            raise InputError("decoder graph whose KV heads cannot be read (no kv_num_heads "
+                             "attribute, KV cache input shape or layers.0 k_proj)", file=p)
+        kv_heads = k[0][1] // head_dim
     # Decode reads the output matrix once per token whether or not the embedding table is a
     # separate initializer (it is only gathered, one row): taken as tied; the stored bytes
     # below count a separate table.
-    cfg = LlmConfig(name=p.parent.name or p.stem, hidden=hidden, layers=len(gqa), heads=heads,
+    cfg = LlmConfig(name=p.parent.name or p.stem, hidden=hidden, layers=len(attention),
+                    heads=heads,
                     kv_heads=kv_heads, head_dim=head_dim, intermediate=gate[0][1], vocab=vocab,
                     tied=True, qkv_bias=False, max_positions=None)
     # Measured bits per weight of the layer matrices and of the output matrix.

@@ -8,9 +8,16 @@ level, keyed by the checkpoint's content hash and the builder's recipe. The buil
 own modules by bare name, and a subprocess also gives its memory back.
 
 Every built directory is probed before it is committed: a prefill of a few tokens and two decode
-steps on the CPU. A level the CPU provider cannot run (fp16: ONNX Runtime's CPU kernels fail in
-the decode step of the builder's fp16 graph) is :class:`~harness.errors.Unsupported` with the
-runtime's own message, never a cached artifact that fails later.
+steps on the CPU. A level the CPU provider cannot run is :class:`~harness.errors.Unsupported`
+with the runtime's own message, never a cached artifact that fails later.
+
+fp16 needs one repair: the builder's fp16 graph (it spells attention out with ``repeat_kv`` for
+the CPU) annotates the ``repeat_kv`` outputs with the symbolic dim ``sequence_length`` where
+they hold the past plus the new tokens; ONNX Runtime trusts the annotation, plans to re-use a
+buffer across the two, and the first decode step fails ("Shape mismatch attempting to re-use
+buffer. {1,1,576} != {1,5,576}"). The annotations of intermediate tensors (``value_info``) are
+optional, so the fp16 recipe drops them and ONNX Runtime infers the shapes itself; greedy tokens
+then equal the fp32 build's.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ class BuilderRecipe:
     precision: str                  # the builder's --precision: fp32, fp16, int8, int4
     accuracy_level: int | None = None  # MatMulNBits: 4 = int8 activations, 1 = fp32
     default_block_size: int | None = None
+    # drop the graph's intermediate shape annotations after building (see the module docstring)
+    drop_value_info: bool = False
 
     def options(self, block_size: int | None) -> list[str]:
         """``--extra_options`` key=value pairs for this level (block size from the level)."""
@@ -44,7 +53,7 @@ class BuilderRecipe:
 
 # Registered as quantization levels in harness.variants (genai-*).
 FP32 = BuilderRecipe("fp32")
-FP16 = BuilderRecipe("fp16")
+FP16 = BuilderRecipe("fp16", drop_value_info=True)
 INT8 = BuilderRecipe("int8", accuracy_level=4, default_block_size=32)
 INT4 = BuilderRecipe("int4", accuracy_level=4, default_block_size=32)
 INT4_A32 = BuilderRecipe("int4", accuracy_level=1, default_block_size=32)
@@ -80,6 +89,19 @@ def run_builder(checkpoint: Path, out: Path, recipe: BuilderRecipe, *,
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
         raise RuntimeError(f"onnxruntime-genai's model builder failed "
                            f"(exit {proc.returncode}, precision {recipe.precision}):\n{tail}")
+    if recipe.drop_value_info:
+        for graph in sorted(out.glob("*.onnx")):
+            drop_value_info(graph)
+
+
+def drop_value_info(graph: Path) -> None:
+    """Remove the intermediate tensors' shape annotations of ``graph`` in place (its weights,
+    in an external data file, are not read or rewritten)."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    del model.graph.value_info[:]
+    onnx.save(model, str(graph))
 
 
 def probe(model_dir: Path, level: str) -> None:

@@ -81,12 +81,12 @@ def time_generation(model: Any, ids: np.ndarray, gen_tokens: int) -> tuple[int, 
     return t1 - t0, [b - a for a, b in itertools.pairwise(stamps)]
 
 
-def kv_cache_mb(graph: Path, positions: int) -> float:
-    """KV-cache bytes of the decoder graph for ``positions`` positions, in MiB:
-    2 * layers * kv_heads * head_dim * positions * element size (the graph's cache type)."""
-    from harness.emulator.generation import graph_facts, kv_cache_bytes
+def kv_cache_mb(facts: Any, positions: int) -> float:
+    """KV-cache bytes of a decoder graph (its :class:`GraphFacts`) for ``positions``
+    positions, in MiB: 2 * layers * kv_heads * head_dim * positions * element size (the
+    graph's cache type)."""
+    from harness.emulator.generation import kv_cache_bytes
 
-    facts = graph_facts(graph)
     return kv_cache_bytes(facts.config, positions,
                           bytes_per_elem=facts.kv_bytes_per_elem) / 2 ** 20
 
@@ -141,8 +141,15 @@ def measure_generation(artifact: Path, feeds: dict[str, np.ndarray], *, warmup: 
     graph = GENAI.emulator_graph(artifact)
     from harness.emulator.generation import graph_facts
 
-    kv_type = {4.0: "f32", 2.0: "f16", 1.0: "q8_0"}.get(graph_facts(graph).kv_bytes_per_elem,
-                                                        "other")
+    # the KV cache's size is read from the graph; a graph the emulator cannot read costs the
+    # row that figure, not its timings
+    try:
+        facts: Any = graph_facts(graph)
+        kv_note = None
+    except Exception as exc:
+        facts, kv_note = None, f"the KV cache's size was not read from the graph: {exc}"
+    kv_type = "unknown" if facts is None else \
+        {4.0: "f32", 2.0: "f16", 1.0: "q8_0"}.get(facts.kv_bytes_per_elem, "other")
     return {
         "model": model,
         "measured": {
@@ -157,10 +164,11 @@ def measure_generation(artifact: Path, feeds: dict[str, np.ndarray], *, warmup: 
                 "prompt_tokens": list(prompts), "gen_tokens": gen_tokens,
                 "rounds": iterations,
                 "max_length": {str(n): n + gen_tokens for n in prompts},
-                "kv_cache_mb": {str(n): round(kv_cache_mb(graph, n + gen_tokens), 6)
-                                for n in prompts},
+                "kv_cache_mb": None if facts is None else
+                {str(n): round(kv_cache_mb(facts, n + gen_tokens), 6) for n in prompts},
                 "order": "prompt lengths alternate order every round",
                 "kv_type": kv_type,
+                **({"note": kv_note} if kv_note else {}),
             },
         },
     }
@@ -317,6 +325,8 @@ def measure_task(workload: Any, task: dict[str, Any]) -> dict[str, Any]:
                                             "the decode steps run unpadded")
     if getattr(workload, "reference_note", None):
         out["measured"]["extra"]["reference"] = workload.reference_note
+    if task.get("timing_only"):  # a later pass of the sweep: its quality is the first pass's
+        return {"measured": out["measured"], "quality": None, "fidelity": None}
     cache_dir = Path(task["cache_dir"]) if task.get("cache_dir") else None
     quality, fidelity = quality_and_fidelity(out["model"], workload, artifact,
                                              cache_dir=cache_dir, threads=int(task["threads"]))

@@ -61,7 +61,7 @@ def generation_summary(path: Path, profile: Any, *, input_shapes: Mapping[str, S
                        sustained_s: float) -> dict[str, Any]:
     """The prediction row of a GenAI artifact (see the module docstring)."""
     from harness.artifacts.formats import GENAI
-    from harness.emulator.generation import graph_facts, predict
+    from harness.emulator.generation import graph_facts, load_fit_fidelity, predict
 
     prompts, new = run_shape(input_shapes)
     facts = graph_facts(GENAI.emulator_graph(path))
@@ -88,6 +88,8 @@ def generation_summary(path: Path, profile: Any, *, input_shapes: Mapping[str, S
         "energy_mj_per_token": short.energy_mj_per_token,
         "decode_overhead_ms": short.decode_overhead_ms,
         "runtime_overhead_mb": profile.memory.runtime_overhead_mb.value,
+        # how far to trust these figures: the generation fit's errors (docs/llm.md)
+        "calibration": {"kind": "generation", **load_fit_fidelity()},
     }
     for n, p in per.items():
         out.update({f"ttft_ms_{n}": p.ttft_ms, f"prefill_tokens_per_s_{n}": p.prefill_tokens_per_s,

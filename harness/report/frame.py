@@ -516,11 +516,17 @@ def time_shares(run: Run, *, top: int = 5) -> list[TimeShare]:
     return out
 
 
-def _calibration(run: Run) -> dict[str, Any] | None:
-    """The calibration error recorded with the run's predictions (the first row's)."""
+def _is_generation(m: Measurement) -> bool:
+    return m.predicted.detail.get("kind") == "generation"
+
+
+def _calibration(run: Run, *, generation: bool = False) -> dict[str, Any] | None:
+    """The calibration error recorded with the run's single-shot predictions (the first
+    row's), or with its generation predictions (the LLM fit's, ``generation=True``)."""
     for m in run.measurements:
         cal = m.predicted.detail.get("calibration")
-        if m.predicted.latency_ms is not None and isinstance(cal, dict):
+        if m.predicted.latency_ms is not None and isinstance(cal, dict) \
+                and _is_generation(m) == generation:
             return cal
     return None
 
@@ -543,8 +549,14 @@ def calibration_note(run: Run) -> str | None:
     """One sentence on how far to trust the run's device predictions: the calibration error
     the predictions were made with (recorded in each row), and how many cases ran mainly on
     units the calibration does not cover."""
+    texts = [t for t in (_single_shot_note(run), _generation_note(run)) if t]
+    return " ".join(texts) or None
+
+
+def _single_shot_note(run: Run) -> str | None:
     fid = _calibration(run)
-    predicted = [m for m in run.measurements if m.predicted.latency_ms is not None]
+    predicted = [m for m in run.measurements
+                 if m.predicted.latency_ms is not None and not _is_generation(m)]
     if not predicted:
         return None
     if fid is None:
@@ -560,6 +572,21 @@ def calibration_note(run: Run) -> str | None:
         text += (f" {other} of {len(predicted)} predicted cases run mainly on another unit, "
                  "whose efficiencies are not fitted.")
     return text
+
+
+def _generation_note(run: Run) -> str | None:
+    if not any(_is_generation(m) and m.predicted.latency_ms is not None
+               for m in run.measurements):
+        return None
+    fid = _calibration(run, generation=True)
+    if fid is None:
+        return ("Generation predictions: no calibration error was recorded with them (a run "
+                "made before they carried it).")
+    return (f"Generation predictions: fitted on {fid.get('rows')} published rows "
+            f"({fid.get('date')}); median |error| of decode tokens/s "
+            f"{fid.get('decode_loo_err_median_abs_pct')}% on a row left out of the fit "
+            f"({fid.get('decode_err_median_abs_pct')}% in sample), of prefill tokens/s "
+            f"{fid.get('prefill_loo_err_median_abs_pct')}% (TTFT is the least certain figure).")
 
 
 @dataclass(frozen=True)
