@@ -236,7 +236,7 @@ def test_no_phone_is_a_clear_error_row(tmp_path: Path, tiny_model: Path,
     with FakeAndroid() as phone:
         pass   # closed: nothing listens on its port any more
     ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, adb_connect_timeout_s=1.0)
-    assert all(m.status == "error" and "no phone answered" in m.reason for m in ms)
+    assert all(m.status == "error" and "refused the connection" in m.reason for m in ms)
 
 
 def test_adb_options_are_checked(tmp_path: Path, runner: Path) -> None:
@@ -455,3 +455,32 @@ def test_the_real_adb_client_talks_to_the_fake_phone(tmp_path: Path, phone: Fake
     finally:
         subprocess.run([adb, "-P", server_port, "kill-server"], env=env,
                        capture_output=True, timeout=30, check=False)
+
+
+def test_a_phone_lost_after_the_run_keeps_the_runs_row(tmp_path: Path, tiny_model: Path,
+                                                       runner: Path,
+                                                       monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """The runner's output is in when the phone goes (its temperatures after the run cannot
+    be read): the row is ok with its figures and a note, and the next case connects again."""
+    from harness.backends.adb.device import AdbError, Phone
+
+    thermal = Phone.thermal
+    reads: list[int] = []
+
+    def flaky(self: Phone) -> dict[str, float]:
+        reads.append(1)
+        if len(reads) == 3:     # connect, before the first run, after it: lost
+            raise AdbError("gone", "running 'echo __zone': lost the phone (test)")
+        return thermal(self)
+
+    monkeypatch.setattr(Phone, "thermal", flaky)
+    with FakeAndroid() as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
+        connects = sum("getprop ro.soc.model" in c for c in phone.commands)
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    first = ms[0].measured
+    assert first is not None and first.phase("forward") is not None
+    assert first.extra["thermal_after_c"] == {}
+    assert any("lost after the run" in n for n in first.extra["notes"])
+    assert connects == 2       # the second case connected again

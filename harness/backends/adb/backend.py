@@ -232,12 +232,21 @@ class AdbBackend:
             # after a timeout or a lost phone the main connection cannot carry the kill:
             # the stream is cut instead (the loop then dies writing to its closed stream)
             tele_note = self._stop_telemetry(phone if ran else None, stream, tele_note)
-        after = phone.thermal()
+        notes = [QUALITY_NOTE]
+        try:
+            after = phone.thermal()
+        except AdbError as exc:
+            # the run's output is in: a phone lost now costs this reading, not the row (the
+            # next case connects again)
+            after = {}
+            notes.append(f"the phone was lost after the run, before its temperatures "
+                         f"could be read ({exc})")
+            self._drop()
         extra = {**self.facts, "command": command, "artifact_pushed": pushed,
                  "telemetry_form": None if stream is None else stream.form,
                  "run_s": round(wall, 3), "thermal_before_c": before,
                  "thermal_after_c": after, "battery_before": battery, **cooldown,
-                 "notes": [QUALITY_NOTE]}
+                 "notes": notes}
 
         def telemetry(mean_ms: float | None) -> tuple[DeviceTelemetry | None, Any]:
             if stream is None:

@@ -106,6 +106,10 @@ class Phone:
                 raise AdbError("unauthorized", f"the phone at {where} did not accept this "
                                f"computer's key ({adb_key_path()}): unlock it, tap Allow on "
                                f"'Allow USB debugging?' and run again") from None
+            if isinstance(exc, ConnectionRefusedError):
+                raise AdbError("no-device", f"the phone at {where} refused the connection "
+                               f"(nothing listens there: is `adb tcpip 5555` done, or did "
+                               f"the phone go away or reboot?)") from None
             raise AdbError("no-device", f"no phone answered at {where} within {timeout_s:g} "
                            f"s ({type(exc).__name__}: {exc}); is USB debugging on and, for "
                            f"--adb, `adb tcpip 5555` done and the phone on this network?"
@@ -165,9 +169,11 @@ class Phone:
         return self.check(f"getprop {shlex.quote(name)}").strip()
 
     def push_if_changed(self, local: Path, remote: str, *, mode: int = 0o644,
-                        sha256: str | None = None, timeout_s: float = 600.0) -> bool:
+                        sha256: str | None = None, timeout_s: float = 30.0) -> bool:
         """Push ``local`` to ``remote`` unless a file of the same size and sha256 is there;
-        True when pushed."""
+        True when pushed. ``timeout_s`` bounds each exchange with the phone (adb-shell's
+        timeouts are per packet), not the whole push: a large model takes as long as it takes,
+        a phone gone silent is noticed in that time."""
         size = local.stat().st_size
         digest = sha256 or sha256_file(local)
         try:
