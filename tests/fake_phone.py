@@ -115,6 +115,7 @@ class FakeAndroid:
     executed: list[str] = field(default_factory=list)    # the name of every command run
     runs: list[list[str]] = field(default_factory=list)  # argv of each runner run
     pushes: list[str] = field(default_factory=list)      # device paths pushed
+    sync_requests: list[str] = field(default_factory=list)  # STAT, SEND, RECV... received
     removed: list[str] = field(default_factory=list)     # paths given to rm
     auth_attempts: int = 0
     loops_started: int = 0                               # telemetry loops begun
@@ -862,6 +863,7 @@ class _Sync:
         try:
             while True:
                 rid, n = self._record()
+                phone.sync_requests.append(rid.decode("ascii", "replace"))
                 if rid == b"QUIT":
                     break
                 if rid == b"STAT":

@@ -116,9 +116,12 @@ def test_a_second_run_pushes_nothing_again(tmp_path: Path, tiny_model: Path,
     pushed = len(phone.pushes)
     ms = _run(tmp_path, suite, phone, runner)
     assert all(m.status == "ok" for m in ms)
-    assert len(phone.pushes) == pushed   # same size and sha256 on the phone: skipped
+    assert len(phone.pushes) == pushed   # the same sha256 on the phone: skipped
     assert all(m.measured and m.measured.extra and not m.measured.extra["artifact_pushed"]
                for m in ms)
+    # checked by the phone's sha256sum: of sync's file service only SEND is used (a device
+    # side that answers no STAT works as well)
+    assert set(phone.sync_requests) <= {"SEND", "DATA", "DONE", "QUIT"}, phone.sync_requests
 
 
 def test_a_case_after_a_hot_run_waits_for_the_soc_to_cool(tmp_path: Path, tiny_model: Path,

@@ -170,21 +170,16 @@ class Phone:
 
     def push_if_changed(self, local: Path, remote: str, *, mode: int = 0o644,
                         sha256: str | None = None, timeout_s: float = 30.0) -> bool:
-        """Push ``local`` to ``remote`` unless a file of the same size and sha256 is there;
-        True when pushed. ``timeout_s`` bounds each exchange with the phone (adb-shell's
-        timeouts are per packet), not the whole push: a large model takes as long as it takes,
-        a phone gone silent is noticed in that time."""
-        size = local.stat().st_size
+        """Push ``local`` to ``remote`` unless a file of the same sha256 is there; True when
+        pushed. The check is the phone's ``sha256sum`` (absent or failing: pushed again), not
+        sync's STAT: only SEND is needed of the device side's file service. ``timeout_s``
+        bounds each exchange with the phone (adb-shell's timeouts are per packet), not the
+        whole push: a large model takes as long as it takes, a phone gone silent is noticed
+        in that time."""
         digest = sha256 or sha256_file(local)
-        try:
-            _, remote_size, _ = self.device.stat(remote, transport_timeout_s=timeout_s,
-                                                 read_timeout_s=timeout_s)
-        except Exception as exc:
-            raise _classify(exc, self.where, f"stat {remote}") from None
-        if remote_size == size:
-            out, rc = self.sh(f"sha256sum {shlex.quote(remote)}")
-            if rc == 0 and out.split()[:1] == [digest]:
-                return False
+        out, rc = self.sh(f"sha256sum {shlex.quote(remote)}", timeout_s=max(timeout_s, 60.0))
+        if rc == 0 and out.split()[:1] == [digest]:
+            return False
         self.check(f"mkdir -p {shlex.quote(remote.rsplit('/', 1)[0])}")
         try:
             self.device.push(str(local), remote, st_mode=0o100000 | mode,
