@@ -29,8 +29,8 @@ those; [] none: the "unauthorized" phone), ``runner_mode`` (ok, crash, hang, gar
 ``vanish_after_runs`` (the phone goes away after that many runner runs; ``vanish_after_s``
 into the next one); ``lacks``, the commands and shell words this phone's shell does not know
 (``read``, ``[``, ``while``, ``sha256sum``...: "not found", as on a stripped-down shell or
-another implementation of the device side); ``unreadable``, paths it cannot read
-(``/proc/uptime`` in a sandbox).
+another implementation of the device side; ``$?``: echoed as is, not expanded);
+``unreadable``, paths it cannot read (``/proc/uptime`` in a sandbox).
 """
 
 from __future__ import annotations
@@ -364,7 +364,8 @@ class FakeAndroid:
         if name in self.lacks:
             return _not_found(name)
         if name == "echo":
-            return (" ".join(a.replace("$?", str(last_rc)) for a in args) + "\n").encode(), 0
+            status = "$?" if "$?" in self.lacks else str(last_rc)
+            return (" ".join(a.replace("$?", status) for a in args) + "\n").encode(), 0
         if name == "true":
             return b"", 0
         if name == "touch":

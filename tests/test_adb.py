@@ -487,3 +487,15 @@ def test_a_phone_lost_after_the_run_keeps_the_runs_row(tmp_path: Path, tiny_mode
     assert first.extra["thermal_after_c"] == {}
     assert any("lost after the run" in n for n in first.extra["notes"])
     assert connects == 2       # the second case connected again
+
+
+def test_a_shell_that_does_not_expand_the_exit_status_still_measures(
+        tmp_path: Path, tiny_model: Path, runner: Path) -> None:
+    """``echo __rc=$?`` comes back as is: no exit status, taken as success, and the runner's
+    output is judged by its content (a run without statistics is still an error row)."""
+    with FakeAndroid(lacks=frozenset({"$?"})) as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
+        phone.runner_mode = "garbage"
+        bad = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    assert all(m.status == "error" and "Average inference time" in m.reason for m in bad)

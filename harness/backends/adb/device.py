@@ -19,8 +19,16 @@ from typing import Any
 from harness.backends.adb.telemetry import zone_celsius
 
 REMOTE_ROOT = "/data/local/tmp/edge-harness"
-_RC = re.compile(r"__rc=(\d+)\s*$")
-_RCIN = re.compile(r"__rcin=(\d+)\r?\n?")
+# the exit status echoed after a command; a shell that does not expand $? echoes it as is
+_RC = re.compile(r"__rc=(\d+|\$\?)\s*$")
+_RCIN = re.compile(r"__rcin=(\d+|\$\?)\r?\n?")
+
+
+def _status(echoed: str) -> int:
+    """An echoed ``$?``: a shell that does not expand it says nothing of the command's exit
+    status, and it is taken as success (the output, a runner's statistics, is judged by its
+    content)."""
+    return int(echoed) if echoed.isdigit() else 0
 _UPTIME = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s+[0-9]+(?:\.[0-9]+)?\s*")
 
 
@@ -134,7 +142,7 @@ class Phone:
         if m is None:
             raise AdbError("gone", f"the phone at {self.where} ended the command without an "
                                    f"exit status (output: {text[-200:]!r})")
-        return text[:m.start()], int(m.group(1))
+        return text[:m.start()], _status(m.group(1))
 
     def sh_timed(self, command: str, *, timeout_s: float = 30.0, then: str | None = None
                  ) -> tuple[str, int, tuple[float, float] | None]:
@@ -156,7 +164,7 @@ class Phone:
                                    f"exit status (output: {text[-200:]!r})")
         end = _uptime(rest[m.end():].strip().split("\n")[0])
         window = None if start is None or end is None else (start, end)
-        return rest[:at], int(m.group(1)), window
+        return rest[:at], _status(m.group(1)), window
 
     def check(self, command: str, *, timeout_s: float = 30.0) -> str:
         out, rc = self.sh(command, timeout_s=timeout_s)
