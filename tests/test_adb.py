@@ -191,7 +191,9 @@ def test_the_phone_vanishing_after_the_first_case(tmp_path: Path, tiny_model: Pa
     assert len(ms) == 2                      # every case recorded
     assert ms[0].status == "ok"
     assert ms[1].status == "error"
-    assert "no longer answers" in ms[1].reason, ms[1].reason
+    # the closed connection is noticed at once ("lost"); silence would be a timeout first
+    assert "lost the phone" in ms[1].reason or "no longer answers" in ms[1].reason, \
+        ms[1].reason
 
 
 def test_a_crashing_runner_is_an_error_row(tmp_path: Path, tiny_model: Path,
@@ -499,3 +501,28 @@ def test_a_shell_that_does_not_expand_the_exit_status_still_measures(
         bad = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
     assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
     assert all(m.status == "error" and "Average inference time" in m.reason for m in bad)
+
+
+def test_a_phone_that_closes_its_connections_between_cases_is_noticed_at_once(
+        tmp_path: Path, tiny_model: Path, runner: Path) -> None:
+    """The phone drops off between two cases (its sockets closed, its port refusing): with
+    the default timeouts the next case is an error row at once, not after a 30 s read
+    timeout (adb-shell alone reads the closed connection as silence)."""
+    import threading
+    import time
+
+    with FakeAndroid() as phone:
+        def pull_the_plug() -> None:
+            while not phone.runs and not phone.gone:
+                time.sleep(0.01)
+            time.sleep(0.5)          # the first case's output is in by then
+            phone.close()
+
+        threading.Thread(target=pull_the_plug, daemon=True).start()
+        t0 = time.monotonic()
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
+        took = time.monotonic() - t0
+    assert len(ms) == 2 and ms[0].status == "ok", [m.reason for m in ms]
+    assert ms[1].status == "error"
+    assert "lost the phone" in ms[1].reason or "refused" in ms[1].reason, ms[1].reason
+    assert took < 15, took

@@ -84,7 +84,7 @@ class Phone:
         """Connect to ``adb`` (HOST:PORT) or the USB phone ``serial``; an AdbError says why
         not (no device, unauthorized key) within about ``timeout_s``."""
         try:
-            from adb_shell.adb_device import AdbDeviceTcp
+            from adb_shell.adb_device import AdbDevice
             from adb_shell.auth.sign_pythonrsa import PythonRSASigner
         except ImportError as exc:
             raise AdbError("failed", f"the adb backend needs adb-shell: pip install "
@@ -92,7 +92,8 @@ class Phone:
         where = adb or serial or "?"
         if adb is not None:
             host, _, port = adb.rpartition(":")
-            device: Any = AdbDeviceTcp(host, int(port), default_transport_timeout_s=timeout_s)
+            device: Any = AdbDevice(_tcp_transport(host, int(port)),
+                                    default_transport_timeout_s=timeout_s)
         else:
             try:
                 from adb_shell.adb_device import AdbDeviceUsb
@@ -255,6 +256,22 @@ class Phone:
                     and "denied" not in value:
                 found[key] = value.strip()
         return found
+
+
+def _tcp_transport(host: str, port: int) -> Any:
+    """adb-shell's TCP transport, except that a connection the phone closed is an error at
+    once: adb-shell reads an EOF as "no bytes yet" and would wait out its read timeout (30 s
+    and more) for a phone that is gone."""
+    from adb_shell.transport.tcp_transport import TcpTransport
+
+    class Transport(TcpTransport):
+        def bulk_read(self, numbytes: int, transport_timeout_s: float | None) -> bytes:
+            data: bytes = super().bulk_read(numbytes, transport_timeout_s)
+            if not data and numbytes > 0:
+                raise ConnectionResetError(f"{host}:{port} closed the connection")
+            return data
+
+    return Transport(host, port)
 
 
 def _close(device: Any) -> None:

@@ -613,9 +613,9 @@ def _cut(device: Any) -> None:
     """Close an adb-shell device under a thread reading from it, without waiting for it.
 
     ``AdbDevice.close`` takes the transport lock the reader holds while it waits in
-    ``select``: it would wait for that read to time out. Worse, adb-shell reads an EOF (a
-    phone gone) as "no bytes yet" and spins until its read timeout. Shutting the TCP socket
-    down wakes a waiting reader, and closing it makes its next ``select`` fail at once; the
+    ``select``: it would wait for that read to time out. Shutting the TCP socket down wakes a
+    waiting reader (which then reads the EOF: an error at once with the transport of
+    ``device._tcp_transport``), and closing it makes its next ``select`` fail at once; the
     device's own close then runs on a daemon thread.
     """
     sock = getattr(getattr(getattr(device, "_io_manager", None), "_transport", None),
