@@ -526,3 +526,25 @@ def test_a_phone_that_closes_its_connections_between_cases_is_noticed_at_once(
     assert ms[1].status == "error"
     assert "lost the phone" in ms[1].reason or "refused" in ms[1].reason, ms[1].reason
     assert took < 15, took
+
+
+def test_a_silent_phone_is_looked_for_briefly_after_it_was_found_gone(
+        tmp_path: Path, tiny_model: Path, runner: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port that accepts but never answers (a phone off the network): the first case waits
+    the connect timeout, the later ones only LOST_CONNECT_S each."""
+    import socket
+
+    monkeypatch.setattr("harness.backends.adb.backend.LOST_CONNECT_S", 0.3)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+
+        class Silent:            # what _run needs of a phone
+            address = f"127.0.0.1:{port}"
+
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), Silent(), runner,  # type: ignore[arg-type]
+                  adb_connect_timeout_s=1.5)
+    assert [m.status for m in ms] == ["error", "error"]
+    assert "within 1.5 s" in ms[0].reason and "within 0.3 s" in ms[1].reason, ms[1].reason

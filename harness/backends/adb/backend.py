@@ -75,6 +75,9 @@ TELEMETRY_PERIOD_S = 0.2   # between samples of the loop on the phone
 TELEMETRY_START_S = 5.0    # wait at most this for the first sample of a form
 TELEMETRY_START_SKIPS = 3  # lines that are not samples, and none that is: the form is not run
 TELEMETRY_MARGIN_S = 60.0  # the loop's own bound: the case's timeout plus this
+# a phone found gone is looked for again by each later case, but this briefly: a sweep whose
+# phone left is recorded in seconds a case, not a full --adb connect timeout each
+LOST_CONNECT_S = 3.0
 
 
 class AdbBackend:
@@ -92,6 +95,7 @@ class AdbBackend:
         self.runner_remote: str | None = None
         self._sha: dict[Path, str] = {}
         self.idle_c: float | None = None   # the SoC at the first connect: what "cool" means
+        self.lost = False    # the phone was found gone and has not answered since
         # the telemetry form that last gave samples (see _start_telemetry): later cases start
         # there, not with the forms this phone's shell was seen not to run
         self.telemetry_form = TELEMETRY_FORMS[0]
@@ -118,7 +122,10 @@ class AdbBackend:
         if (o.adb is None and o.serial is None) or o.runner is None:
             raise AdbError("failed", "the adb backend needs --adb HOST:PORT or --serial "
                                      "SERIAL, and --runner PATH")
-        phone = Phone.connect(adb=o.adb, serial=o.serial, timeout_s=o.connect_timeout_s)
+        phone = Phone.connect(adb=o.adb, serial=o.serial,
+                              timeout_s=min(o.connect_timeout_s, LOST_CONNECT_S) if self.lost
+                              else o.connect_timeout_s)
+        self.lost = False
         try:
             soc = phone.getprop("ro.soc.model")
             p = self.profile
@@ -191,6 +198,8 @@ class AdbBackend:
                 # over TCP a vanished phone looks like silence: tell the two apart
                 exc = AdbError("gone", f"{exc}; the phone no longer answers (unplugged, "
                                        f"asleep or rebooted?)")
+            if exc.kind in ("gone", "no-device"):
+                self.lost = True
             return finish("timeout" if exc.kind == "timeout" else "error", str(exc))
         except Exception as exc:  # last line of defence: one bad case never stops the sweep
             self._drop()

@@ -186,7 +186,7 @@ class Phone:
         whole push: a large model takes as long as it takes, a phone gone silent is noticed
         in that time."""
         digest = sha256 or sha256_file(local)
-        out, rc = self.sh(f"sha256sum {shlex.quote(remote)}", timeout_s=max(timeout_s, 60.0))
+        out, rc = self.sh(f"sha256sum {shlex.quote(remote)}", timeout_s=timeout_s)
         if rc == 0 and out.split()[:1] == [digest]:
             return False
         self.check(f"mkdir -p {shlex.quote(remote.rsplit('/', 1)[0])}")
