@@ -27,7 +27,10 @@ it), ``battery_status`` and ``usb_online`` (on a charger or not);
 for fault tests ``accepted_keys`` (None: any key; a list of public keys: only
 those; [] none: the "unauthorized" phone), ``runner_mode`` (ok, crash, hang, garbage),
 ``vanish_after_runs`` (the phone goes away after that many runner runs; ``vanish_after_s``
-into the next one).
+into the next one); ``lacks``, the commands and shell words this phone's shell does not know
+(``read``, ``[``, ``while``, ``sha256sum``...: "not found", as on a stripped-down shell or
+another implementation of the device side; ``$?``: echoed as is, not expanded);
+``unreadable``, paths it cannot read (``/proc/uptime`` in a sandbox).
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ class FakeAndroid:
     idle_current_ua: int = 350_000     # drawn from the battery (negative: discharging)
     run_current_ua: int = 1_250_000    # while the runner runs
     voltage_uv: int = 4_213_000
+    lacks: frozenset[str] = frozenset()
+    unreadable: frozenset[str] = frozenset()
     files: dict[str, _File] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=lambda: {"/", "/data", "/data/local",
                                                     "/data/local/tmp"})
@@ -110,6 +115,7 @@ class FakeAndroid:
     executed: list[str] = field(default_factory=list)    # the name of every command run
     runs: list[list[str]] = field(default_factory=list)  # argv of each runner run
     pushes: list[str] = field(default_factory=list)      # device paths pushed
+    sync_requests: list[str] = field(default_factory=list)  # STAT, SEND, RECV... received
     removed: list[str] = field(default_factory=list)     # paths given to rm
     auth_attempts: int = 0
     loops_started: int = 0                               # telemetry loops begun
@@ -203,6 +209,8 @@ class FakeAndroid:
 
     def _read(self, path: str) -> bytes | None:
         path = posixpath.normpath(path)
+        if path in self.unreadable:
+            return None
         if path.startswith("/sys/class/thermal/thermal_zone") and path.endswith("/temp"):
             i = int(path.split("thermal_zone")[1].split("/")[0])
             if i < len(self._zones):
@@ -296,6 +304,10 @@ class FakeAndroid:
                  killed: threading.Event) -> tuple[bytes, int]:
         """One simple command of the loop, with the shell's builtins it uses."""
         name, args = argv[0], [_expand(a, env) for a in argv[1:]]
+        if name in self.lacks:
+            return _not_found(name)
+        if name in (":", "true"):
+            return b"", 0
         if "=" in name and name.split("=")[0].isidentifier() and not args:
             key, _, value = name.partition("=")
             env[key] = _expand(value, env)
@@ -349,8 +361,11 @@ class FakeAndroid:
     def _run(self, argv: list[str], last_rc: int) -> tuple[bytes, int]:
         name, args = argv[0], argv[1:]
         self.executed.append(name)
+        if name in self.lacks:
+            return _not_found(name)
         if name == "echo":
-            return (" ".join(a.replace("$?", str(last_rc)) for a in args) + "\n").encode(), 0
+            status = "$?" if "$?" in self.lacks else str(last_rc)
+            return (" ".join(a.replace("$?", status) for a in args) + "\n").encode(), 0
         if name == "true":
             return b"", 0
         if name == "touch":
@@ -428,7 +443,7 @@ class FakeAndroid:
             return out, rc
         f = self.files.get(posixpath.normpath(name))
         if f is None:
-            return f"/system/bin/sh: {name}: inaccessible or not found\n".encode(), 127
+            return _not_found(name)
         if not f.mode & 0o111:
             return f"/system/bin/sh: {name}: can't execute: Permission denied\n".encode(), 126
         return self._perf_test(argv)
@@ -601,6 +616,10 @@ def _parse_block(tokens: list[str], i: int, until: tuple[str, ...]
     return program, i
 
 
+def _not_found(name: str) -> tuple[bytes, int]:
+    return f"/system/bin/sh: {name}: inaccessible or not found\n".encode(), 127
+
+
 def _expand(word: str, env: dict[str, str]) -> str:
     """``$((a+b))``, ``$$`` and ``$NAME`` in a word of the telemetry loop."""
     def arith(m: Any) -> str:
@@ -734,7 +753,7 @@ class _Connection:
         if service.startswith("shell:"):
             self.send(OKAY, dev_id, host_id)
             command = service[len("shell:"):]
-            if "while [" in command:
+            if re.search(r"\bwhile\b", command) and "while" not in self.phone.lacks:
                 outputs: Iterator[bytes] = _Pipe(self.phone.loop(command))
             else:
                 outputs = iter([self.phone.shell(command)[0]])
@@ -845,6 +864,7 @@ class _Sync:
         try:
             while True:
                 rid, n = self._record()
+                phone.sync_requests.append(rid.decode("ascii", "replace"))
                 if rid == b"QUIT":
                     break
                 if rid == b"STAT":

@@ -116,9 +116,12 @@ def test_a_second_run_pushes_nothing_again(tmp_path: Path, tiny_model: Path,
     pushed = len(phone.pushes)
     ms = _run(tmp_path, suite, phone, runner)
     assert all(m.status == "ok" for m in ms)
-    assert len(phone.pushes) == pushed   # same size and sha256 on the phone: skipped
+    assert len(phone.pushes) == pushed   # the same sha256 on the phone: skipped
     assert all(m.measured and m.measured.extra and not m.measured.extra["artifact_pushed"]
                for m in ms)
+    # checked by the phone's sha256sum: of sync's file service only SEND is used (a device
+    # side that answers no STAT works as well)
+    assert set(phone.sync_requests) <= {"SEND", "DATA", "DONE", "QUIT"}, phone.sync_requests
 
 
 def test_a_case_after_a_hot_run_waits_for_the_soc_to_cool(tmp_path: Path, tiny_model: Path,
@@ -188,7 +191,9 @@ def test_the_phone_vanishing_after_the_first_case(tmp_path: Path, tiny_model: Pa
     assert len(ms) == 2                      # every case recorded
     assert ms[0].status == "ok"
     assert ms[1].status == "error"
-    assert "no longer answers" in ms[1].reason, ms[1].reason
+    # the closed connection is noticed at once ("lost"); silence would be a timeout first
+    assert "lost the phone" in ms[1].reason or "no longer answers" in ms[1].reason, \
+        ms[1].reason
 
 
 def test_a_crashing_runner_is_an_error_row(tmp_path: Path, tiny_model: Path,
@@ -236,7 +241,7 @@ def test_no_phone_is_a_clear_error_row(tmp_path: Path, tiny_model: Path,
     with FakeAndroid() as phone:
         pass   # closed: nothing listens on its port any more
     ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, adb_connect_timeout_s=1.0)
-    assert all(m.status == "error" and "no phone answered" in m.reason for m in ms)
+    assert all(m.status == "error" and "refused the connection" in m.reason for m in ms)
 
 
 def test_adb_options_are_checked(tmp_path: Path, runner: Path) -> None:
@@ -455,3 +460,91 @@ def test_the_real_adb_client_talks_to_the_fake_phone(tmp_path: Path, phone: Fake
     finally:
         subprocess.run([adb, "-P", server_port, "kill-server"], env=env,
                        capture_output=True, timeout=30, check=False)
+
+
+def test_a_phone_lost_after_the_run_keeps_the_runs_row(tmp_path: Path, tiny_model: Path,
+                                                       runner: Path,
+                                                       monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """The runner's output is in when the phone goes (its temperatures after the run cannot
+    be read): the row is ok with its figures and a note, and the next case connects again."""
+    from harness.backends.adb.device import AdbError, Phone
+
+    thermal = Phone.thermal
+    reads: list[int] = []
+
+    def flaky(self: Phone) -> dict[str, float]:
+        reads.append(1)
+        if len(reads) == 3:     # connect, before the first run, after it: lost
+            raise AdbError("gone", "running 'echo __zone': lost the phone (test)")
+        return thermal(self)
+
+    monkeypatch.setattr(Phone, "thermal", flaky)
+    with FakeAndroid() as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
+        connects = sum("getprop ro.soc.model" in c for c in phone.commands)
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    first = ms[0].measured
+    assert first is not None and first.phase("forward") is not None
+    assert first.extra["thermal_after_c"] == {}
+    assert any("lost after the run" in n for n in first.extra["notes"])
+    assert connects == 2       # the second case connected again
+
+
+def test_a_shell_that_does_not_expand_the_exit_status_still_measures(
+        tmp_path: Path, tiny_model: Path, runner: Path) -> None:
+    """``echo __rc=$?`` comes back as is: no exit status, taken as success, and the runner's
+    output is judged by its content (a run without statistics is still an error row)."""
+    with FakeAndroid(lacks=frozenset({"$?"})) as phone:
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
+        phone.runner_mode = "garbage"
+        bad = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    assert all(m.status == "error" and "Average inference time" in m.reason for m in bad)
+
+
+def test_a_phone_that_closes_its_connections_between_cases_is_noticed_at_once(
+        tmp_path: Path, tiny_model: Path, runner: Path) -> None:
+    """The phone drops off between two cases (its sockets closed, its port refusing): with
+    the default timeouts the next case is an error row at once, not after a 30 s read
+    timeout (adb-shell alone reads the closed connection as silence)."""
+    import threading
+    import time
+
+    with FakeAndroid() as phone:
+        def pull_the_plug() -> None:
+            while not phone.runs and not phone.gone:
+                time.sleep(0.01)
+            time.sleep(0.5)          # the first case's output is in by then
+            phone.close()
+
+        threading.Thread(target=pull_the_plug, daemon=True).start()
+        t0 = time.monotonic()
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), phone, runner, cooldown_max_s=0)
+        took = time.monotonic() - t0
+    assert len(ms) == 2 and ms[0].status == "ok", [m.reason for m in ms]
+    assert ms[1].status == "error"
+    assert "lost the phone" in ms[1].reason or "refused" in ms[1].reason, ms[1].reason
+    assert took < 15, took
+
+
+def test_a_silent_phone_is_looked_for_briefly_after_it_was_found_gone(
+        tmp_path: Path, tiny_model: Path, runner: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port that accepts but never answers (a phone off the network): the first case waits
+    the connect timeout, the later ones only LOST_CONNECT_S each."""
+    import socket
+
+    monkeypatch.setattr("harness.backends.adb.backend.LOST_CONNECT_S", 0.3)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+
+        class Silent:            # what _run needs of a phone
+            address = f"127.0.0.1:{port}"
+
+        ms = _run(tmp_path, _suite(tmp_path, tiny_model), Silent(), runner,  # type: ignore[arg-type]
+                  adb_connect_timeout_s=1.5)
+    assert [m.status for m in ms] == ["error", "error"]
+    assert "within 1.5 s" in ms[0].reason and "within 0.3 s" in ms[1].reason, ms[1].reason

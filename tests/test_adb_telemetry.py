@@ -482,3 +482,99 @@ def test_the_emulator_vs_device_table_has_the_phones_energy_off_the_charger(
     md = (run_dir / "report.md").read_text()
     assert "measured energy (mJ)" in md.split("## Emulator vs device")[1]
     assert "measured energy (mJ)" in table
+
+
+# --------------------------------------------------------------------------- other shells
+
+
+def test_simple_forms_records_parse_in_step_and_skip_what_is_out_of_step(
+        tmp_path: Path) -> None:
+    """The simple forms' ``C`` records: one line per readable file, checked with a real
+    ``sh`` running the loop (only ``echo``, ``cat``, ``sleep``); a record that lost a line or
+    got an error message instead of a number is skipped, never misread."""
+    import os
+    import signal
+
+    from harness.backends.adb.telemetry import SampleLayout, simple_loop_script
+
+    files = {"/proc/uptime": "1234.50 99.0", "/z0": "41500", "/f0": "1500000",
+             "/c": "-500000", "/v": "4000000", "/s": "Not charging"}
+    for name, value in files.items():
+        (tmp_path / name.strip("/").replace("/", "_")).write_text(value + "\n")
+    paths = [str(tmp_path / n.strip("/").replace("/", "_")) for n in files]
+    keys = ["t", "z0", "f0", "c", "v", "s"]
+    proc = subprocess.Popen(["sh", "-c", simple_loop_script(paths, period_s=0.05)],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(0.4)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    parsed = parse_lines(out.splitlines(), keys)
+    assert parsed.pid is not None and parsed.skipped == 0 and len(parsed.samples) >= 2
+    assert parsed.samples[0] == Sample(uptime_s=1234.5, zones_mc={0: 41500},
+                                       freq_khz={0: 1500000}, current_ua=-500000,
+                                       voltage_uv=4000000, status="Not charging")
+    bad = parse_lines(["C", "1.0 2.0", "cat: /z0: Permission denied", "1", "2", "3", "ok",
+                       "C", "2.0 3.0", "41000",                 # lost its other lines
+                       "C", "3.0 4.0", "42000", "1", "-2", "3", "Full"], keys)
+    assert [s.uptime_s for s in bad.samples] == [3.0] and bad.skipped == 2
+    # without the uptime among the files: timed by the host as the lines arrive
+    layout = SampleLayout.of(["thermal_zone0"], [], lambda ps: {
+        p: "40000" for p in ps if p.endswith("/temp")} | {
+        "/sys/class/thermal/thermal_zone0/type": "cpu-0-0-usr"})
+    assert layout.keys == ("z0",) and layout.zone_types == {0: "cpu-0-0-usr"}
+    parser = layout.parser()
+    parser.feed("C\n40000\n", now=100.0)
+    parser.feed("C\n45000\n", now=100.2)
+    assert parser.host_clock and [s.uptime_s for s in parser.samples] == [100.0, 100.2]
+    tele, _ = summarize(parser, period_s=0.2, mean_inference_ms=1.0,
+                        run_window=(100.1, 100.3), run_uptime=(5.0, 6.0))
+    assert tele.start_temp_c == 40.0 and tele.end_temp_c == 45.0
+
+
+@pytest.mark.parametrize(("lacks", "form"), [
+    (frozenset({"read", "[", "sha256sum"}), "simple loop"),
+    (frozenset({"while"}), "polling")])
+def test_a_shell_that_does_not_run_the_loop_is_sampled_by_a_simpler_form(
+        tmp_path: Path, tiny_model: Path, runner: Path, lacks: frozenset[str],
+        form: str) -> None:
+    """A shell without ``read``/``[`` (or any ``while``): the loop prints only errors, the
+    backend leaves it at once for the simple loop (or polling), keeps that form for the next
+    case, and the rows carry the same figures, saying which form gave them."""
+    with FakeAndroid(run_s=0.4, cool_tau_s=2.0, battery_status="Discharging",
+                     usb_online=False, lacks=lacks) as phone:
+        t0 = time.monotonic()
+        ms = _run(tmp_path, phone, tiny_model, runner)
+        took = time.monotonic() - t0
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    for i, m in enumerate(ms):
+        assert m.measured is not None and m.measured.telemetry is not None
+        tele = m.measured.telemetry
+        assert m.measured.extra["telemetry_form"] == form
+        assert f"telemetry sampled by the {form} form" in tele.note
+        # only the first case tried the loop (and, for polling, the simple loop) first
+        assert ("the loop form gave no sample" in tele.note) == (i == 0), tele.note
+        assert tele.start_temp_c is not None and tele.end_temp_c is not None
+        assert tele.end_temp_c > tele.start_temp_c + 1.0
+        assert tele.avg_power_w is not None and 4.0 < tele.avg_power_w < 5.3
+        assert tele.energy_meaningful and tele.energy_mj
+        assert set((m.trace or {})["clock_fraction_by_policy"]) == {
+            "policy0", "policy1", "policy2"}
+        if "sha256sum" in lacks:     # the artifact cannot be checked: pushed again
+            assert m.measured.extra["artifact_pushed"] is True
+    assert took < 20, took
+    assert _no_telemetry_threads_within(5.0)
+
+
+def test_without_uptime_polled_samples_are_timed_on_arrival(
+        tmp_path: Path, tiny_model: Path, runner: Path) -> None:
+    """No loop and no readable /proc/uptime: the polled samples are placed by the host's
+    clock, and the run's window still picks the run's samples."""
+    with FakeAndroid(run_s=0.4, cool_tau_s=2.0, battery_status="Discharging",
+                     usb_online=False, lacks=frozenset({"while"}),
+                     unreadable=frozenset({"/proc/uptime"})) as phone:
+        ms = _run(tmp_path, phone, tiny_model, runner)
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    tele = ms[1].measured.telemetry if ms[1].measured else None
+    assert tele is not None and tele.samples >= 3
+    assert tele.avg_power_w is not None and 4.0 < tele.avg_power_w < 5.3
+    assert any((ms[1].trace or {})["during_run"])

@@ -35,7 +35,14 @@ from harness.backends.adb.perf_test import (
     perf_test_args,
 )
 from harness.backends.adb.telemetry import (
+    LOOP,
+    SIMPLE_LOOP,
+    TELEMETRY_FORMS,
+    PollingStream,
+    SampleLayout,
     TelemetryStream,
+    sample_command,
+    simple_loop_script,
     soc_temp,
     summarize,
     telemetry_script,
@@ -65,8 +72,12 @@ QUALITY_NOTE = ("quality and fidelity are not measured on the phone (the runner 
 DEFAULT_TIMEOUT_S = 600.0
 COOLDOWN_POLL_S = 2.0      # between thermal reads while waiting for the SoC to cool
 TELEMETRY_PERIOD_S = 0.2   # between samples of the loop on the phone
-TELEMETRY_START_S = 5.0    # wait at most this for the first sample before running
+TELEMETRY_START_S = 5.0    # wait at most this for the first sample of a form
+TELEMETRY_START_SKIPS = 3  # lines that are not samples, and none that is: the form is not run
 TELEMETRY_MARGIN_S = 60.0  # the loop's own bound: the case's timeout plus this
+# a phone found gone is looked for again by each later case, but this briefly: a sweep whose
+# phone left is recorded in seconds a case, not a full --adb connect timeout each
+LOST_CONNECT_S = 3.0
 
 
 class AdbBackend:
@@ -84,6 +95,11 @@ class AdbBackend:
         self.runner_remote: str | None = None
         self._sha: dict[Path, str] = {}
         self.idle_c: float | None = None   # the SoC at the first connect: what "cool" means
+        self.lost = False    # the phone was found gone and has not answered since
+        # the telemetry form that last gave samples (see _start_telemetry): later cases start
+        # there, not with the forms this phone's shell was seen not to run
+        self.telemetry_form = TELEMETRY_FORMS[0]
+        self._layout: SampleLayout | None = None    # the simple forms' files, per connection
 
     def open(self, profile: DeviceProfile | None, context: BackendContext) -> None:
         # connecting waits for the first case: a phone that is not there gives error rows
@@ -96,7 +112,7 @@ class AdbBackend:
     def _drop(self) -> None:
         if self.phone is not None:
             self.phone.close()
-        self.phone, self.runner_remote = None, None
+        self.phone, self.runner_remote, self._layout = None, None, None
 
     # ------------------------------------------------------------------ the phone
     def _connect(self) -> Phone:
@@ -106,7 +122,10 @@ class AdbBackend:
         if (o.adb is None and o.serial is None) or o.runner is None:
             raise AdbError("failed", "the adb backend needs --adb HOST:PORT or --serial "
                                      "SERIAL, and --runner PATH")
-        phone = Phone.connect(adb=o.adb, serial=o.serial, timeout_s=o.connect_timeout_s)
+        phone = Phone.connect(adb=o.adb, serial=o.serial,
+                              timeout_s=min(o.connect_timeout_s, LOST_CONNECT_S) if self.lost
+                              else o.connect_timeout_s)
+        self.lost = False
         try:
             soc = phone.getprop("ro.soc.model")
             p = self.profile
@@ -179,6 +198,8 @@ class AdbBackend:
                 # over TCP a vanished phone looks like silence: tell the two apart
                 exc = AdbError("gone", f"{exc}; the phone no longer answers (unplugged, "
                                        f"asleep or rebooted?)")
+            if exc.kind in ("gone", "no-device"):
+                self.lost = True
             return finish("timeout" if exc.kind == "timeout" else "error", str(exc))
         except Exception as exc:  # last line of defence: one bad case never stops the sweep
             self._drop()
@@ -220,11 +241,21 @@ class AdbBackend:
             # after a timeout or a lost phone the main connection cannot carry the kill:
             # the stream is cut instead (the loop then dies writing to its closed stream)
             tele_note = self._stop_telemetry(phone if ran else None, stream, tele_note)
-        after = phone.thermal()
+        notes = [QUALITY_NOTE]
+        try:
+            after = phone.thermal()
+        except AdbError as exc:
+            # the run's output is in: a phone lost now costs this reading, not the row (the
+            # next case connects again)
+            after = {}
+            notes.append(f"the phone was lost after the run, before its temperatures "
+                         f"could be read ({exc})")
+            self._drop()
         extra = {**self.facts, "command": command, "artifact_pushed": pushed,
+                 "telemetry_form": None if stream is None else stream.form,
                  "run_s": round(wall, 3), "thermal_before_c": before,
                  "thermal_after_c": after, "battery_before": battery, **cooldown,
-                 "notes": [QUALITY_NOTE]}
+                 "notes": notes}
 
         def telemetry(mean_ms: float | None) -> tuple[DeviceTelemetry | None, Any]:
             if stream is None:
@@ -272,27 +303,54 @@ class AdbBackend:
     # ------------------------------------------------------------------ telemetry
     def _start_telemetry(self, phone: Phone, timeout_s: float
                          ) -> tuple[TelemetryStream | None, str]:
-        """The sampling loop, started and its first sample in (at most TELEMETRY_START_S):
-        the stream, or None and why not. A failure here never fails the case."""
+        """The sampling stream, started and its first sample in: the first form of
+        TELEMETRY_FORMS, from the one that last worked on this phone, that yields a sample
+        (each given at most TELEMETRY_START_S; one whose stream ends, or that prints only
+        lines that are not samples, is left at once); or None. The note names a fallback
+        form and why the forms before it gave nothing. A failure here never fails the case."""
+        failed: list[str] = []
+        for form in TELEMETRY_FORMS[TELEMETRY_FORMS.index(self.telemetry_form):]:
+            try:
+                stream = self._open_stream(phone, form, timeout_s)
+            except AdbError as exc:
+                return None, "; ".join([*failed, f"telemetry not started: {exc}"])
+            why = _first_sample(stream)
+            if why is None:
+                self.telemetry_form = form
+                return stream, "" if form == LOOP else (
+                    f"telemetry sampled by the {form} form"
+                    + (f" ({'; '.join(failed)})" if failed else ""))
+            failed.append(f"the {form} form gave no sample ({why})")
+            stream.stop(None)
+        return None, "telemetry did not start: " + "; ".join(failed)
+
+    def _open_stream(self, phone: Phone, form: str, timeout_s: float) -> TelemetryStream:
+        """The stream of ``form`` (see :mod:`.telemetry`), on a connection of its own."""
         period = TELEMETRY_PERIOD_S
-        flag = f"{REMOTE_ROOT}/telemetry-{secrets.token_hex(6)}.on"
-        script = telemetry_script(
-            phone.zones, phone.policies, period_s=period, flag=flag,
-            max_samples=math.ceil((timeout_s + TELEMETRY_MARGIN_S) / period))
-        try:
-            device, owns = self._telemetry_device(phone)
-        except AdbError as exc:
-            return None, f"telemetry not started: {exc}"
+        if form != LOOP and self._layout is None:
+            self._layout = SampleLayout.of(phone.zones, phone.policies, phone.read_files)
+            if not self._layout.paths:
+                self._layout = None
+                raise AdbError("failed", "no telemetry file could be read on the phone")
+        device, owns = self._telemetry_device(phone)
         # on its own connection a silence of 20 periods means the phone is gone; sharing a
         # connection, the reader may have to wait for the runner's command to finish first
         wait = max(5.0, 20 * period) if owns else timeout_s + TELEMETRY_MARGIN_S
-        stream = TelemetryStream(device, script, owns_device=owns, read_timeout_s=wait,
-                                 flag=flag)
-        if not stream.parser.wait_for_samples(1, TELEMETRY_START_S,
-                                              alive=lambda: stream.alive):
-            why = stream.error or f"no sample within {TELEMETRY_START_S:g} s"
-            return stream, f"telemetry did not start before the run ({why})"
-        return stream, ""
+        if form == LOOP:
+            flag = f"{REMOTE_ROOT}/telemetry-{secrets.token_hex(6)}.on"
+            script = telemetry_script(
+                phone.zones, phone.policies, period_s=period, flag=flag,
+                max_samples=math.ceil((timeout_s + TELEMETRY_MARGIN_S) / period))
+            return TelemetryStream(device, script, owns_device=owns, read_timeout_s=wait,
+                                   flag=flag)
+        layout = self._layout
+        assert layout is not None
+        if form == SIMPLE_LOOP:
+            return TelemetryStream(device, simple_loop_script(layout.paths, period_s=period),
+                                   owns_device=owns, read_timeout_s=wait,
+                                   parser=layout.parser(), form=SIMPLE_LOOP)
+        return PollingStream(device, sample_command(layout.paths), period_s=period,
+                             read_timeout_s=wait, parser=layout.parser())
 
     def _telemetry_device(self, phone: Phone) -> tuple[Any, bool]:
         """The adb-shell device the telemetry stream reads, and whether it is its own: over
@@ -316,9 +374,14 @@ class AdbBackend:
         if stream is None:
             return note
         ended_early = not stream.alive and stream.error
-        if phone is not None:
+        if phone is not None and stream.flag is not None:
             # the run removed the flag: one more sample, and the loop ends by itself
             stream.wait_done(TELEMETRY_PERIOD_S + 2.0)
+        elif phone is not None:
+            # a form without a flag: one sample taken after the run, then it is stopped
+            stream.parser.wait_for_samples(len(stream.parser.samples) + 1,
+                                           TELEMETRY_PERIOD_S + 2.0,
+                                           alive=lambda: stream.alive)
         # else (or if it did not end) kill it; the flag goes too (a temporary file)
         rm = "" if stream.flag is None else f"; rm -f {shlex.quote(stream.flag)}"
         stream.stop(None if phone is None
@@ -352,6 +415,24 @@ class AdbBackend:
             record["started_hot"] = hot
         record["soc_start_c"] = now
         return zones, record
+
+
+def _first_sample(stream: TelemetryStream) -> str | None:
+    """Wait (at most TELEMETRY_START_S) for the stream's first sample: None once it is in,
+    else why not (its stream ended, it printed only other lines, or silence)."""
+    parser = stream.parser
+
+    def hopeful() -> bool:
+        return stream.alive and parser.skipped < TELEMETRY_START_SKIPS
+
+    if parser.wait_for_samples(1, TELEMETRY_START_S, alive=hopeful) or parser.samples:
+        return None
+    if parser.skipped:
+        return f"{parser.skipped} line(s) that are not samples, e.g. " \
+               f"{parser.skipped_examples[0]!r}"
+    if not stream.alive:
+        return f"its stream ended: {stream.error or 'the shell finished'}"
+    return f"none within {TELEMETRY_START_S:g} s"
 
 
 def _adb_shell_version() -> str:

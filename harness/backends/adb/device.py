@@ -12,14 +12,23 @@ import hashlib
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.backends.adb.telemetry import zone_celsius
 
 REMOTE_ROOT = "/data/local/tmp/edge-harness"
-_RC = re.compile(r"__rc=(\d+)\s*$")
-_RCIN = re.compile(r"__rcin=(\d+)\r?\n?")
+# the exit status echoed after a command; a shell that does not expand $? echoes it as is
+_RC = re.compile(r"__rc=(\d+|\$\?)\s*$")
+_RCIN = re.compile(r"__rcin=(\d+|\$\?)\r?\n?")
+
+
+def _status(echoed: str) -> int:
+    """An echoed ``$?``: a shell that does not expand it says nothing of the command's exit
+    status, and it is taken as success (the output, a runner's statistics, is judged by its
+    content)."""
+    return int(echoed) if echoed.isdigit() else 0
 _UPTIME = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s+[0-9]+(?:\.[0-9]+)?\s*")
 
 
@@ -75,7 +84,7 @@ class Phone:
         """Connect to ``adb`` (HOST:PORT) or the USB phone ``serial``; an AdbError says why
         not (no device, unauthorized key) within about ``timeout_s``."""
         try:
-            from adb_shell.adb_device import AdbDeviceTcp
+            from adb_shell.adb_device import AdbDevice
             from adb_shell.auth.sign_pythonrsa import PythonRSASigner
         except ImportError as exc:
             raise AdbError("failed", f"the adb backend needs adb-shell: pip install "
@@ -83,7 +92,8 @@ class Phone:
         where = adb or serial or "?"
         if adb is not None:
             host, _, port = adb.rpartition(":")
-            device: Any = AdbDeviceTcp(host, int(port), default_transport_timeout_s=timeout_s)
+            device: Any = AdbDevice(_tcp_transport(host, int(port)),
+                                    default_transport_timeout_s=timeout_s)
         else:
             try:
                 from adb_shell.adb_device import AdbDeviceUsb
@@ -105,6 +115,10 @@ class Phone:
                 raise AdbError("unauthorized", f"the phone at {where} did not accept this "
                                f"computer's key ({adb_key_path()}): unlock it, tap Allow on "
                                f"'Allow USB debugging?' and run again") from None
+            if isinstance(exc, ConnectionRefusedError):
+                raise AdbError("no-device", f"the phone at {where} refused the connection "
+                               f"(nothing listens there: is `adb tcpip 5555` done, or did "
+                               f"the phone go away or reboot?)") from None
             raise AdbError("no-device", f"no phone answered at {where} within {timeout_s:g} "
                            f"s ({type(exc).__name__}: {exc}); is USB debugging on and, for "
                            f"--adb, `adb tcpip 5555` done and the phone on this network?"
@@ -129,7 +143,7 @@ class Phone:
         if m is None:
             raise AdbError("gone", f"the phone at {self.where} ended the command without an "
                                    f"exit status (output: {text[-200:]!r})")
-        return text[:m.start()], int(m.group(1))
+        return text[:m.start()], _status(m.group(1))
 
     def sh_timed(self, command: str, *, timeout_s: float = 30.0, then: str | None = None
                  ) -> tuple[str, int, tuple[float, float] | None]:
@@ -151,7 +165,7 @@ class Phone:
                                    f"exit status (output: {text[-200:]!r})")
         end = _uptime(rest[m.end():].strip().split("\n")[0])
         window = None if start is None or end is None else (start, end)
-        return rest[:at], int(m.group(1)), window
+        return rest[:at], _status(m.group(1)), window
 
     def check(self, command: str, *, timeout_s: float = 30.0) -> str:
         out, rc = self.sh(command, timeout_s=timeout_s)
@@ -164,20 +178,17 @@ class Phone:
         return self.check(f"getprop {shlex.quote(name)}").strip()
 
     def push_if_changed(self, local: Path, remote: str, *, mode: int = 0o644,
-                        sha256: str | None = None, timeout_s: float = 600.0) -> bool:
-        """Push ``local`` to ``remote`` unless a file of the same size and sha256 is there;
-        True when pushed."""
-        size = local.stat().st_size
+                        sha256: str | None = None, timeout_s: float = 30.0) -> bool:
+        """Push ``local`` to ``remote`` unless a file of the same sha256 is there; True when
+        pushed. The check is the phone's ``sha256sum`` (absent or failing: pushed again), not
+        sync's STAT: only SEND is needed of the device side's file service. ``timeout_s``
+        bounds each exchange with the phone (adb-shell's timeouts are per packet), not the
+        whole push: a large model takes as long as it takes, a phone gone silent is noticed
+        in that time."""
         digest = sha256 or sha256_file(local)
-        try:
-            _, remote_size, _ = self.device.stat(remote, transport_timeout_s=timeout_s,
-                                                 read_timeout_s=timeout_s)
-        except Exception as exc:
-            raise _classify(exc, self.where, f"stat {remote}") from None
-        if remote_size == size:
-            out, rc = self.sh(f"sha256sum {shlex.quote(remote)}")
-            if rc == 0 and out.split()[:1] == [digest]:
-                return False
+        out, rc = self.sh(f"sha256sum {shlex.quote(remote)}", timeout_s=timeout_s)
+        if rc == 0 and out.split()[:1] == [digest]:
+            return False
         self.check(f"mkdir -p {shlex.quote(remote.rsplit('/', 1)[0])}")
         try:
             self.device.push(str(local), remote, st_mode=0o100000 | mode,
@@ -197,6 +208,22 @@ class Phone:
         out, _rc = self.sh("ls /sys/devices/system/cpu/cpufreq")
         self.policies = sorted((p for p in out.split() if p.startswith("policy")
                                 and p[6:].isdigit()), key=lambda p: int(p[6:]))[:16]
+
+    def read_files(self, paths: Sequence[str]) -> dict[str, str]:
+        """The first line of each file of ``paths`` that could be read (one command, of
+        ``echo`` and ``cat`` only: it works on the plainest shell); the others are left out."""
+        if not paths:
+            return {}
+        out, _ = self.sh("; ".join(f"echo __file; cat {shlex.quote(p)} && echo __read"
+                                   for p in paths))
+        found = {}
+        out = out.replace("\r\n", "\n")     # a shell on a pty ends its lines so
+        for path, block in zip(paths, out.split("__file\n")[1:], strict=False):
+            value, sep, _ = block.partition("__read")
+            lines = value.strip("\n").split("\n")
+            if sep and len(lines) == 1 and lines[0].strip():
+                found[path] = lines[0].strip()
+        return found
 
     def thermal(self) -> dict[str, float]:
         """Temperature (°C) of each readable thermal zone, by its type (``cpu-0-0-0``...);
@@ -229,6 +256,22 @@ class Phone:
                     and "denied" not in value:
                 found[key] = value.strip()
         return found
+
+
+def _tcp_transport(host: str, port: int) -> Any:
+    """adb-shell's TCP transport, except that a connection the phone closed is an error at
+    once: adb-shell reads an EOF as "no bytes yet" and would wait out its read timeout (30 s
+    and more) for a phone that is gone."""
+    from adb_shell.transport.tcp_transport import TcpTransport
+
+    class Transport(TcpTransport):
+        def bulk_read(self, numbytes: int, transport_timeout_s: float | None) -> bytes:
+            data: bytes = super().bulk_read(numbytes, transport_timeout_s)
+            if not data and numbytes > 0:
+                raise ConnectionResetError(f"{host}:{port} closed the connection")
+            return data
+
+    return Transport(host, port)
 
 
 def _close(device: Any) -> None:

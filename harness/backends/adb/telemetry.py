@@ -16,6 +16,21 @@ The stream format (one record per line; anything else is skipped and counted)::
     HF <policy index> <cpuinfo_max_freq kHz> once per policy
     S <uptime s> z0=<m°C> ... f0=<kHz> ... c=<µA> v=<µV> u=<usb online> a=<ac online> s=<status>
 
+Not every phone's shell (nor every device-side adb implementation) runs that loop: it needs
+``read``, ``[`` and ``$((...))``. Two simpler forms sample the same files (``TELEMETRY_FORMS``,
+most capable first; the backend falls back from one to the next when a form yields no
+sample):
+
+* ``simple loop``: ``while :; do echo C; cat FILE...; sleep P; done``, only ``echo``,
+  ``cat`` and ``sleep`` (one ``cat`` process per sample); ended by ``kill`` or by closing
+  its stream;
+* ``polling``: the same ``echo C; cat FILE...`` as one adb command per sample, sent by the
+  host (:class:`PollingStream`).
+
+Their records are ``C`` followed by one line per file, in the order of the ``keys`` the parser
+is given (only files read successfully before are listed, so every line has its file). Without
+a readable ``/proc/uptime`` the samples are timed on the host's clock when they arrive.
+
 :func:`parse_lines` / :class:`StreamParser` read it (never raising), :func:`summarize` turns
 the samples of a case into its :class:`~harness.core.measurement.DeviceTelemetry` and
 trace, and :class:`TelemetryStream` runs the loop over adb-shell's ``streaming_shell``.
@@ -45,6 +60,9 @@ POWER = "/sys/class/power_supply"
 _SOC_ZONE = re.compile(r"cpu|soc|gpu|tsens|cluster|apc|mtktscpu|little|big|mid", re.I)
 _INT = re.compile(r"-?\d+")
 CHARGING_STATUSES = ("charging", "full")
+UPTIME = "/proc/uptime"
+LOOP, SIMPLE_LOOP, POLLING = "loop", "simple loop", "polling"
+TELEMETRY_FORMS = (LOOP, SIMPLE_LOOP, POLLING)   # most capable (and lightest) first
 # an awake phone draws a few hundred mW at least: less means a unit is not the kernel's
 MIN_PLAUSIBLE_W = 0.01
 
@@ -66,6 +84,19 @@ def zone_celsius(value: int) -> float:
 # ---------------------------------------------------------------------------- the loop
 
 
+def sample_files(zones: Sequence[str], policies: Sequence[str]) -> list[tuple[str, str]]:
+    """(key, path) of every file one sample reads, in the order of its fields: the uptime
+    ``t``, zone temperatures ``z<i>``, policy clocks ``f<i>``, battery current ``c``, voltage
+    ``v``, chargers online ``u`` (USB) and ``a`` (AC), and the status ``s`` last (it may hold a
+    space: "Not charging")."""
+    return [("t", UPTIME),
+            *((f"z{i}", f"{THERMAL}/{z}/temp") for i, z in enumerate(zones)),
+            *((f"f{i}", f"{CPUFREQ}/{p}/scaling_cur_freq") for i, p in enumerate(policies)),
+            ("c", f"{POWER}/battery/current_now"), ("v", f"{POWER}/battery/voltage_now"),
+            ("u", f"{POWER}/usb/online"), ("a", f"{POWER}/ac/online"),
+            ("s", f"{POWER}/battery/status")]
+
+
 def telemetry_script(zones: Sequence[str], policies: Sequence[str], *, period_s: float,
                      max_samples: int, flag: str | None = None, root: str = "") -> str:
     """The shell loop sampling ``zones`` (``thermal_zoneN`` names) and ``policies``
@@ -80,28 +111,64 @@ def telemetry_script(zones: Sequence[str], policies: Sequence[str], *, period_s:
     head = ["exec 2>/dev/null", 'echo "P $$"']
     if flag is not None:
         head.append(f"touch {q(flag)}")
-    body: list[str] = ["t=", f"read t x < {q('/proc/uptime')}"]
-    fields = []
     for i, z in enumerate(zones):
         head.append(f"zt=; read zt < {q(f'{THERMAL}/{z}/type')} && echo \"HZ {i} $zt\"")
-        body.append(f"z{i}=; read z{i} < {q(f'{THERMAL}/{z}/temp')}")
-        fields.append(f"z{i}=$z{i}")
     for i, p in enumerate(policies):
         head.append(f"fm=; read fm < {q(f'{CPUFREQ}/{p}/cpuinfo_max_freq')} "
                     f"&& echo \"HF {i} $fm\"")
-        body.append(f"f{i}=; read f{i} < {q(f'{CPUFREQ}/{p}/scaling_cur_freq')}")
-        fields.append(f"f{i}=$f{i}")
-    for var, path in (("bc", "battery/current_now"), ("bv", "battery/voltage_now"),
-                      ("bu", "usb/online"), ("ba", "ac/online"), ("bs", "battery/status")):
-        body.append(f"{var}=; read {var} < {q(f'{POWER}/{path}')}")
-    # the status goes last: it may hold a space ("Not charging")
-    fields += ["c=$bc", "v=$bv", "u=$bu", "a=$ba", "s=$bs"]
+    body: list[str] = []
+    for key, path in sample_files(zones, policies):
+        # the uptime file holds two figures: the second goes to x
+        body.append(f"{key}=; read {key}{' x' if key == 't' else ''} < {q(path)}")
+    fields = [f"{key}=${key}" for key, _ in sample_files(zones, policies)[1:]]
     body.append(f'echo "S $t {" ".join(fields)}"')
     if flag is not None:
         body.append(f"[ -e {q(flag)} ] || break")
     loop = (f"n=0; while [ $n -lt {int(max_samples)} ]; do {'; '.join(body)}; "
             f"n=$((n+1)); sleep {period_s:g}; done")
     return "; ".join([*head, loop])
+
+
+@dataclass(frozen=True)
+class SampleLayout:
+    """What the simple forms read (the files of :func:`sample_files` found readable, with
+    their keys) and the headers the loop would print, read once beforehand."""
+
+    keys: tuple[str, ...]
+    paths: tuple[str, ...]
+    zone_types: Mapping[int, str] = field(default_factory=dict)
+    max_freq_khz: Mapping[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, zones: Sequence[str], policies: Sequence[str],
+           read: Callable[[Sequence[str]], Mapping[str, str]]) -> SampleLayout:
+        """The layout of ``zones`` and ``policies``; ``read(paths)`` gives the first line of
+        each of ``paths`` that could be read (see ``Phone.read_files``)."""
+        files = sample_files(zones, policies)
+        types = {i: f"{THERMAL}/{z}/type" for i, z in enumerate(zones)}
+        tops = {i: f"{CPUFREQ}/{p}/cpuinfo_max_freq" for i, p in enumerate(policies)}
+        values = read([p for _, p in files] + [*types.values(), *tops.values()])
+        readable = [(k, p) for k, p in files if p in values]
+        return cls(keys=tuple(k for k, _ in readable), paths=tuple(p for _, p in readable),
+                   zone_types={i: values[p] for i, p in types.items() if p in values},
+                   max_freq_khz={i: int(values[p]) for i, p in tops.items()
+                                 if values.get(p, "").isdigit() and int(values[p]) > 0})
+
+    def parser(self) -> StreamParser:
+        return StreamParser(self.keys, zone_types=self.zone_types,
+                            max_freq_khz=self.max_freq_khz)
+
+
+def sample_command(paths: Sequence[str]) -> str:
+    """One sample of the simple forms: ``C`` and each of ``paths`` (one line each)."""
+    return "echo C; cat " + " ".join(shlex.quote(p) for p in paths)
+
+
+def simple_loop_script(paths: Sequence[str], *, period_s: float) -> str:
+    """The ``simple loop`` form: only ``echo``, ``cat``, ``sleep`` and ``while :``. It has no
+    bound of its own (that needs ``[``): it ends when killed by its pid or when its stream
+    closes (adbd then hangs its shell up)."""
+    return f'echo "P $$"; while :; do {sample_command(paths)}; sleep {period_s:g}; done'
 
 
 # ---------------------------------------------------------------------------- the parser
@@ -143,13 +210,22 @@ class StreamParser:
     """Reads the loop's output as it arrives (bytes in any chunks); never raises.
 
     Lines that are not a well-formed record are skipped and counted (``skipped``), with the
-    first few kept (``skipped_examples``) for the row's note.
+    first few kept (``skipped_examples``) for the row's note. ``keys`` (see
+    :func:`sample_files`) are the fields of the simple forms' ``C`` records, in order;
+    ``zone_types`` and ``max_freq_khz`` are then known beforehand (those forms print no
+    header). Without the uptime ``t`` among them the samples are timed by the host's
+    ``time.monotonic()`` as they arrive (``host_clock``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keys: Sequence[str] | None = None, *,
+                 zone_types: Mapping[int, str] | None = None,
+                 max_freq_khz: Mapping[int, int] | None = None) -> None:
         self.pid: int | None = None
-        self.zone_types: dict[int, str] = {}
-        self.max_freq_khz: dict[int, int] = {}
+        self.zone_types: dict[int, str] = dict(zone_types or {})
+        self.max_freq_khz: dict[int, int] = dict(max_freq_khz or {})
+        self.keys = list(keys or [])
+        self.host_clock = keys is not None and "t" not in self.keys
+        self._record_lines: list[str] | None = None    # the C record being read
         self.samples: list[Sample] = []
         # when each sample arrived (host time.monotonic()): places the phone's clock on ours
         self.received: list[float] = []
@@ -210,7 +286,36 @@ class StreamParser:
         if not ok:
             self._skip(line)
 
+    def _values(self, line: str) -> bool:
+        """A line of a ``C`` record (simple forms): the record's next value; complete, the
+        record is a sample (or skipped when a value is garbled: a line out of step)."""
+        lines = self._record_lines
+        if lines is None:
+            return False
+        lines.append(line)
+        if len(lines) < len(self.keys):
+            return True
+        self._record_lines = None
+        values = dict(zip(self.keys, lines, strict=True))
+        status = values.pop("s", None)
+        uptime = values.pop("t", "").split(" ")[0] if not self.host_clock else f"{self._now}"
+        head = " ".join([uptime, *(f"{k}={v.strip()}" for k, v in values.items())])
+        sample = _sample(head if status is None else f"{head} s={status}")
+        if sample is None:
+            self._skip(f"C {' | '.join(lines)}")
+            return True
+        self.samples.append(sample)
+        self.received.append(self._now)
+        return True
+
     def _record(self, line: str) -> bool:
+        if self.keys and line == "C":
+            if self._record_lines:      # the last record lost lines: skip it
+                self._skip(f"C {' | '.join(self._record_lines)} (incomplete)")
+            self._record_lines = []
+            return True
+        if self._record_lines is not None:
+            return self._values(line)
         kind, _, rest = line.partition(" ")
         if kind == "P" and _INT.fullmatch(rest):
             self.pid = int(rest)
@@ -267,9 +372,10 @@ def _sample(rest: str) -> Sample | None:
                   status=status.strip() or None if sep else None)
 
 
-def parse_lines(lines: Iterable[str]) -> StreamParser:
-    """A parser fed ``lines`` (a whole stream at once)."""
-    p = StreamParser()
+def parse_lines(lines: Iterable[str], keys: Sequence[str] | None = None) -> StreamParser:
+    """A parser fed ``lines`` (a whole stream at once), of ``C`` records of ``keys`` if
+    given."""
+    p = StreamParser(keys)
     for line in lines:
         p.feed(line + "\n")
     p.finish()
@@ -307,7 +413,10 @@ def summarize(parsed: StreamParser, *, period_s: float, mean_inference_ms: float
     inference time (W * ms = mJ). Both are the whole phone's, and meaningless on a charger
     (``energy_meaningful`` False).
     """
-    if run_uptime is not None:
+    if parsed.host_clock and run_window is not None:
+        # samples timed on arrival, on the host's clock: the window is on that clock too
+        flags = [run_window[0] <= s.uptime_s <= run_window[1] for s in parsed.samples]
+    elif run_uptime is not None:
         # strictly inside: /proc/uptime ticks every 10 ms, a sample of the same tick as
         # the start or the end may be either side of it
         flags = [run_uptime[0] < s.uptime_s < run_uptime[1] for s in parsed.samples]
@@ -419,14 +528,19 @@ class TelemetryStream:
     of its own) closes the device under the reader.
     """
 
+    form = LOOP
+
     def __init__(self, device: Any, script: str, *, owns_device: bool,
-                 read_timeout_s: float, flag: str | None = None) -> None:
+                 read_timeout_s: float, flag: str | None = None,
+                 parser: StreamParser | None = None, form: str | None = None) -> None:
         self.device, self.owns_device = device, owns_device
         self.flag = flag            # the loop's flag file (see telemetry_script), if any
-        self.parser = StreamParser()
+        self.parser = parser or StreamParser()
+        self.form = form or self.form
         self.error: str | None = None
         self._script = script
         self._read_timeout_s = read_timeout_s
+        self._stopping = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._read, name="adb-telemetry", daemon=True)
         self._thread.start()
@@ -439,11 +553,15 @@ class TelemetryStream:
         """Wait at most ``timeout_s`` for the stream to end; whether it has."""
         return self._done.wait(timeout_s)
 
+    def _chunks(self) -> Iterable[bytes]:
+        """What the phone sends, as it arrives."""
+        return self.device.streaming_shell(
+            self._script, transport_timeout_s=self._read_timeout_s,
+            read_timeout_s=self._read_timeout_s, decode=False)
+
     def _read(self) -> None:
         try:
-            for chunk in self.device.streaming_shell(
-                    self._script, transport_timeout_s=self._read_timeout_s,
-                    read_timeout_s=self._read_timeout_s, decode=False):
+            for chunk in self._chunks():
                 self.parser.feed(chunk)
         except Exception as exc:  # the phone went away, or the stream was cut by stop()
             self.error = f"{type(exc).__name__}: {exc}"
@@ -456,6 +574,7 @@ class TelemetryStream:
     def stop(self, kill: Callable[[str], object] | None, *, grace_s: float = 2.0) -> None:
         """End the loop: ``kill('kill PID')`` on the phone, then wait at most ``grace_s``
         for the stream to end before closing the device under the reader."""
+        self._stopping.set()
         pid = self.parser.pid
         if kill is not None and pid is not None and self.alive:
             with contextlib.suppress(Exception):
@@ -466,13 +585,37 @@ class TelemetryStream:
             self._done.wait(grace_s)
 
 
+class PollingStream(TelemetryStream):
+    """The ``polling`` form: ``command`` (one sample, see :func:`sample_command`) sent as an
+    adb command of its own every ``period_s``, on a connection of its own, until stopped.
+    For a phone whose shell runs no loop that streams: heavier (a command per sample) and
+    timed on arrival when the uptime is not among the files."""
+
+    form = POLLING
+
+    def __init__(self, device: Any, command: str, *, period_s: float, read_timeout_s: float,
+                 parser: StreamParser) -> None:
+        self._period_s = period_s
+        super().__init__(device, command, owns_device=True, read_timeout_s=read_timeout_s,
+                         parser=parser)
+
+    def _chunks(self) -> Iterable[bytes]:
+        while not self._stopping.is_set():
+            t0 = time.monotonic()
+            out = self.device.shell(self._script, transport_timeout_s=self._read_timeout_s,
+                                    read_timeout_s=self._read_timeout_s,
+                                    timeout_s=self._read_timeout_s, decode=False)
+            yield out if isinstance(out, bytes) else str(out).encode()
+            self._stopping.wait(max(0.0, self._period_s - (time.monotonic() - t0)))
+
+
 def _cut(device: Any) -> None:
     """Close an adb-shell device under a thread reading from it, without waiting for it.
 
     ``AdbDevice.close`` takes the transport lock the reader holds while it waits in
-    ``select``: it would wait for that read to time out. Worse, adb-shell reads an EOF (a
-    phone gone) as "no bytes yet" and spins until its read timeout. Shutting the TCP socket
-    down wakes a waiting reader, and closing it makes its next ``select`` fail at once; the
+    ``select``: it would wait for that read to time out. Shutting the TCP socket down wakes a
+    waiting reader (which then reads the EOF: an error at once with the transport of
+    ``device._tcp_transport``), and closing it makes its next ``select`` fail at once; the
     device's own close then runs on a daemon thread.
     """
     sock = getattr(getattr(getattr(device, "_io_manager", None), "_transport", None),
