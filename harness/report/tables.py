@@ -258,6 +258,22 @@ def terminal_columns(df: pd.DataFrame, *, wide: bool = False,
     return out
 
 
+def _measured_on(df: pd.DataFrame) -> str:
+    """Where the table's rows were timed: ``host``, ``phone`` (every backend measures on a
+    device) or ``measured`` (both kinds)."""
+    from harness.backends.base import capabilities_of
+
+    kinds = set()
+    for name in df["backend"].dropna().unique():
+        try:
+            kinds.add(capabilities_of(str(name)).measures_on)
+        except Exception:  # a backend this install does not have: its rows say no more
+            kinds.add("host")
+    if kinds == {"device"}:
+        return "phone"
+    return "measured" if "device" in kinds else "host"
+
+
 def terminal_table(df: pd.DataFrame, *, width: int | None = None, wide: bool = False,
                    columns: Sequence[str] | None = None, note: str | None = None,
                    band: str | None = None) -> str:
@@ -274,6 +290,11 @@ def terminal_table(df: pd.DataFrame, *, width: int | None = None, wide: bool = F
     if band and "device_latency_ms" in cols:
         cols["device_latency_ms"] = dataclasses.replace(
             cols["device_latency_ms"], header=f"{cols['device_latency_ms'].header} {band}")
+    where = _measured_on(df)
+    if where != "host" and "host_p50_ms" in cols:
+        # a phone's runner timed these rows (adb), not this host
+        cols["host_p50_ms"] = dataclasses.replace(cols["host_p50_ms"],
+                                                  header=f"{where} p50 (ms)")
     # The device and backend name groups of rows (summary_frame sorts by them): said once
     # above the table, or on a line above each group, rather than on every row.
     for col in ("device", "backend"):
