@@ -82,7 +82,9 @@ SECTIONS: dict[str, dict[str, str]] = {
               # measured on a phone (adb telemetry): the SoC and clocks over the case
               "device_start_temp_c": "SoC start (°C)", "device_end_temp_c": "SoC end (°C)",
               "device_end_clock_fraction": "clock at end (of top)",
-              "on_charger": "on charger"},
+              "on_charger": "on charger",
+              # how the phone was sampled: the streaming loop, or a fallback (docs/adb.md)
+              "telemetry_form": "telemetry"},
     "Quality": {**_CASE, "metric": "metric", "quality": "quality",
                 "quality_delta": "Δ vs fp32", "n_examples": "examples",
                 "fidelity_cosine": "cosine vs fp32", "fidelity_top1_agreement":
@@ -132,7 +134,7 @@ DIGITS: dict[str, int] = {
 }
 TEXT_COLUMNS = {"workload", "quant", "prune", "device", "backend", "status", "fits", "metric",
                 "reason", "unstable", "device_latency_range", "on_charger",
-                "generation_unstable"}
+                "generation_unstable", "telemetry_form"}
 # quantization levels that are a workload's unquantized reference (the Δ vs fp32 baseline):
 # ONNX Runtime's fp32, and the fp32 decoder a language model's GenAI levels are compared with
 REFERENCE_LEVELS = ("fp32", "genai-fp32")
@@ -283,6 +285,7 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         "device_end_clock_fraction": tele.end_clock_fraction if tele else None,
         "on_charger": None if tele is None or tele.charging is None
         else ("yes" if tele.charging else "no"),
+        "telemetry_form": (measured.extra or {}).get("telemetry_form") if tele else None,
         "battery_wh": battery_wh,
         "inferences_per_pct_battery": per_pct,
         "metric": quality.metric if quality else None,
