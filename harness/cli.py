@@ -106,6 +106,12 @@ def _add_bench(sub: Any) -> None:
                    choices=("onnxruntime_perf_test", "benchmark_model"),
                    help="adb backend: which tool --runner is (default: benchmark_model when "
                         "its file name says so, else onnxruntime_perf_test)")
+    p.add_argument("--telemetry", default="auto", choices=("auto", "stream", "file", "off"),
+                   help="adb backend: how the phone's temperatures, clocks and battery are "
+                        "sampled during a case: stream (a loop read live on a second "
+                        "connection), file (the loop runs beside the runner in its shell and "
+                        "is read back after the run: one connection), off; default auto: "
+                        "stream over --adb, file over --serial (USB has one connection)")
     p.add_argument("--cooldown-c", default=3.0, type=float, metavar="MARGIN",
                    help="adb backend: before each case wait until the SoC is within MARGIN "
                         "°C of its temperature at connect (default 3.0)")
@@ -326,6 +332,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         retry=tuple(args.retry), adb=args.adb, serial=args.serial, runner=args.runner,
         runner_kind=args.runner_kind,
         cooldown_c=args.cooldown_c, cooldown_max_s=args.cooldown_max_s,
+        telemetry=args.telemetry,
         executor=args.executor, ray_address=args.ray_address,
         overrides=MeasureOverrides(
             iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout_s,

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from harness.suites import MeasureOptions, Suite
 
 SEED = 0
+TELEMETRY_MODES = ("auto", "stream", "file", "off")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class BenchOptions:
     serial: str | None = None
     runner: Path | None = None
     runner_kind: str | None = None   # --runner-kind (None: from the runner's file name)
+    telemetry: str = "auto"          # --telemetry auto|stream|file|off (adb)
     adb_connect_timeout_s: float = 10.0
     # --cooldown-c MARGIN / --cooldown-max-s S (0: no cooldown gate), see docs/adb.md
     cooldown_c: float = 3.0
@@ -173,6 +175,9 @@ class BenchOptions:
         if self.runner_kind is not None and self.runner_kind not in RUNNER_FORMATS:
             raise InputError(f"expected --runner-kind {' or '.join(RUNNER_FORMATS)}, got "
                              f"{self.runner_kind!r}", field="--runner-kind")
+        if self.telemetry not in TELEMETRY_MODES:
+            raise InputError(f"expected --telemetry {', '.join(TELEMETRY_MODES)}, got "
+                             f"{self.telemetry!r}", field="--telemetry")
         given = [f for f in ("adb", "serial", "runner", "runner_kind")
                  if getattr(self, f) is not None]
         if "adb" not in self.backends:
@@ -208,7 +213,8 @@ class BenchOptions:
                               runner=None if self.runner is None else Path(self.runner),
                               runner_kind=self.runner_kind,
                               connect_timeout_s=self.adb_connect_timeout_s,
-                              cooldown_c=self.cooldown_c, cooldown_max_s=self.cooldown_max_s)
+                              cooldown_c=self.cooldown_c, cooldown_max_s=self.cooldown_max_s,
+                              telemetry=self.telemetry)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ connection, each served on its own thread), WRTE packets each acknowledged with 
 Two services exist:
 
 * ``shell:<cmd>``: a tiny dispatcher, never a real shell: ``;`` and ``&&`` lists of getprop,
+  sleep, the spooled telemetry loop started in the background (``sh -c LOOP > FILE
+  2>/dev/null &``, its output appended to FILE on a thread),
   cat, chmod, ls, rm, mkdir -p, echo (``$?`` expanded), sha256sum, true, kill, and running a
   pushed executable, which acts as ONNX Runtime's ``onnxruntime_perf_test`` (its 1.17 output
   format), or as TFLite's ``benchmark_model`` when given ``--graph=`` (TF 2.x format);
@@ -352,17 +354,40 @@ class FakeAndroid:
                     o, rc = self._run(argv, rc)
                     out += o
                 argv, op = [], tok
+            elif tok == "&" and argv[:2] == ["sh", "-c"] and ">" in argv \
+                    and "&" not in self.lacks:
+                # the spooled telemetry loop: `sh -c SCRIPT > FILE 2>/dev/null &`
+                self._background(argv[2], argv[argv.index(">") + 1])
+                argv, op = [], ";"
             elif tok in ("|", "&", "&&&"):
                 return out + b"/system/bin/sh: pipes are not faked\n", 2
             else:
                 argv.append(tok)
         return out, rc
 
+    def _background(self, script: str, path: str) -> None:
+        """Run the telemetry loop ``script`` on a thread, its output appended to ``path``."""
+        path = posixpath.normpath(path)
+        self.files[path] = _File(b"")
+
+        def run() -> None:
+            with contextlib.suppress(PhoneGone):
+                for chunk in self.loop(script):
+                    f = self.files.get(path)
+                    if f is None:
+                        break
+                    f.data += chunk
+
+        threading.Thread(target=run, name="fake-phone-background", daemon=True).start()
+
     def _run(self, argv: list[str], last_rc: int) -> tuple[bytes, int]:
         name, args = argv[0], argv[1:]
         self.executed.append(name)
         if name in self.lacks:
             return _not_found(name)
+        if name == "sleep":
+            time.sleep(float(args[0]))
+            return b"", 0
         if name == "echo":
             status = "$?" if "$?" in self.lacks else str(last_rc)
             return (" ".join(a.replace("$?", status) for a in args) + "\n").encode(), 0
@@ -753,7 +778,9 @@ class _Connection:
         if service.startswith("shell:"):
             self.send(OKAY, dev_id, host_id)
             command = service[len("shell:"):]
-            if re.search(r"\bwhile\b", command) and "while" not in self.phone.lacks:
+            # a loop streamed as the command itself (not one started in the background)
+            if re.search(r"\bwhile\b", command) and "while" not in self.phone.lacks \
+                    and not command.startswith("sh -c "):
                 outputs: Iterator[bytes] = _Pipe(self.phone.loop(command))
             else:
                 outputs = iter([self.phone.shell(command)[0]])

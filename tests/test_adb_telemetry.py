@@ -28,6 +28,7 @@ from harness.backends.adb.telemetry import (
     telemetry_script,
 )
 from harness.core.measurement import DeviceTelemetry, Measured, Measurement
+from harness.errors import InputError
 from harness.sweep import BenchOptions, MeasureOverrides, run_bench
 
 pytest.importorskip("adb_shell")
@@ -391,10 +392,55 @@ def test_the_phone_lost_mid_case_ends_the_stream(tmp_path: Path, tiny_model: Pat
     assert _no_telemetry_threads_within(5.0)
 
 
-def test_over_usb_there_is_no_telemetry_and_the_row_says_why(tmp_path: Path) -> None:
-    """Over USB the stream would share the runner's one connection; adb-shell reading both
+def test_spooled_telemetry_needs_one_connection(tmp_path: Path, tiny_model: Path,
+                                                unplugged: FakeAndroid, runner: Path) -> None:
+    """--telemetry file (the default over USB, which has one connection): the loop runs in
+    the background of the runner's own shell, writes its samples to a file on the phone, and
+    the same command prints it after the run: no second connection, no call per sample."""
+    ms = _run(tmp_path, unplugged, tiny_model, runner, telemetry="file")
+    assert [m.status for m in ms] == ["ok", "ok"], [m.reason for m in ms]
+    for m in ms:
+        assert m.measured is not None and m.measured.extra is not None
+        assert m.measured.extra["telemetry_form"] == "loop (file)"
+        tele = m.measured.telemetry
+        assert tele is not None and tele.note == "", tele
+        assert tele.samples >= 0.4 / PERIOD_S / 2
+        assert tele.start_temp_c is not None and tele.end_temp_c is not None
+        assert tele.end_temp_c > tele.start_temp_c + 1.0
+        assert tele.avg_power_w is not None and 4.0 < tele.avg_power_w < 5.3
+        trace = m.trace or {}
+        assert trace["during_run"][0] is False and any(trace["during_run"])
+    # each loop ended by itself; its flag and its file are gone from the phone
+    assert unplugged.loops_started == 2 and unplugged.loops_ended == ["ended", "ended"]
+    assert not [f for f in unplugged.files if "telemetry-" in f]
+
+
+def test_telemetry_modes(tmp_path: Path, tiny_model: Path, unplugged: FakeAndroid,
+                         runner: Path) -> None:
+    from harness.backends.adb.backend import AdbBackend
+    from harness.backends.base import BackendContext, BackendOptions
+
+    def mode(**kw: Any) -> str:
+        b = AdbBackend()
+        b.open(None, BackendContext(options=BackendOptions(runner=tmp_path / "r", **kw)))
+        return b._telemetry_mode()
+
+    assert mode(adb="127.0.0.1:5555") == "stream" and mode(serial="R5CT1") == "file"
+    assert mode(adb="127.0.0.1:5555", telemetry="file") == "file"
+    ms = _run(tmp_path, unplugged, tiny_model, runner, telemetry="off")
+    assert all(m.status == "ok" for m in ms) and unplugged.loops_started == 0
+    tele = ms[0].measured.telemetry if ms[0].measured else None
+    assert tele is not None and tele.samples == 0 and "telemetry off" in tele.note
+    with pytest.raises(InputError, match="--telemetry"):
+        BenchOptions(backends=("adb",), devices=("snapdragon8gen3",), adb="127.0.0.1:5555",
+                     runner=runner, telemetry="sometimes")
+
+
+def test_over_usb_the_stream_is_refused_and_the_row_says_why(tmp_path: Path) -> None:
+    """Over USB a live stream would share the runner's one connection; adb-shell reading both
     from two threads was seen to stall the runner's command (with the fake multiplexing
-    streams as adbd does): USB cases run without telemetry, and the note says so."""
+    streams as adbd does): --telemetry stream over USB starts none, and the note says so
+    (auto spools to a file over USB instead, above)."""
     from harness.backends.adb.backend import AdbBackend
     from harness.backends.adb.device import Phone
     from harness.backends.base import BackendContext, BackendOptions

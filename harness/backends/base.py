@@ -112,6 +112,11 @@ class BackendOptions:
     # until the SoC is within cooldown_c of its temperature at connect
     cooldown_c: float = 3.0
     cooldown_max_s: float = 120.0
+    # --telemetry: how the phone is sampled during a case (docs/adb.md): "stream" (a loop on a
+    # connection of its own: TCP), "file" (the loop in the runner's own shell, its samples
+    # read back after the run: one connection, as USB has), "off"; "auto" = stream over TCP,
+    # file over USB
+    telemetry: str = "auto"
 
 
 @dataclass

@@ -285,7 +285,8 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         "device_end_clock_fraction": tele.end_clock_fraction if tele else None,
         "on_charger": None if tele is None or tele.charging is None
         else ("yes" if tele.charging else "no"),
-        "telemetry_form": (measured.extra or {}).get("telemetry_form") if tele else None,
+        "telemetry_form": (measured.extra or {}).get("telemetry_form")
+        if tele and measured else None,
         "battery_wh": battery_wh,
         "inferences_per_pct_battery": per_pct,
         "metric": quality.metric if quality else None,

@@ -13,6 +13,7 @@ says so in ``measured.extra.notes``. Any failure is this case's ``error`` or ``t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import shlex
@@ -37,9 +38,12 @@ from harness.backends.adb.perf_test import (
 from harness.backends.adb.telemetry import (
     LOOP,
     SIMPLE_LOOP,
+    SPOOLED,
     TELEMETRY_FORMS,
     PollingStream,
     SampleLayout,
+    Spool,
+    StreamParser,
     TelemetryStream,
     sample_command,
     simple_loop_script,
@@ -223,24 +227,48 @@ class AdbBackend:
         timeout = task.timeout_s if task.timeout_s > 0 else DEFAULT_TIMEOUT_S
         before, cooldown = self._cool_down(phone)
         battery = phone.battery()
-        stream, tele_note = self._start_telemetry(phone, timeout)
+        stream: TelemetryStream | None = None
+        spool: Spool | None = None
+        mode = self._telemetry_mode()
+        if mode == "stream":
+            stream, tele_note = self._start_telemetry(phone, timeout)
+        elif mode == "file":
+            spool = Spool(telemetry_script(
+                phone.zones, phone.policies, period_s=TELEMETRY_PERIOD_S,
+                flag=(flag := f"{REMOTE_ROOT}/telemetry-{secrets.token_hex(6)}.on"),
+                max_samples=math.ceil((timeout + TELEMETRY_MARGIN_S) / TELEMETRY_PERIOD_S)),
+                flag=flag, log=flag[:-3] + ".log", period_s=TELEMETRY_PERIOD_S)
+            tele_note = ""
+        else:
+            tele_note = "telemetry off (--telemetry off)"
         t0 = time.monotonic()
-        ran, on_phone = False, None
+        ran, on_phone, then_out = False, None, ""
         try:
             # the phone's uptime around the run, read in the same shell: which samples were
             # taken while it ran, however late the connection let the command through
             # the loop's flag goes with the run, in the same shell: the loop then takes one
             # more sample and ends by itself (no kill to send on a shared USB connection)
-            out, rc, on_phone = phone.sh_timed(
-                command, timeout_s=timeout,
-                then=None if stream is None or stream.flag is None
+            then = spool.then if spool is not None else (
+                None if stream is None or stream.flag is None
                 else f"rm -f {shlex.quote(stream.flag)}")
+            out, rc, on_phone, then_out = phone.sh_timed(
+                command, timeout_s=timeout, then=then,
+                before=None if spool is None else spool.before)
             ran = True
         finally:
             wall = time.monotonic() - t0
             # after a timeout or a lost phone the main connection cannot carry the kill:
             # the stream is cut instead (the loop then dies writing to its closed stream)
             tele_note = self._stop_telemetry(phone if ran else None, stream, tele_note)
+            if spool is not None and not ran:
+                self._forget_spool(phone, spool)
+        parser: StreamParser | None = stream.parser if stream is not None else None
+        if spool is not None:
+            parser = spool.parse(then_out)
+            if not parser.samples:
+                tele_note = ("telemetry sampled to a file on the phone gave no sample (its "
+                             "shell may lack what the loop needs: try --telemetry stream "
+                             "over --adb)")
         notes = [QUALITY_NOTE]
         try:
             after = phone.thermal()
@@ -251,17 +279,18 @@ class AdbBackend:
             notes.append(f"the phone was lost after the run, before its temperatures "
                          f"could be read ({exc})")
             self._drop()
+        form = SPOOLED if spool is not None else (None if stream is None else stream.form)
         extra = {**self.facts, "command": command, "artifact_pushed": pushed,
-                 "telemetry_form": None if stream is None else stream.form,
+                 "telemetry_form": form if parser is not None and parser.samples else None,
                  "run_s": round(wall, 3), "thermal_before_c": before,
                  "thermal_after_c": after, "battery_before": battery, **cooldown,
                  "notes": notes}
 
         def telemetry(mean_ms: float | None) -> tuple[DeviceTelemetry | None, Any]:
-            if stream is None:
+            if parser is None or (spool is not None and not parser.samples):
                 return DeviceTelemetry(samples=0, period_s=TELEMETRY_PERIOD_S,
                                        note=tele_note), None
-            return summarize(stream.parser, period_s=TELEMETRY_PERIOD_S,
+            return summarize(parser, period_s=TELEMETRY_PERIOD_S,
                              mean_inference_ms=mean_ms, note=tele_note,
                              run_window=(t0, t0 + wall), run_uptime=on_phone)
 
@@ -301,6 +330,21 @@ class AdbBackend:
         return runner_kind(Path(o.runner or ""), o.runner_kind)
 
     # ------------------------------------------------------------------ telemetry
+    def _telemetry_mode(self) -> str:
+        """stream, file or off (see BackendOptions.telemetry): auto streams over TCP and
+        spools to a file over USB, whose single connection the runner's command holds."""
+        mode = self.options.telemetry
+        if mode == "auto":
+            return "stream" if self.options.adb is not None else "file"
+        return mode
+
+    @staticmethod
+    def _forget_spool(phone: Phone, spool: Spool) -> None:
+        """After a run that did not finish: end the loop and remove its files, if the phone
+        still answers (else the loop ends at its own bound, the files stay)."""
+        with contextlib.suppress(Exception):
+            phone.sh(spool.cleanup, timeout_s=5.0)
+
     def _start_telemetry(self, phone: Phone, timeout_s: float
                          ) -> tuple[TelemetryStream | None, str]:
         """The sampling stream, started and its first sample in: the first form of

@@ -145,14 +145,17 @@ class Phone:
                                    f"exit status (output: {text[-200:]!r})")
         return text[:m.start()], _status(m.group(1))
 
-    def sh_timed(self, command: str, *, timeout_s: float = 30.0, then: str | None = None
-                 ) -> tuple[str, int, tuple[float, float] | None]:
+    def sh_timed(self, command: str, *, timeout_s: float = 30.0, then: str | None = None,
+                 before: str | None = None
+                 ) -> tuple[str, int, tuple[float, float] | None, str]:
         """:meth:`sh`, with the phone's uptime (s) read just before and just after
         ``command`` in the same shell: when it really ran on the phone's clock, whatever the
-        delays of the connection (None when /proc/uptime could not be read); ``then`` runs
-        after it in the same shell (what it prints is left out)."""
+        delays of the connection (None when /proc/uptime could not be read); ``before`` runs
+        first and must print nothing, ``then`` runs after it in the same shell. Returns the
+        command's output, its status, the window and what ``then`` printed."""
         after = "" if then is None else f"; {then}"
-        text, _ = self.sh(f"cat /proc/uptime; {command}; echo __rcin=$?; cat /proc/uptime"
+        first = "" if before is None else f"{before}; "
+        text, _ = self.sh(f"{first}cat /proc/uptime; {command}; echo __rcin=$?; cat /proc/uptime"
                           f"{after}", timeout_s=timeout_s)
         first, _, rest = text.partition("\n")
         start = _uptime(first)
@@ -163,9 +166,13 @@ class Phone:
         if m is None:
             raise AdbError("gone", f"the phone at {self.where} ended the command without an "
                                    f"exit status (output: {text[-200:]!r})")
-        end = _uptime(rest[m.end():].strip().split("\n")[0])
+        tail = rest[m.end():].strip()
+        end_line, _, then_out = tail.partition("\n")
+        end = _uptime(end_line)
+        if end is None:       # no uptime after the run: all of it is then's
+            then_out = tail
         window = None if start is None or end is None else (start, end)
-        return rest[:at], _status(m.group(1)), window
+        return rest[:at], _status(m.group(1)), window, then_out
 
     def check(self, command: str, *, timeout_s: float = 30.0) -> str:
         out, rc = self.sh(command, timeout_s=timeout_s)

@@ -514,6 +514,47 @@ def _time_mean(times: Sequence[float], values: Sequence[float | None]) -> float 
     return area / span
 
 
+# ---------------------------------------------------------------------------- the spool
+
+SPOOLED = "loop (file)"
+_SPOOL_MARK = "__telemetry__"
+
+
+@dataclass(frozen=True)
+class Spool:
+    """The loop run in the background of the runner's own shell, its samples written to a
+    file on the phone and read back, after the run, by the same command: one shell on one
+    connection (a USB phone has a single one, which a live stream would have to share with
+    the runner's command), and no adb call per sample. ``before`` starts it and waits two
+    periods (a sample before the run), ``then`` removes its flag after the run, waits for
+    the sample that ends it, and prints the file after a marker; :meth:`parse` reads that."""
+
+    script: str      # telemetry_script(..., flag=flag)
+    flag: str
+    log: str
+    period_s: float
+
+    @property
+    def before(self) -> str:
+        return (f"sh -c {shlex.quote(self.script)} > {shlex.quote(self.log)} 2>/dev/null & "
+                f"sleep {2 * self.period_s:g}")
+
+    @property
+    def then(self) -> str:
+        return (f"rm -f {shlex.quote(self.flag)}; sleep {2 * self.period_s:g}; "
+                f"echo {_SPOOL_MARK}; cat {shlex.quote(self.log)}; "
+                f"rm -f {shlex.quote(self.log)}")
+
+    @property
+    def cleanup(self) -> str:
+        """For a run that did not finish: stop the loop and remove its files."""
+        return f"rm -f {shlex.quote(self.flag)} {shlex.quote(self.log)}"
+
+    def parse(self, then_output: str) -> StreamParser:
+        _, found, text = then_output.partition(_SPOOL_MARK)
+        return parse_lines(text.splitlines() if found else [])
+
+
 # ---------------------------------------------------------------------------- the stream
 
 
