@@ -41,6 +41,89 @@ def tiny_model(tmp_path: Path) -> Path:
     return tiny_conv_onnx(tmp_path / "tiny.onnx")
 
 
+def tiny_tflite(path: Path, *, seed: int = 0, inputs: int = 4, outputs: int = 3) -> Path:
+    """A FULLY_CONNECTED model, float32 ``x`` [1, inputs] -> ``y`` [1, outputs], written as a
+    TFLite FlatBuffer with the ``flatbuffers`` builder alone (no TensorFlow, no converter).
+
+    Field slots follow TFLite's schema.fbs (Model, SubGraph, Tensor, Operator, Buffer,
+    OperatorCode); the first weight of each row is zero, so the inspector has zeros to count.
+    """
+    import flatbuffers
+
+    rng = np.random.default_rng(seed)
+    weights = rng.standard_normal((outputs, inputs)).astype(np.float32)
+    weights[:, 0] = 0.0
+    bias = rng.standard_normal(outputs).astype(np.float32)
+    b = flatbuffers.Builder(1024)
+    b.ForceDefaults(True)   # write every slot given, zeros included
+
+    def ints(values: list[int]) -> int:
+        b.StartVector(4, len(values), 4)
+        for v in reversed(values):
+            b.PrependInt32(v)
+        return b.EndVector()
+
+    def data(raw: bytes) -> int:
+        b.StartVector(1, len(raw), 16)   # schema: force_align 16
+        b.head = b.head - len(raw)
+        b.Bytes[b.head:b.head + len(raw)] = raw
+        return b.EndVector()
+
+    def table(*slots: tuple[str, int, int]) -> int:
+        b.StartObject(1 + max(s for _, s, _ in slots))
+        for kind, slot, value in slots:
+            if kind == "off":
+                b.PrependUOffsetTRelativeSlot(slot, value, 0)
+            else:
+                getattr(b, f"Prepend{kind}Slot")(slot, value, 0)
+        return b.EndObject()
+
+    def vector(offsets: list[int]) -> int:
+        b.StartVector(4, len(offsets), 4)
+        for o in reversed(offsets):
+            b.PrependUOffsetTRelative(o)
+        return b.EndVector()
+
+    buffers = [_empty_table(b),
+               table(("off", 0, data(weights.tobytes()))),
+               table(("off", 0, data(bias.tobytes())))]
+    # Tensor: shape (0), type (1, FLOAT32 = 0), buffer (2), name (3)
+    specs = [("x", [1, inputs], 0), ("w", [outputs, inputs], 1), ("b", [outputs], 2),
+             ("y", [1, outputs], 0)]
+    tensors = []
+    for name, shape, buf in specs:
+        name_off, shape_off = b.CreateString(name), ints(shape)
+        tensors.append(table(("off", 0, shape_off), ("Int8", 1, 0), ("Uint32", 2, buf),
+                             ("off", 3, name_off)))
+    # Operator: opcode_index (0), inputs (1), outputs (2)
+    op = table(("Uint32", 0, 0), ("off", 1, ints([0, 1, 2])), ("off", 2, ints([3])))
+    # SubGraph: tensors (0), inputs (1), outputs (2), operators (3), name (4)
+    sub = table(("off", 0, vector(tensors)), ("off", 1, ints([0])), ("off", 2, ints([3])),
+                ("off", 3, vector([op])), ("off", 4, b.CreateString("main")))
+    # OperatorCode: deprecated_builtin_code (0) and builtin_code (3): FULLY_CONNECTED = 9
+    code = table(("Int8", 0, 9), ("Int32", 2, 1), ("Int32", 3, 9))
+    # Model: version (0), operator_codes (1), subgraphs (2), description (3), buffers (4)
+    model = table(("Uint32", 0, 3), ("off", 1, vector([code])), ("off", 2, vector([sub])),
+                  ("off", 3, b.CreateString("tiny test model")),
+                  ("off", 4, vector(buffers)))
+    b.Finish(model, file_identifier=b"TFL3")
+    path.write_bytes(bytes(b.Output()))
+    return path
+
+
+def _empty_table(b: object) -> int:
+    """An empty table (TFLite's buffer 0, the conventional empty buffer)."""
+    b.StartObject(0)  # type: ignore[attr-defined]
+    return b.EndObject()  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.fixture
+def tiny_tflite_model(tmp_path: Path) -> Path:
+    pytest.importorskip("flatbuffers", reason="the tiny .tflite is written with flatbuffers "
+                                              "(the test extra installs it with ai-edge-litert)")
+    return tiny_tflite(tmp_path / "tiny.tflite")
+
+
 @pytest.fixture
 def runner(tmp_path: Path) -> Path:
     """A stand-in for `onnxruntime_perf_test` to push to a fake phone (which acts as the tool
