@@ -42,7 +42,8 @@ def tiny_model(tmp_path: Path) -> Path:
 
 
 def tiny_tflite(path: Path, *, seed: int = 0, inputs: int = 4, outputs: int = 3) -> Path:
-    """A FULLY_CONNECTED model, float32 ``x`` [1, inputs] -> ``y`` [1, outputs], written as a
+    """A FULLY_CONNECTED model, float32 ``serving_default/x:0`` [1, inputs] -> [1, outputs],
+    written as a
     TFLite FlatBuffer with the ``flatbuffers`` builder alone (no TensorFlow, no converter).
 
     Field slots follow TFLite's schema.fbs (Model, SubGraph, Tensor, Operator, Buffer,
@@ -88,8 +89,9 @@ def tiny_tflite(path: Path, *, seed: int = 0, inputs: int = 4, outputs: int = 3)
                table(("off", 0, data(weights.tobytes()))),
                table(("off", 0, data(bias.tobytes())))]
     # Tensor: shape (0), type (1, FLOAT32 = 0), buffer (2), name (3)
-    specs = [("x", [1, inputs], 0), ("w", [outputs, inputs], 1), ("b", [outputs], 2),
-             ("y", [1, outputs], 0)]
+    # named as TF's converter names a SavedModel's signature tensors ('/' and ':' included)
+    specs = [("serving_default/x:0", [1, inputs], 0), ("w", [outputs, inputs], 1),
+             ("b", [outputs], 2), ("StatefulPartitionedCall:0", [1, outputs], 0)]
     tensors = []
     for name, shape, buf in specs:
         name_off, shape_off = b.CreateString(name), ints(shape)

@@ -33,6 +33,7 @@ needs_litert = pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is 
                                   reason="ai-edge-litert is not installed (the tflite extra)")
 needs_adb_shell = pytest.mark.skipif(importlib.util.find_spec("adb_shell") is None,
                                      reason="adb-shell is not installed (the adb extra)")
+X = "serving_default/x:0"   # the tiny model's input, named as TF's converter names them
 
 
 def _weights(model: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -102,13 +103,13 @@ def test_the_emulator_makes_no_prediction_and_says_why(tiny_tflite_model: Path) 
 
 def test_inputs_follow_the_model_and_are_seeded(tiny_tflite_model: Path) -> None:
     feeds = random_inputs(tiny_tflite_model, seed=0)
-    assert list(feeds) == ["x"] and feeds["x"].shape == (1, 4)
-    assert feeds["x"].dtype == np.float32
-    np.testing.assert_array_equal(feeds["x"], random_inputs(tiny_tflite_model, seed=0)["x"])
+    x = feeds["serving_default/x:0"]
+    assert list(feeds) == [X] and x.shape == (1, 4) and x.dtype == np.float32
+    np.testing.assert_array_equal(x, random_inputs(tiny_tflite_model, seed=0)[X])
     w = TfliteFileWorkload(name="mine", path=tiny_tflite_model)
-    np.testing.assert_array_equal(w.timing_inputs()["x"], feeds["x"])
+    np.testing.assert_array_equal(w.timing_inputs()[X], x)
     assert len(w.calibration_inputs()) == 16
-    assert not np.array_equal(w.calibration_inputs()[0]["x"], feeds["x"])
+    assert not np.array_equal(w.calibration_inputs()[0][X], x)
 
 
 # --------------------------------------------------------------------------- the suite key
@@ -215,7 +216,7 @@ def test_litert_runs_and_times_it(tiny_tflite_model: Path) -> None:
     x = random_inputs(tiny_tflite_model, seed=3)
     w, b = _weights(tiny_tflite_model)
     (y,) = loaded.run(x)
-    np.testing.assert_allclose(y, x["x"] @ w.T + b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, x[X] @ w.T + b, rtol=1e-5, atol=1e-6)
     out = measure_artifact(tiny_tflite_model, x, warmup=1, iterations=5, threads=1)
     m = out["measured"]
     assert m["runtime"] == "litert" and m["runtime_version"]
