@@ -41,10 +41,12 @@ def tiny_model(tmp_path: Path) -> Path:
     return tiny_conv_onnx(tmp_path / "tiny.onnx")
 
 
-def tiny_tflite(path: Path, *, seed: int = 0, inputs: int = 4, outputs: int = 3) -> Path:
+def tiny_tflite(path: Path, *, seed: int = 0, inputs: int = 4, outputs: int = 3,
+                fp16: bool = False) -> Path:
     """A FULLY_CONNECTED model, float32 ``serving_default/x:0`` [1, inputs] -> [1, outputs],
-    written as a
-    TFLite FlatBuffer with the ``flatbuffers`` builder alone (no TensorFlow, no converter).
+    written as a TFLite FlatBuffer with the ``flatbuffers`` builder alone (no TensorFlow, no
+    converter). ``fp16``: the weights stored as float16 and DEQUANTIZEd before the operator,
+    as TFLite's float16 post-training quantization stores them.
 
     Field slots follow TFLite's schema.fbs (Model, SubGraph, Tensor, Operator, Buffer,
     OperatorCode); the first weight of each row is zero, so the inspector has zeros to count.
@@ -71,7 +73,7 @@ def tiny_tflite(path: Path, *, seed: int = 0, inputs: int = 4, outputs: int = 3)
         return b.EndVector()
 
     def table(*slots: tuple[str, int, int]) -> int:
-        b.StartObject(1 + max(s for _, s, _ in slots))
+        b.StartObject(1 + max((s for _, s, _ in slots), default=-1))
         for kind, slot, value in slots:
             if kind == "off":
                 b.PrependUOffsetTRelativeSlot(slot, value, 0)
@@ -85,38 +87,40 @@ def tiny_tflite(path: Path, *, seed: int = 0, inputs: int = 4, outputs: int = 3)
             b.PrependUOffsetTRelative(o)
         return b.EndVector()
 
-    buffers = [_empty_table(b),
-               table(("off", 0, data(weights.tobytes()))),
+    stored = weights.astype(np.float16) if fp16 else weights
+    # buffer 0 is the conventional empty one
+    buffers = [table(), table(("off", 0, data(stored.tobytes()))),
                table(("off", 0, data(bias.tobytes())))]
-    # Tensor: shape (0), type (1, FLOAT32 = 0), buffer (2), name (3)
-    # named as TF's converter names a SavedModel's signature tensors ('/' and ':' included)
-    specs = [("serving_default/x:0", [1, inputs], 0), ("w", [outputs, inputs], 1),
-             ("b", [outputs], 2), ("StatefulPartitionedCall:0", [1, outputs], 0)]
+    # Tensor: shape (0), type (1: FLOAT32 = 0, FLOAT16 = 1), buffer (2), name (3); named as
+    # TF's converter names a SavedModel's signature tensors ('/' and ':' included)
+    specs = [("serving_default/x:0", [1, inputs], 0, 0),
+             ("w", [outputs, inputs], 0 if fp16 else 1, 0), ("b", [outputs], 2, 0),
+             ("StatefulPartitionedCall:0", [1, outputs], 0, 0)]
+    if fp16:
+        specs.append(("w_fp16", [outputs, inputs], 1, 1))
     tensors = []
-    for name, shape, buf in specs:
+    for name, shape, buf, dtype in specs:
         name_off, shape_off = b.CreateString(name), ints(shape)
-        tensors.append(table(("off", 0, shape_off), ("Int8", 1, 0), ("Uint32", 2, buf),
+        tensors.append(table(("off", 0, shape_off), ("Int8", 1, dtype), ("Uint32", 2, buf),
                              ("off", 3, name_off)))
-    # Operator: opcode_index (0), inputs (1), outputs (2)
-    op = table(("Uint32", 0, 0), ("off", 1, ints([0, 1, 2])), ("off", 2, ints([3])))
+    # Operator: opcode_index (0), inputs (1), outputs (2); OperatorCode:
+    # deprecated_builtin_code (0), version (2), builtin_code (3): FULLY_CONNECTED = 9,
+    # DEQUANTIZE = 6
+    ops = [table(("Uint32", 0, 0), ("off", 1, ints([0, 1, 2])), ("off", 2, ints([3])))]
+    codes = [table(("Int8", 0, 9), ("Int32", 2, 1), ("Int32", 3, 9))]
+    if fp16:
+        ops.insert(0, table(("Uint32", 0, 1), ("off", 1, ints([4])), ("off", 2, ints([1]))))
+        codes.append(table(("Int8", 0, 6), ("Int32", 2, 3), ("Int32", 3, 6)))
     # SubGraph: tensors (0), inputs (1), outputs (2), operators (3), name (4)
     sub = table(("off", 0, vector(tensors)), ("off", 1, ints([0])), ("off", 2, ints([3])),
-                ("off", 3, vector([op])), ("off", 4, b.CreateString("main")))
-    # OperatorCode: deprecated_builtin_code (0) and builtin_code (3): FULLY_CONNECTED = 9
-    code = table(("Int8", 0, 9), ("Int32", 2, 1), ("Int32", 3, 9))
+                ("off", 3, vector(ops)), ("off", 4, b.CreateString("main")))
     # Model: version (0), operator_codes (1), subgraphs (2), description (3), buffers (4)
-    model = table(("Uint32", 0, 3), ("off", 1, vector([code])), ("off", 2, vector([sub])),
+    model = table(("Uint32", 0, 3), ("off", 1, vector(codes)), ("off", 2, vector([sub])),
                   ("off", 3, b.CreateString("tiny test model")),
                   ("off", 4, vector(buffers)))
     b.Finish(model, file_identifier=b"TFL3")
     path.write_bytes(bytes(b.Output()))
     return path
-
-
-def _empty_table(b: object) -> int:
-    """An empty table (TFLite's buffer 0, the conventional empty buffer)."""
-    b.StartObject(0)  # type: ignore[attr-defined]
-    return b.EndObject()  # type: ignore[attr-defined, no-any-return]
 
 
 @pytest.fixture

@@ -78,6 +78,17 @@ def test_inspection_counts_the_weights_and_their_zeros(tiny_tflite_model: Path) 
     assert facts.size_bytes == tiny_tflite_model.stat().st_size and facts.sha256
 
 
+def test_fp16_weights_are_counted_through_their_dequantize(tmp_path: Path) -> None:
+    pytest.importorskip("flatbuffers")
+    from conftest import tiny_tflite
+
+    fp16 = tiny_tflite(tmp_path / "fp16.tflite", fp16=True)
+    m = read_model(fp16)
+    assert m.tensors[m.weights[0]].type_name == "float16"   # the stored constant, not w
+    stats = TFLITE.inspect(fp16)
+    assert (stats.params, stats.zero_params) == (12, 3)
+
+
 def test_a_truncated_or_foreign_file_is_an_input_error(tiny_tflite_model: Path,
                                                       tmp_path: Path) -> None:
     cut = tmp_path / "cut.tflite"
@@ -217,6 +228,11 @@ def test_litert_runs_and_times_it(tiny_tflite_model: Path) -> None:
     w, b = _weights(tiny_tflite_model)
     (y,) = loaded.run(x)
     np.testing.assert_allclose(y, x[X] @ w.T + b, rtol=1e-5, atol=1e-6)
+    from conftest import tiny_tflite
+
+    (y16,) = load(tiny_tflite(tiny_tflite_model.with_name("fp16.tflite"), fp16=True),
+                  threads=1).run(x)
+    np.testing.assert_allclose(y16, y, rtol=1e-2, atol=1e-2)   # the same weights, in fp16
     out = measure_artifact(tiny_tflite_model, x, warmup=1, iterations=5, threads=1)
     m = out["measured"]
     assert m["runtime"] == "litert" and m["runtime_version"]

@@ -13,7 +13,11 @@ they never change meaning, new fields are only appended.
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +46,21 @@ WEIGHT_OPS: dict[int, str] = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CO
                               67: "TRANSPOSE_CONV", 126: "BATCH_MATMUL", 146: "CONV_3D"}
 
 
+DEQUANTIZE = 6   # an fp16 / int8 constant turned float before a weight op: the weight counted
+
+
+@contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
+    """The file's bytes, memory-mapped: a model of several GB is not read into memory to
+    count its weights."""
+    with path.open("rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            yield b""      # mmap refuses empty files
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            yield data
+
+
 def has_identifier(path: Path) -> bool:
     """Whether the file at ``path`` carries the TFLite FlatBuffer identifier."""
     with path.open("rb") as fh:
@@ -52,8 +71,14 @@ def has_identifier(path: Path) -> bool:
 class _Reader:
     """Just enough FlatBuffer decoding for the fields read here (tables, vectors, scalars)."""
 
-    def __init__(self, data: bytes, path: Path) -> None:
+    def __init__(self, data: mmap.mmap | bytes, path: Path) -> None:
         self.data, self.path = data, path
+
+    def _span(self, start: int, nbytes: int) -> None:
+        """Refuse a vector that would run past the end of the file (a corrupt length)."""
+        if start + nbytes > len(self.data):
+            raise InputError(f"not a valid TFLite model: a vector at {start} runs past the end "
+                             f"of the file ({len(self.data)} bytes)", file=self.path)
 
     def _u(self, fmt: str, pos: int) -> int:
         try:
@@ -95,20 +120,19 @@ class _Reader:
 
     def tables(self, table: int, slot: int) -> list[int]:
         start, n = self.vector(table, slot)
+        self._span(start, 4 * n)
         return [start + 4 * i + self._u("<I", start + 4 * i) for i in range(n)]
 
     def ints(self, table: int, slot: int, fmt: str = "<i") -> list[int]:
         start, n = self.vector(table, slot)
         size = struct.calcsize(fmt)
+        self._span(start, size * n)
         return [self._u(fmt, start + size * i) for i in range(n)]
-
-    def floats(self, table: int, slot: int) -> list[float]:
-        start, n = self.vector(table, slot)
-        return list(struct.unpack_from(f"<{n}f", self.data, start)) if n else []
 
     def string(self, table: int, slot: int) -> str:
         start, n = self.vector(table, slot)
-        return self.data[start:start + n].decode("utf-8", "replace")
+        self._span(start, n)
+        return bytes(self.data[start:start + n]).decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -143,7 +167,11 @@ class TfliteModel:
 
 def read_model(path: Path) -> TfliteModel:
     """Read ``path`` as a TFLite FlatBuffer; an InputError naming the file if it is not one."""
-    data = path.read_bytes()
+    with _mapped(path) as data:
+        return _parse(data, path)
+
+
+def _parse(data: mmap.mmap | bytes, path: Path) -> TfliteModel:
     if len(data) < 8 or data[IDENTIFIER_AT:IDENTIFIER_AT + 4] != IDENTIFIER:
         raise InputError(f"not a TFLite model: bytes 4..8 are {data[4:8]!r}, not the "
                          f"FlatBuffer identifier {IDENTIFIER!r}", file=path)
@@ -173,14 +201,18 @@ def read_model(path: Path) -> TfliteModel:
         tensors.append(TensorInfo(name=r.string(t, 3), shape=tuple(r.ints(t, 0)),
                                   type_code=r.scalar(t, 1, "<b"), buffer=r.scalar(t, 2, "<I"),
                                   zero_points=zps, quantized_dimension=qdim))
-    weights: list[int] = []
+    ops = []   # (operator code, inputs, outputs)
     for op in r.tables(main, 3):
         index = r.scalar(op, 0, "<I")
-        ins = r.ints(op, 1)
-        code = codes[index] if index < len(codes) else -1
+        ops.append((codes[index] if index < len(codes) else -1, r.ints(op, 1), r.ints(op, 2)))
+    dequantized = {outs[0]: ins[0] for code, ins, outs in ops
+                   if code == DEQUANTIZE and ins and outs}
+    weights: list[int] = []
+    for code, ins, _ in ops:
         if code in WEIGHT_OPS and len(ins) > 1 and 0 <= ins[1] < len(tensors):
-            w = ins[1]
-            if _constant(tensors[w], buffers) and w not in weights:
+            # an fp16 model keeps its weights as fp16 constants dequantized before the op
+            w = dequantized.get(ins[1], ins[1])
+            if 0 <= w < len(tensors) and _constant(tensors[w], buffers) and w not in weights:
                 weights.append(w)
     return TfliteModel(path=path, tensors=tuple(tensors), inputs=tuple(r.ints(main, 1)),
                        outputs=tuple(r.ints(main, 2)), weights=tuple(weights),
@@ -199,30 +231,38 @@ def inspect_tflite(path: Path) -> ArtifactStats:
     rather than a guess."""
     from harness.artifacts.formats import ArtifactStats
 
-    m = read_model(path)
-    data = path.read_bytes()
     params, zeros = 0, 0
     decodable = True
-    for w in m.weights:
-        t = m.tensors[w]
-        n = int(np.prod(t.shape)) if t.shape else 1
-        params += n
-        offset, size = m.buffers[t.buffer]
-        dtype = DTYPES.get(t.type_code)
-        if dtype is None or size != n * np.dtype(dtype).itemsize:
-            decodable = False   # packed or sparse storage: its zeros are not read here
-            continue
-        values = np.frombuffer(data, dtype=dtype, count=n, offset=offset)
-        zp: np.ndarray | int = 0
-        if len(t.zero_points) == 1:
-            zp = t.zero_points[0]
-        elif len(t.zero_points) > 1 and len(t.shape) > t.quantized_dimension \
-                and t.shape[t.quantized_dimension] == len(t.zero_points):
-            shape = [1] * len(t.shape)
-            shape[t.quantized_dimension] = len(t.zero_points)
-            zp = np.asarray(t.zero_points).reshape(shape)
-        zeros += int(np.count_nonzero(values.reshape(t.shape) == zp))
+    with _mapped(path) as data:
+        m = _parse(data, path)
+        for w in m.weights:
+            t = m.tensors[w]
+            n = int(np.prod(t.shape)) if t.shape else 1
+            params += n
+            offset, size = m.buffers[t.buffer]
+            dtype = DTYPES.get(t.type_code)
+            zp = _zero_point(t)
+            if dtype is None or size != n * np.dtype(dtype).itemsize or zp is None \
+                    or offset + size > len(data):
+                decodable = False   # packed or sparse storage: its zeros are not read here
+                continue
+            values = np.frombuffer(data, dtype=dtype, count=n, offset=offset)
+            zeros += int(np.count_nonzero(values.reshape(t.shape) == zp))
+            del values   # the map cannot close while an array views it
     return ArtifactStats(params=params, zero_params=zeros if decodable else None)
+
+
+def _zero_point(t: TensorInfo) -> np.ndarray | int | None:
+    """What a stored zero is in ``t``: 0 (float, or no quantization), its zero point, or one
+    per channel shaped to broadcast; None when the zero points do not fit the shape."""
+    if len(t.zero_points) <= 1:
+        return t.zero_points[0] if t.zero_points else 0
+    if len(t.shape) > t.quantized_dimension \
+            and t.shape[t.quantized_dimension] == len(t.zero_points):
+        shape = [1] * len(t.shape)
+        shape[t.quantized_dimension] = len(t.zero_points)
+        return np.asarray(t.zero_points).reshape(shape)
+    return None
 
 
 def random_inputs(path: Path, *, seed: int) -> dict[str, np.ndarray]:
