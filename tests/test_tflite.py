@@ -293,6 +293,14 @@ def test_host_and_emulated_rows(tmp_path: Path, tiny_tflite_model: Path) -> None
     assert "the emulator costs ONNX graphs" in emulated.prediction.error
     assert emulated.prediction.latency_ms is None
     assert rows["host"].prediction is None
+    # the report says which cases have no prediction, and why
+    from harness.report.tables import write_report
+
+    (run_dir,) = (tmp_path / "results").iterdir()
+    terminal = write_report(run_dir, html=False, plots=False, width=200)
+    assert "No device prediction (host figures stand):\n  mine/as-is/prune-0/snapdragon8gen3: " \
+           "Unsupported: the emulator costs ONNX graphs" in terminal
+    assert "## No device prediction" in (run_dir / "report.md").read_text()
 
 
 # --------------------------------------------------------------------------- on a phone
