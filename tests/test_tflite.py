@@ -112,6 +112,15 @@ def test_the_emulator_makes_no_prediction_and_says_why(tiny_tflite_model: Path) 
     assert out["trace"] is None
 
 
+def test_harness_emulate_refuses_it_with_the_reason(tiny_tflite_model: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["emulate", str(tiny_tflite_model), "--device", "snapdragon8gen3"]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.tflite: the emulator costs ONNX graphs, not TFLite FlatBuffers" in err
+
+
 def test_inputs_follow_the_model_and_are_seeded(tiny_tflite_model: Path) -> None:
     feeds = random_inputs(tiny_tflite_model, seed=0)
     x = feeds["serving_default/x:0"]
