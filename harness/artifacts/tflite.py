@@ -266,10 +266,10 @@ def _zero_point(t: TensorInfo) -> np.ndarray | int | None:
 
 
 def random_inputs(path: Path, *, seed: int) -> dict[str, np.ndarray]:
-    """Seeded inputs of the main subgraph, at the shapes stored in the model: standard normal
-    floats, small non-negative integers for integer inputs (the quantized value of a real
-    input around zero is its zero point, which random bytes would not respect anyway), keyed
-    by tensor name."""
+    """Seeded inputs of the main subgraph, keyed by tensor name, at the shapes stored in the
+    model (a dynamic batch is stored as 1, as ``benchmark_model`` runs it): standard normal
+    floats, 0 or 1 for integer and boolean inputs (as for an ONNX file: token ids, indices and
+    masks stay in range)."""
     m = read_model(path)
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
