@@ -42,11 +42,13 @@ def tiny_model(tmp_path: Path) -> Path:
 
 
 def tiny_tflite(path: Path, *, seed: int = 0, inputs: int = 4, outputs: int = 3,
-                fp16: bool = False) -> Path:
+                fp16: bool = False, external: bool = False) -> Path:
     """A FULLY_CONNECTED model, float32 ``serving_default/x:0`` [1, inputs] -> [1, outputs],
     written as a TFLite FlatBuffer with the ``flatbuffers`` builder alone (no TensorFlow, no
     converter). ``fp16``: the weights stored as float16 and DEQUANTIZEd before the operator,
-    as TFLite's float16 post-training quantization stores them.
+    as TFLite's float16 post-training quantization stores them. ``external``: the weight tensor
+    claims an external buffer (Tensor.external_buffer, slot 10), as LiteRT's models with weights
+    in a file beside them do.
 
     Field slots follow TFLite's schema.fbs (Model, SubGraph, Tensor, Operator, Buffer,
     OperatorCode); the first weight of each row is zero, so the inspector has zeros to count.
@@ -101,8 +103,11 @@ def tiny_tflite(path: Path, *, seed: int = 0, inputs: int = 4, outputs: int = 3,
     tensors = []
     for name, shape, buf, dtype in specs:
         name_off, shape_off = b.CreateString(name), ints(shape)
-        tensors.append(table(("off", 0, shape_off), ("Int8", 1, dtype), ("Uint32", 2, buf),
-                             ("off", 3, name_off)))
+        slots = [("off", 0, shape_off), ("Int8", 1, dtype), ("Uint32", 2, buf),
+                 ("off", 3, name_off)]
+        if external and name == "w":
+            slots.append(("Uint32", 10, 1))
+        tensors.append(table(*slots))
     # Operator: opcode_index (0), inputs (1), outputs (2); OperatorCode:
     # deprecated_builtin_code (0), version (2), builtin_code (3): FULLY_CONNECTED = 9,
     # DEQUANTIZE = 6

@@ -89,6 +89,16 @@ def test_fp16_weights_are_counted_through_their_dequantize(tmp_path: Path) -> No
     assert (stats.params, stats.zero_params) == (12, 3)
 
 
+def test_weights_in_external_buffer_files_are_refused(tmp_path: Path) -> None:
+    pytest.importorskip("flatbuffers")
+    from conftest import tiny_tflite
+
+    model = tiny_tflite(tmp_path / "ext.tflite", external=True)
+    with pytest.raises(InputError, match=r"ext\.tflite: 1 tensor\(s\) keep their data in "
+                                         r"external buffer files \(first: 'w'\)"):
+        TfliteFileWorkload(name="ext", path=model).check()
+
+
 def test_a_truncated_or_foreign_file_is_an_input_error(tiny_tflite_model: Path,
                                                       tmp_path: Path) -> None:
     cut = tmp_path / "cut.tflite"

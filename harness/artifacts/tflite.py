@@ -38,7 +38,8 @@ DTYPES: dict[int, str] = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4:
                           6: "bool", 7: "int16", 9: "int8", 10: "float64", 12: "uint64",
                           15: "uint32", 16: "uint16"}
 TYPE_NAMES: dict[int, str] = {**DTYPES, 5: "string", 8: "complex64", 11: "complex128",
-                              13: "resource", 14: "variant", 17: "int4", 18: "bfloat16"}
+                              13: "resource", 14: "variant", 17: "int4", 18: "bfloat16",
+                              19: "int2", 20: "uint4"}
 
 # BuiltinOperator codes whose input 1, when constant, is a weight matrix or kernel: what
 # ArtifactStats.params counts, as the ONNX inspector counts conv / matmul / gemm weights.
@@ -145,6 +146,7 @@ class TensorInfo:
     buffer: int
     zero_points: tuple[int, ...] = ()
     quantized_dimension: int = 0
+    external_buffer: int = 0   # its data in a file beside the model (Model.external_buffers)
 
     @property
     def type_name(self) -> str:
@@ -200,7 +202,8 @@ def _parse(data: mmap.mmap | bytes, path: Path) -> TfliteModel:
             qdim = r.scalar(quant, 6, "<i")
         tensors.append(TensorInfo(name=r.string(t, 3), shape=tuple(r.ints(t, 0)),
                                   type_code=r.scalar(t, 1, "<b"), buffer=r.scalar(t, 2, "<I"),
-                                  zero_points=zps, quantized_dimension=qdim))
+                                  zero_points=zps, quantized_dimension=qdim,
+                                  external_buffer=r.scalar(t, 10, "<I")))
     ops = []   # (operator code, inputs, outputs)
     for op in r.tables(main, 3):
         index = r.scalar(op, 0, "<I")
@@ -263,6 +266,17 @@ def _zero_point(t: TensorInfo) -> np.ndarray | int | None:
         shape[t.quantized_dimension] = len(t.zero_points)
         return np.asarray(t.zero_points).reshape(shape)
     return None
+
+
+def check_self_contained(path: Path) -> None:
+    """Refuse a model whose tensors keep their data in files beside it (LiteRT's external
+    buffers): the harness copies, hashes and pushes the one ``.tflite`` file."""
+    m = read_model(path)
+    outside = [t.name for t in m.tensors if t.external_buffer]
+    if outside:
+        raise InputError(f"{len(outside)} tensor(s) keep their data in external buffer files "
+                         f"(first: {outside[0]!r}); only a self-contained .tflite file is "
+                         "measured", file=path)
 
 
 def random_inputs(path: Path, *, seed: int) -> dict[str, np.ndarray]:

@@ -36,8 +36,12 @@ class TfliteFileWorkload(Workload):
         return self.path
 
     def check(self) -> None:
-        """Refuse a file that is not a readable TFLite model, or whose inputs cannot be
-        generated (dynamic shapes, string inputs), before the sweep starts."""
+        """Refuse a file that is not a readable TFLite model, that keeps weights in files
+        beside it, or whose inputs cannot be generated (dynamic shapes, string inputs), before
+        the sweep starts."""
+        from harness.artifacts.tflite import check_self_contained
+
+        check_self_contained(self.path)
         self.timing_inputs()
 
     def export_fp32(self, out: Path, *, prune: PruneSpec, cache_dir: Path) -> None:
