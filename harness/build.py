@@ -3,7 +3,8 @@
 The fp32 stage is keyed by the workload's fingerprint and the pruning spec; the quantized stage
 by the sha256 of the fp32 artifact and the quantization level; both by the tool versions.
 Levels run by PyTorch (``torch-*``) build a ``model.pt`` from the workload's torch model under
-the same pruning, keyed by that same fp32 ONNX artifact (plus an ONNX twin for the emulator). A
+the same pruning, keyed by that same fp32 ONNX artifact (plus an ONNX twin for the emulator).
+The ``as-is`` level of a ``.tflite`` workload is the file itself, keyed by its content. A
 sweep therefore exports each pruning level once and quantizes each (pruning, level) once.
 """
 
@@ -63,10 +64,25 @@ def genai_key(checkpoint_sha: str, quant: QuantSpec) -> str:
 _CHECKPOINT_FILE = "config.json"
 
 
+def as_is_key(workload: Workload) -> str:
+    """Key of a model file measured as given (``as-is``): its content, nothing else (no tool
+    touches it)."""
+    return key_of({"stage": "as-is", "build": BUILD_VERSION, "workload": workload.fingerprint()})
+
+
 def lookup_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
                     cache_dir: Path) -> Path | None:
     """The cached artifact for this variant, or None if some stage still has to be built."""
     store = ArtifactStore(cache_dir)
+    if quant.runtime == "litert":
+        from harness.errors import Unsupported
+
+        try:
+            workload.tflite_file()
+        except Unsupported:
+            return None   # the build says why not
+        return store.get(as_is_key(workload), artifact_file(quant.runtime)) \
+            if prune.is_dense else None
     if quant.runtime == "onnxruntime-genai":
         from harness.llm.build import dir_sha256
 
@@ -88,6 +104,8 @@ def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
 
     if quant.runtime == "onnxruntime-genai":
         return _build_genai(workload, quant=quant, prune=prune, cache_dir=cache_dir)
+    if quant.runtime == "litert":
+        return build_as_is(workload, prune=prune, cache_dir=cache_dir)
     store = ArtifactStore(cache_dir)
     key = fp32_key(workload, prune)
     fp32 = store.get(key)
@@ -128,6 +146,32 @@ def build_artifact(workload: Workload, *, quant: QuantSpec, prune: PruneSpec,
             store.discard(stage)
             raise
         artifact = store.commit(qkey, stage, filename)
+    return artifact
+
+
+def build_as_is(workload: Workload, *, prune: PruneSpec, cache_dir: Path) -> Path:
+    """The ``as-is`` level: the workload's ``.tflite`` file copied into the store unchanged
+    (keyed by its content), so every backend names it by key like any other artifact."""
+    import shutil
+
+    from harness.errors import Unsupported
+
+    source = workload.tflite_file()   # Unsupported for a workload that is not a .tflite file
+    if not prune.is_dense:
+        raise Unsupported(f"pruning level {prune.name!r}: the harness does not prune a "
+                          ".tflite file; it is measured as given at pruning level 0")
+    store = ArtifactStore(cache_dir)
+    key = as_is_key(workload)
+    filename = artifact_file("litert")
+    artifact = store.get(key, filename)
+    if artifact is None:
+        stage = store.staging(key)
+        try:
+            shutil.copyfile(source, stage / filename)
+        except BaseException:
+            store.discard(stage)
+            raise
+        artifact = store.commit(key, stage, filename)
     return artifact
 
 

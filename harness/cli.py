@@ -992,6 +992,11 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
                or m.suffix == ".gguf" or is_gguf(m) or is_decoder_graph(m)]
     if configs:
         return _cmd_emulate_generation(args, configs)
+    for m in args.models:
+        if m.suffix == ".tflite":
+            raise InputError("the emulator costs ONNX graphs, not TFLite FlatBuffers: time a "
+                             ".tflite on the host or a phone with harness bench (a suite's "
+                             "tflite = ... workload, docs/suites.md)", file=m)
     if set(args.precision or ()) & set(_LLM_ONLY_PRECISIONS):
         raise InputError(f"precisions {', '.join(_LLM_ONLY_PRECISIONS)} apply to a decoder "
                          "config.json, not to ONNX models", field="--precision")

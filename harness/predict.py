@@ -24,12 +24,13 @@ def artifact_facts(path: Path, *, ref: ArtifactRef) -> ArtifactFacts:
 
     fmt = FORMATS.get(ref.format)
     stats = fmt.inspect(path)
+    sparsity = stats.sparsity
     # What the quantizer recorded, e.g. the nodes a mixed-precision level kept in float.
     extra: dict[str, Any] = fmt.quant_metadata(path)
     return ArtifactFacts(
         key=ref.key, sha256=artifact_sha256(path), format=fmt.name, path=str(path),
         runtime=fmt.runtime, size_bytes=artifact_size_bytes(path), params=stats.params,
-        zero_params=stats.zero_params, sparsity=round(stats.sparsity, 6),
+        zero_params=stats.zero_params, sparsity=None if sparsity is None else round(sparsity, 6),
         sparsity_pattern=stats.sparsity_pattern, is_2_4=stats.is_2_4, extra=extra)
 
 

@@ -7,7 +7,8 @@ A suite lists workloads x quantization levels x pruning levels, and how to measu
     workloads = ["digits_cnn",
                  { name = "mine", onnx = "models/mine.onnx",
                    shapes = { input = [1, 3, 320, 320] } },   # inputs with dynamic dimensions
-                 { name = "minilm", quant = ["fp32", "int4"] }]   # own levels for one workload
+                 { name = "minilm", quant = ["fp32", "int4"] },   # own levels for one workload
+                 { name = "edge", tflite = "models/edge.tflite" }]  # measured as given (as-is)
     quant = ["fp32", "int8-dynamic", "int8-static"]
     prune = [0, 50, "2:4", "channel-l2-50"]  # see harness.variants.parse_prune
 
@@ -39,6 +40,7 @@ from harness.errors import InputError, check_keys, expect_type, unknown_name
 from harness.variants import PruneSpec, QuantSpec, parse_prune, parse_quant
 
 SCHEMA_VERSION = 1
+AS_IS = "as-is"   # the quantization level of a model file measured as given (.tflite)
 
 
 @dataclass(frozen=True)
@@ -261,11 +263,10 @@ def _workload(raw: Any, i: int, file: Any, base: Path
         if raw not in registered():
             raise unknown_name("workload", raw, registered(), file=file, field=field)
         return WorkloadRef(name=raw), (None, None)
-    expect_type(raw, dict, "a workload name or a table {name, onnx, quant, prune}", file=file,
-                field=field)
-    check_keys(raw, allowed={"name", "onnx", "quant", "prune", "shapes"}, required={"name"},
-               file=file,
-               prefix=field + ".")
+    expect_type(raw, dict, "a workload name or a table {name, onnx or tflite, quant, prune}",
+                file=file, field=field)
+    check_keys(raw, allowed={"name", "onnx", "tflite", "quant", "prune", "shapes"},
+               required={"name"}, file=file, prefix=field + ".")
     name = expect_type(raw["name"], str, "a string", file=file, field=field + ".name")
     if not name or "/" in name:
         raise InputError(f"expected a non-empty name without '/', got {name!r}", file=file,
@@ -276,6 +277,12 @@ def _workload(raw: Any, i: int, file: Any, base: Path
     prune = tuple(_parsed(parse_prune, p, file, f"{field}.prune[{j}]")
                   for j, p in enumerate(_nonempty_list(raw, "prune", file, field + ".prune"))
                   ) if "prune" in raw else None
+    if "onnx" in raw and "tflite" in raw:
+        raise InputError("a workload is one model file: give onnx = ... or tflite = ..., not "
+                         "both (two entries with two names compare them)", file=file,
+                         field=field + ".tflite")
+    if "tflite" in raw:
+        return _tflite_workload(raw, name, field, file, base, quant, prune)
     if "onnx" not in raw:
         if name not in registered():
             raise unknown_name("workload", name, registered(), file=file, field=field + ".name")
@@ -291,6 +298,39 @@ def _workload(raw: Any, i: int, file: Any, base: Path
         raise InputError(f"no such ONNX file: {onnx_path}", file=file, field=field + ".onnx")
     shapes = _shapes(raw.get("shapes", {}), file=file, field=field + ".shapes")
     return WorkloadRef(name=name, onnx=onnx_path, shapes=shapes), (quant, prune)
+
+
+def _tflite_workload(raw: dict[str, Any], name: str, field: str, file: Any, base: Path,
+                     quant: tuple[QuantSpec, ...] | None, prune: tuple[PruneSpec, ...] | None
+                     ) -> tuple[WorkloadRef, tuple[tuple[QuantSpec, ...] | None,
+                                                  tuple[PruneSpec, ...] | None]]:
+    """A ``{ name, tflite = "path" }`` entry: the file, checked to be a TFLite FlatBuffer.
+
+    Its one level is ``as-is`` (the harness neither quantizes nor prunes a .tflite file), so
+    without its own ``quant`` it takes that rather than the suite's ONNX levels; levels it is
+    given anyway end ``unsupported`` with the reason.
+    """
+    from harness.artifacts.tflite import has_identifier
+
+    if "shapes" in raw:
+        raise InputError("shapes apply to a workload given as an ONNX file; a .tflite model "
+                         "is timed at the input shapes stored in it", file=file,
+                         field=field + ".shapes")
+    where = field + ".tflite"
+    path = Path(expect_type(raw["tflite"], str, "a path", file=file, field=where))
+    if not path.is_absolute():
+        path = (base / path).resolve()
+    if not path.is_file():
+        raise InputError(f"no such .tflite file: {path}", file=file, field=where)
+    if not has_identifier(path):
+        raise InputError(f"{path} is not a TFLite model (no 'TFL3' FlatBuffer identifier at "
+                         "bytes 4..8)", file=file, field=where)
+    if path.suffix != ".tflite":
+        # the cache and the runners tell formats apart by suffix
+        raise InputError(f"{path.name}: a TFLite model file must end in .tflite", file=file,
+                         field=where)
+    return (WorkloadRef(name=name, tflite=path),
+            (quant or (QuantSpec(AS_IS),), prune))
 
 
 def _shapes(raw: Any, *, file: Any, field: str) -> tuple[tuple[str, tuple[int, ...]], ...]:

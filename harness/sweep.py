@@ -285,10 +285,12 @@ def plan_sweep(options: BenchOptions, *, manifest: Mapping[str, Any] | None = No
                    prune=filters["prune"])
     from harness.workloads import get_workload
     from harness.workloads.onnxfile import OnnxFileWorkload
+    from harness.workloads.tflitefile import TfliteFileWorkload
 
-    for ref in {c.workload for c in cases if c.workload.onnx is not None}:
+    for ref in {c.workload for c in cases
+                if c.workload.onnx is not None or c.workload.tflite is not None}:
         w = get_workload(ref)
-        assert isinstance(w, OnnxFileWorkload)
+        assert isinstance(w, OnnxFileWorkload | TfliteFileWorkload)
         try:
             w.check()
         except InputError as exc:

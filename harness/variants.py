@@ -114,6 +114,11 @@ QUANTIZERS.register("genai-int4a32", f"{_GENAI}:INT4_A32", info=QuantLevel(
     "int4", "as genai-int4, at accuracy level 1 (fp32 activations, weights dequantized)",
     QuantParam(what="block size", prefix="b", default=32, check=_check_block_size),
     runtime="onnxruntime-genai"))
+# A model file given as .tflite (a suite's `tflite = ...` workload) is measured as it is: its
+# weights are whatever its converter stored, so the level names no precision it would claim.
+QUANTIZERS.register("as-is", "harness.build:build_as_is", info=QuantLevel(
+    "as-is", "the .tflite file as given, not re-quantized (run by LiteRT on the host, by "
+             "benchmark_model on a phone)", runtime="litert"))
 # name -> QuantLevel, for the modules that only read what levels are.
 QUANT_LEVELS: Mapping[str, QuantLevel] = InfoView(QUANTIZERS)
 

@@ -261,7 +261,8 @@ def apply_memory_limit(task: dict[str, Any]) -> dict[str, Any] | None:
     loaded = []
     artifact = str(task.get("artifact", ""))
     for lib in ("numpy", "onnxruntime", *(("torch",) if artifact.endswith(".pt") else ()),
-                *(("onnxruntime_genai",) if artifact.endswith("genai_config.json") else ())):
+                *(("onnxruntime_genai",) if artifact.endswith("genai_config.json") else ()),
+                *(("ai_edge_litert.interpreter",) if artifact.endswith(".tflite") else ())):
         try:
             importlib.import_module(lib)
             loaded.append(lib)

@@ -105,10 +105,11 @@ def test_torch_format_is_costed_from_its_onnx_twin_without_loading_it(tmp_path: 
 
 
 def test_an_unknown_suffix_names_the_file_and_the_known_formats(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"model\.tflite: no artifact format .* '\.tflite' "
+    with pytest.raises(InputError, match=r"model\.mlmodel: no artifact format .* '\.mlmodel' "
                                          r"files \(known formats: onnx \(model\.onnx\), "
-                                         r"torch \(model\.pt\), genai \(genai_config\.json\)\)"):
-        format_of(tmp_path / "model.tflite")
+                                         r"torch \(model\.pt\), genai \(genai_config\.json\), "
+                                         r"tflite \(model\.tflite\)\)"):
+        format_of(tmp_path / "model.mlmodel")
 
 
 def test_a_new_format_is_one_registration(tmp_path: Path) -> None:

@@ -206,5 +206,5 @@ def test_workloads_and_runtimes_are_registered_lazily() -> None:
     assert registered() == sorted(WORKLOADS.names())
     assert {"digits_cnn", "minilm", "ppocr_det", "ppocr_rec", "yolov8n_det"} <= set(registered())
     assert all(WORKLOADS.entry(n).lazy for n in WORKLOADS.names())
-    assert RUNTIMES.names() == ["onnxruntime", "torch", "onnxruntime-genai"]
+    assert RUNTIMES.names() == ["onnxruntime", "torch", "onnxruntime-genai", "litert"]
     assert {lv.runtime for lv in QUANT_LEVELS.values()} <= set(RUNTIMES.names())

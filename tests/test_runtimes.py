@@ -104,6 +104,6 @@ def test_onnx_only_workloads_have_no_torch_model(tiny_model: Path, tmp_path: Pat
 
 
 def test_unknown_artifact_kind_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"model\.tflite: no artifact format \(so no runtime\) "
-                                         r"reads '\.tflite' files.*onnx \(model\.onnx\)"):
-        runtime_of(tmp_path / "model.tflite")
+    with pytest.raises(InputError, match=r"model\.mlmodel: no artifact format \(so no runtime\) "
+                                         r"reads '\.mlmodel' files.*onnx \(model\.onnx\)"):
+        runtime_of(tmp_path / "model.mlmodel")

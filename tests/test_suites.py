@@ -28,9 +28,10 @@ def test_shipped_suites_load() -> None:
     assert "head-l2-25" in {p.name for p in default.levels_for("minilm")[1]}
     assert [q.name for q in default.levels_for("ppocr_det")[0]] == [q.name for q in default.quant]
     # the quant and prune suites name every level the harness has; the language-model levels
-    # (genai-*) are the llm suite's
+    # (genai-*) are the llm suite's, and as-is is the one level of a .tflite file a user gives
     llm_levels = {q.level for q in load_suite("llm").levels_for("smollm2")[0]}
-    assert {q.level for q in load_suite("quant").quant} | llm_levels == set(QUANT_LEVELS)
+    assert {q.level for q in load_suite("quant").quant} | llm_levels | {"as-is"} == set(
+        QUANT_LEVELS)
     assert all(QUANT_LEVELS[n].runtime == "onnxruntime-genai" for n in llm_levels)
     assert {"30", "70", "90", "channel-l1-25", "channel-l1-50+ft"} <= {
         p.name for p in load_suite("prune").prune}

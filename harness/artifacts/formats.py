@@ -2,8 +2,9 @@
 
 A format says what an artifact of its kind is made of and who reads it: the name of its main
 file in the cache, its files (main file plus external data), the runtime that executes it (a
-name in :data:`harness.runtimes.RUNTIMES`), the ONNX graph the emulator costs for it, how its
-weights are inspected and what its quantizer recorded. Everything that used to decide this
+name in :data:`harness.runtimes.RUNTIMES`), the ONNX graph the emulator costs for it (none for
+a ``.tflite`` file), how its weights are inspected and what its quantizer recorded, and the
+bytes that identify it (TFLite's FlatBuffer identifier). Everything that used to decide this
 from a file suffix asks :func:`format_of` instead, so a new format (GGUF) is one registration
 in :data:`FORMATS`.
 
@@ -43,7 +44,7 @@ class ArtifactStats:
     """Weights counted on an artifact as stored (see :mod:`harness.compress.inspect`)."""
 
     params: int  # weight elements in conv / matmul / gemm weights (biases excluded)
-    zero_params: int
+    zero_params: int | None  # None: the weights' storage is not decoded (packed .tflite int4)
     sparsity_pattern: str | None = None  # declared in the artifact's metadata; None = dense
     # Weight elements whose input dimension is a multiple of 4 (could hold 2:4), and those of
     # them in tensors where every group of 4 along the input dimension has at most 2 nonzeros.
@@ -51,7 +52,9 @@ class ArtifactStats:
     params_2_4: int = 0
 
     @property
-    def sparsity(self) -> float:
+    def sparsity(self) -> float | None:
+        if self.zero_params is None:
+            return None
         return self.zero_params / self.params if self.params else 0.0
 
     @property
@@ -84,6 +87,9 @@ class ArtifactFormat:
     data_files: Callable[[Path], list[Path]] = _no_data_files  # files beside the main file
     graph: Callable[[Path], Path] = _itself  # main file -> the ONNX graph the emulator costs
     metadata: Callable[[Path], dict[str, Any]] = _no_metadata  # what the quantizer recorded
+    # (offset, bytes) every file of the format has there: a file with the format's suffix but
+    # other bytes is refused by format_of (a renamed ONNX file would fail deep in a runtime)
+    magic: tuple[int, bytes] | None = None
 
     @property
     def suffix(self) -> str:
@@ -94,8 +100,19 @@ class ArtifactFormat:
         return [path, *self.data_files(path)]
 
     def emulator_graph(self, path: Path) -> Path:
-        """The ONNX graph the emulator costs for the artifact at ``path``."""
+        """The ONNX graph the emulator costs for the artifact at ``path``; raises
+        :class:`~harness.errors.Unsupported` for a format the emulator cannot cost."""
         return self.graph(path)
+
+    def identifies(self, path: Path) -> bool:
+        """Whether the file at ``path`` carries this format's identifying bytes (True for a
+        format without any, and for a file that does not exist yet)."""
+        if self.magic is None or not path.is_file():
+            return True
+        offset, want = self.magic
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read(len(want)) == want
 
     def inspect(self, path: Path) -> ArtifactStats:
         """Parameter count, zeros and sparsity pattern of the weights stored in ``path``."""
@@ -185,8 +202,29 @@ GENAI = ArtifactFormat(
     inspector="harness.compress.inspect:inspect_genai", data_files=_genai_data_files,
     graph=_genai_graph, metadata=_genai_quant_metadata)
 
+
+# ------------------------------------------------------------------------- TFLite / LiteRT
+
+
+def _no_onnx_graph(path: Path) -> Path:
+    from harness.errors import Unsupported
+
+    # Costing needs the ONNX graph the emulator's cost model reads; converting TFLite to ONNX
+    # would cost a different graph than the one the phone runs, so no prediction is made.
+    raise Unsupported(f"the emulator costs ONNX graphs; {path.name} is a TFLite FlatBuffer, "
+                      "so it gets no device prediction (its host figures stand; run it on a "
+                      "phone with --backend adb --runner benchmark_model)")
+
+
+TFLITE = ArtifactFormat(
+    name="tflite", filename="model.tflite", runtime="litert",
+    description="TensorFlow Lite / LiteRT FlatBuffer (.tflite), measured as given: run by "
+                "LiteRT on the host, by benchmark_model on a phone; not costed by the emulator",
+    inspector="harness.artifacts.tflite:inspect_tflite", graph=_no_onnx_graph,
+    magic=(4, b"TFL3"))
+
 FORMATS: Registry[ArtifactFormat] = Registry("artifact format")
-for _fmt in (ONNX, TORCH, GENAI):
+for _fmt in (ONNX, TORCH, GENAI, TFLITE):
     FORMATS.register(_fmt.name, _fmt, info=_fmt.description)
 
 
@@ -195,12 +233,22 @@ def _formats() -> list[ArtifactFormat]:
 
 
 def format_of(path: Path) -> ArtifactFormat:
-    """The format of the artifact file at ``path``, from its suffix.
+    """The format of the artifact file at ``path``, from its suffix (and, for a format with
+    identifying bytes, those bytes when the file exists).
 
-    Raises an :class:`InputError` naming the file and the known formats.
+    Raises an :class:`InputError` naming the file and the known formats, or what the bytes
+    of a misnamed file are.
     """
     for fmt in _formats():
         if fmt.suffix == path.suffix:
+            if not fmt.identifies(path):
+                assert fmt.magic is not None
+                offset, want = fmt.magic
+                with path.open("rb") as fh:
+                    fh.seek(offset)
+                    got = fh.read(len(want))
+                raise InputError(f"not a {fmt.name} file: bytes {offset}..{offset + len(want)} "
+                                 f"are {got!r}, not {want!r}", file=path)
             return fmt
     known = ", ".join(f"{f.name} ({f.filename})" for f in _formats())
     raise InputError(f"no artifact format (so no runtime) reads "

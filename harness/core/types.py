@@ -26,16 +26,18 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class WorkloadRef:
-    """A workload named in a suite: a registered one, or a user's ONNX file.
+    """A workload named in a suite: a registered one, or a user's ONNX or ``.tflite`` file.
 
     ``shapes`` gives a user's ONNX file the full shape of inputs with dynamic dimensions
     (``((input name, (1, 3, 320, 320)), ...)``, sorted by name): the host times exactly these
-    and the emulator costs exactly these.
+    and the emulator costs exactly these. A ``.tflite`` file is timed at the shapes stored in
+    it.
     """
 
     name: str
     onnx: Path | None = None
     shapes: tuple[tuple[str, Shape], ...] = ()
+    tflite: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -47,19 +49,25 @@ class WorkloadRef:
                 raise ValueError(f"shape of input {k!r} must be dimensions >= 1, got {list(v)}")
         if self.shapes and self.onnx is None:
             raise ValueError("input shapes apply to a workload given as an ONNX file")
+        if self.onnx is not None and self.tflite is not None:
+            raise ValueError("a workload is one file: an ONNX file or a .tflite file, not both")
 
     @property
     def shape_map(self) -> dict[str, Shape]:
         return dict(self.shapes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "onnx": str(self.onnx) if self.onnx else None,
-                "shapes": {k: list(v) for k, v in self.shapes}}
+        out = {"name": self.name, "onnx": str(self.onnx) if self.onnx else None,
+               "shapes": {k: list(v) for k, v in self.shapes}}
+        if self.tflite is not None:   # absent otherwise: older manifests stay byte-identical
+            out["tflite"] = str(self.tflite)
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> WorkloadRef:
         return cls(name=d["name"], onnx=Path(d["onnx"]) if d.get("onnx") else None,
-                   shapes=tuple((k, tuple(v)) for k, v in (d.get("shapes") or {}).items()))
+                   shapes=tuple((k, tuple(v)) for k, v in (d.get("shapes") or {}).items()),
+                   tflite=Path(d["tflite"]) if d.get("tflite") else None)
 
 
 @dataclass(frozen=True)

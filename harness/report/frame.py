@@ -301,6 +301,8 @@ def row_stats(m: Measurement, *, unstable_threshold: float = UNSTABLE_SPREAD
         # dynamic input dimensions the emulator had to assume (rows before input shapes were
         # passed to it: they costed every dynamic dimension as 1)
         "assumed_dims": "; ".join(pred.detail.get("fixed_dims") or ()),
+        # why a case that wanted a prediction has none (a .tflite file: no ONNX graph to cost)
+        "prediction_error": pred.error or "",
         "reason": m.reason,
         "emulator_version": m.provenance.emulator_version,
         "profile_sha256": m.provenance.profile_sha256,

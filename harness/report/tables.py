@@ -81,6 +81,12 @@ def markdown_report(run: Run, df: pd.DataFrame, *, unstable_threshold: float = U
                   "the shape the host timed (runs before input shapes were recorded): the "
                   "device figures hold only if the timed shape had that value.\n",
                   *[f"- {md(cid)}: {md(dims)}" for cid, dims in assumed], ""]
+    unpredicted = _unpredicted(df)
+    if unpredicted:
+        parts += ["## No device prediction\n",
+                  "Cases whose backend predicts but whose artifact the emulator could not "
+                  "cost: their device columns are empty, their host figures stand.\n",
+                  *[f"- {md(cid)}: {md(why)}" for cid, why in unpredicted], ""]
     return "\n".join(parts) + "\n"
 
 
@@ -153,6 +159,13 @@ def pairs_footnote(pairs: list[DevicePair], *, width: int | None = None) -> str:
                                 *(sig(getattr(p, attr)) for _, pa, ma in extras
                                   for attr in (pa, ma))] for p in ps], width=width))
     return out
+
+
+def _unpredicted(df: pd.DataFrame) -> list[tuple[str, str]]:
+    if "prediction_error" not in df:
+        return []
+    return [(r["case_id"], r["prediction_error"]) for _, r in df.iterrows()
+            if r["prediction_error"]]
 
 
 def _assumed(df: pd.DataFrame) -> list[tuple[str, str]]:
@@ -376,4 +389,12 @@ def _reasons(df: pd.DataFrame, *, width: int) -> str:
                                 "an assumed value instead of the timed shape; the device "
                                 "figures hold only if the timed shape had that value):") + "\n"
                 + "\n".join(f"  {cid}: {dims}" for cid, dims in assumed))
+    # the rows not ok are listed above with their reason already
+    unpredicted = _unpredicted(df[df["status"] == "ok"])
+    if unpredicted:
+        out += ("\n\n" + title("No device prediction (host figures stand):") + "\n"
+                + "\n".join(textwrap.fill(f"{cid}: {why}", width, initial_indent="  ",
+                                           subsequent_indent="      ",
+                                           break_on_hyphens=False)
+                             for cid, why in unpredicted))
     return out

@@ -1,11 +1,12 @@
-"""What executes an artifact: ONNX Runtime or PyTorch eager, behind one small protocol.
+"""What executes an artifact: ONNX Runtime, PyTorch eager or LiteRT, behind one small
+protocol.
 
 ``load(artifact, threads=...)`` returns a :class:`Loaded`: ``run(feeds)`` gives the outputs as
 numpy arrays (for quality), ``timing_call(None, feeds)`` is the leanest call the timing loop
 can make (``InferenceSession.run`` itself on ONNX Runtime). Runtimes are registered in
 :data:`RUNTIMES` as lazy ``"module:load"`` entries; which one an artifact needs is told by its
 format (:func:`harness.artifacts.formats.format_of`). Runtime modules are imported only when
-used, so ``import harness`` imports neither torch nor onnxruntime.
+used, so ``import harness`` imports neither torch nor onnxruntime (nor LiteRT).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ RUNTIMES.register("onnxruntime", "harness.runtimes.onnxruntime:load",
 RUNTIMES.register("torch", "harness.runtimes.torch:load", info="PyTorch eager on the CPU")
 RUNTIMES.register("onnxruntime-genai", "harness.runtimes.genai:load",
                   info="ONNX Runtime GenAI (og.Model / og.Generator), CPU provider")
+RUNTIMES.register("litert", "harness.runtimes.litert:load",
+                  info="LiteRT (ai-edge-litert) Interpreter on the CPU, for .tflite files")
 
 
 def artifact_file(runtime: str) -> str:

@@ -33,7 +33,7 @@ def registered() -> list[str]:
 
 
 def get_workload(ref: WorkloadRef, *, eval_size: str = "small") -> Workload:
-    """The workload a suite entry names: a registered one, or a user's ONNX file.
+    """The workload a suite entry names: a registered one, or a user's ONNX or .tflite file.
 
     ``eval_size`` ("small" or "full") picks how much evaluation data its metric uses.
     """
@@ -46,6 +46,10 @@ def get_workload(ref: WorkloadRef, *, eval_size: str = "small") -> Workload:
         from harness.workloads.onnxfile import OnnxFileWorkload
 
         workload = OnnxFileWorkload(name=ref.name, path=ref.onnx, shapes=ref.shape_map)
+    elif ref.tflite is not None:
+        from harness.workloads.tflitefile import TfliteFileWorkload
+
+        workload = TfliteFileWorkload(name=ref.name, path=ref.tflite)
     else:
         workload = load_plugin(WORKLOADS, ref.name)()
     workload.eval_size = eval_size

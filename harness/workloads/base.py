@@ -85,6 +85,13 @@ class Workload(ABC):
         """
         raise Unsupported(f"workload {self.name!r} ships as ONNX, no PyTorch model")
 
+    def tflite_file(self) -> Path:
+        """The ``.tflite`` file the ``as-is`` level measures as given; only a workload given as
+        one (a suite's ``tflite = ...``) has it."""
+        raise Unsupported(f"level 'as-is' measures a .tflite file as given; workload "
+                          f"{self.name!r} is not one (give a model as tflite = \"...\" in "
+                          "the suite)")
+
     @abstractmethod
     def timing_inputs(self) -> Feeds:
         """One batch-1 input, as a deployed app would feed it, for latency measurement."""
