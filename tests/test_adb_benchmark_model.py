@@ -207,9 +207,10 @@ def test_benchmark_model_does_not_run_onnx_artifacts(tmp_path: Path, tiny_model:
 @needs_adb_shell
 def test_benchmark_model_on_the_phone(tmp_path: Path, tiny_model: Path, home: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """The whole path with the runner as benchmark_model. The harness builds no .tflite
-    artifacts yet, so the format gate is opened for ONNX here (the fake runs any file it is
-    given: what is tested is the command line, the output and the row)."""
+    """The whole path with the runner as benchmark_model, on the two ONNX cases of the tiny
+    suite: the format gate is opened for ONNX here (the fake runs any file it is given: what
+    is tested is the command line, the output and the rows; a real .tflite workload on the
+    phone is tests/test_tflite.py's)."""
     from harness.backends.adb import backend
 
     monkeypatch.setitem(backend.RUNNER_FORMATS, "benchmark_model", "onnx")
