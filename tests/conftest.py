@@ -12,6 +12,17 @@ pytest_plugins = ("sweep_fakes",)
 
 
 @pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh $HOME (the adb backend creates ~/.android/adbkey in it) and quick telemetry
+    samples; adb test modules with other needs define their own."""
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("HOME", str(h))
+    monkeypatch.setattr("harness.backends.adb.backend.TELEMETRY_PERIOD_S", 0.05)
+    return h
+
+
+@pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(d))

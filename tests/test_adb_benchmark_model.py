@@ -164,15 +164,6 @@ needs_adb_shell = pytest.mark.skipif(importlib.util.find_spec("adb_shell") is No
                                      reason="adb-shell is not installed (the adb extra)")
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    monkeypatch.setenv("HOME", str(h))
-    monkeypatch.setattr("harness.backends.adb.backend.TELEMETRY_PERIOD_S", 0.05)
-    return h
-
-
 def _run(tmp_path: Path, model: Path, phone: FakeAndroid, **kw: Any) -> list[Measurement]:
     suite = tmp_path / "s.toml"
     suite.write_text(

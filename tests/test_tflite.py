@@ -325,15 +325,6 @@ def test_host_and_emulated_rows(tmp_path: Path, tiny_tflite_model: Path) -> None
 # --------------------------------------------------------------------------- on a phone
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    monkeypatch.setenv("HOME", str(h))
-    monkeypatch.setattr("harness.backends.adb.backend.TELEMETRY_PERIOD_S", 0.05)
-    return h
-
-
 def _runner(tmp_path: Path, name: str) -> Path:
     path = tmp_path / name
     path.write_bytes(b"\x7fELF fake runner")   # the fake phone acts as the tool
