@@ -38,6 +38,7 @@ another implementation of the device side; ``$?``: echoed as is, not expanded);
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import math
 import os
@@ -439,7 +440,11 @@ class FakeAndroid:
                     f.mode = (f.mode & ~0o7777) | mode
             return out, rc
         if name == "rm":
-            for p in (posixpath.normpath(a) for a in args if not a.startswith("-")):
+            # the shell expands a glob (a word with * matching nothing stays as it is)
+            words = [posixpath.normpath(a) for a in args if not a.startswith("-")]
+            for p in [m for w in words for m in (sorted(
+                    f for f in self.files if fnmatch.fnmatchcase(f, w)) or [w]
+                    if "*" in w else [w])]:
                 self.removed.append(p)
                 self.files.pop(p, None)
                 for k in [k for k in self.files if k.startswith(p + "/")]:

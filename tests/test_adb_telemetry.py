@@ -415,6 +415,20 @@ def test_spooled_telemetry_needs_one_connection(tmp_path: Path, tiny_model: Path
     assert not [f for f in unplugged.files if "telemetry-" in f]
 
 
+def test_the_sweep_leaves_no_temporary_file_on_the_phone(
+        tmp_path: Path, tiny_model: Path, unplugged: FakeAndroid, runner: Path) -> None:
+    """A flag left by an earlier sweep that failed (or an abandoned form) is removed when
+    the sweep ends; the pushed model and runner stay for the next run."""
+    from harness.backends.adb.device import REMOTE_ROOT
+
+    unplugged.shell(f"mkdir -p {REMOTE_ROOT}; touch {REMOTE_ROOT}/telemetry-0123456789ab.on")
+    ms = _run(tmp_path, unplugged, tiny_model, runner)
+    assert all(m.status == "ok" for m in ms)
+    assert not [f for f in unplugged.files if "telemetry-" in f]
+    assert any(f.endswith("/model.onnx") for f in unplugged.files)
+    assert any(f.endswith("/bin/" + runner.name) for f in unplugged.files)
+
+
 def test_telemetry_modes(tmp_path: Path, tiny_model: Path, unplugged: FakeAndroid,
                          runner: Path) -> None:
     from harness.backends.adb.backend import AdbBackend

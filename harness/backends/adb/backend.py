@@ -111,6 +111,13 @@ class AdbBackend:
         self.options = context.options
 
     def close(self) -> None:
+        """End of the sweep: the telemetry loops' temporary files (flags, spools) are removed
+        from the phone if it still answers (a loop left behind by a failed case or an
+        abandoned form ends when its flag is gone); pushed artifacts and the runner stay, so
+        the next run does not push them again."""
+        if self.phone is not None and not self.lost:
+            with contextlib.suppress(Exception):
+                self.phone.sh(f"rm -f {REMOTE_ROOT}/telemetry-*", timeout_s=5.0)
         self._drop()
 
     def _drop(self) -> None:
