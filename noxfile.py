@@ -33,11 +33,20 @@ def bench(session: nox.Session) -> None:
     session.run("harness", "bench", *args)
 
 
+# The `tests` session spreads the suite over two pytest-xdist worker processes (CI has two
+# cores), a whole test file to a worker (`loadfile`) so that each module-scoped fixture (a
+# built model, a reported run) is built once. Later options win: `-- -n 0` runs it in one
+# process, `-- -n 4` in four.
+XDIST = ("-n", "2", "--dist", "loadfile")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (pass pytest options after --, e.g. `-- -m "not slow"`)."""
+    """Run the test suite in two processes (pytest options after --: `-- -m "not slow"`).
+
+    `-- -n 0` runs it in one process (for pdb, or output printed by a test)."""
     _install(session, "build,test")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *XDIST, *session.posargs)
 
 
 @nox.session

@@ -11,6 +11,15 @@ import pytest
 pytest_plugins = ("sweep_fakes",)
 
 
+@pytest.fixture(autouse=True)
+def _terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables are fitted to $COLUMNS, else the terminal, else 120 columns. The tests expect the
+    width a run without a terminal gets, whatever the terminal they run in: pytest-xdist's
+    workers have COLUMNS=80, and so would a developer's 80-column terminal. A test that wants
+    another width passes ``width=`` or sets COLUMNS itself."""
+    monkeypatch.setenv("COLUMNS", "120")
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh $HOME (the adb backend creates ~/.android/adbkey in it) and quick telemetry

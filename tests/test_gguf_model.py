@@ -207,6 +207,10 @@ def test_an_architecture_it_cannot_cost_is_named(tmp_path: Path) -> None:
     # the metadata must describe the tensors (here: 4 layers claimed, 2 stored)
     with pytest.raises(InputError, match="parameters, the tensors hold"):
         gguf_facts(_write(tmp_path / "liar.gguf", layers=2, claim_layers=4))
+    # a damaged block count (one byte of it overwritten) is refused as quickly: the check
+    # does not list the tensors of four billion layers
+    with pytest.raises(InputError, match="parameters, the tensors hold"):
+        gguf_facts(_write(tmp_path / "huge.gguf", layers=2, claim_layers=0xFF000002))
 
 
 def test_a_file_that_is_not_gguf_is_a_clear_error(tmp_path: Path,

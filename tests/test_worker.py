@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from harness.launcher import run_in_worker as _in_worker
 from harness.worker import run_task
@@ -176,18 +177,30 @@ def test_an_empty_assertion_names_where_it_was_raised() -> None:
     assert "(bare)" in out["reason"] and "raise AssertionError" in out["reason"]
 
 
-def test_fast_calls_are_timed_in_loops_for_at_least_min_time() -> None:
+def test_fast_calls_are_timed_in_loops_for_at_least_min_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A call of well under a µs is timed many calls per sample (the loop's own cost spread
     over them); a 1 ms call one per sample, with samples until they span min_time_s."""
     import time
 
+    import harness.measure
     from harness.core.measurement import Phase
-    from harness.measure import MAX_LOOPS, choose_loops, timed_samples
+    from harness.measure import MAX_LOOPS, MIN_SAMPLE_NS, choose_loops, timed_samples
 
     def noop(_: object, feeds: dict) -> None:
         return None
 
-    assert choose_loops(noop, {}) == MAX_LOOPS
+    # A real no-op: many calls per sample. How many depends on this machine's speed at the
+    # moment (a no-op takes ~150 ns; 230 ns on a loaded 2-core VM gives 870 loops, not the cap).
+    assert choose_loops(noop, {}) >= 100
+    # The arithmetic, on given single-call times (the median of 5 counts): up to the cap.
+    with monkeypatch.context() as m:
+        for one_ns, loops in ((50, MAX_LOOPS), (MIN_SAMPLE_NS // 870 + 1, 870),
+                              (MIN_SAMPLE_NS, 1), (10 * MIN_SAMPLE_NS, 1)):
+            m.setattr(harness.measure, "time_runs",
+                      lambda run, feeds, n, one_ns=one_ns, **kw: [one_ns * 9, 1, one_ns,
+                                                                 one_ns, 10 * one_ns][:n])
+            assert choose_loops(noop, {}) == loops, one_ns
 
     def one_ms(_: object, feeds: dict) -> None:
         time.sleep(0.001)

@@ -144,30 +144,47 @@ class Tensor:
         return self.rows * self.cols
 
 
-def tensor_shapes(cfg: LlmConfig) -> list[Tensor]:
-    """Every weight tensor of the model (the output matrix only when not tied)."""
+def _layer_tensors(cfg: LlmConfig, i: int) -> list[Tensor]:
+    """The weight tensors of decoder layer ``i`` (every layer has the same shapes)."""
     h, q, kv = cfg.hidden, cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
-    out = [Tensor(TOKEN_EMBD, None, cfg.vocab, h)]
-    for i in range(cfg.layers):
-        out += [Tensor(NORM, i, 1, h), Tensor(ATTN_Q, i, q, h), Tensor(ATTN_K, i, kv, h),
-                Tensor(ATTN_V, i, kv, h), Tensor(ATTN_OUT, i, h, q), Tensor(NORM, i, 1, h),
-                Tensor(FFN_GATE, i, cfg.intermediate, h), Tensor(FFN_UP, i, cfg.intermediate, h),
-                Tensor(FFN_DOWN, i, h, cfg.intermediate)]
-        if cfg.qkv_bias:
-            out.append(Tensor(BIAS, i, 1, q + 2 * kv))
-    out.append(Tensor(NORM, None, 1, h))
-    if not cfg.tied:
-        out.append(Tensor(OUTPUT, None, cfg.vocab, h))
+    out = [Tensor(NORM, i, 1, h), Tensor(ATTN_Q, i, q, h), Tensor(ATTN_K, i, kv, h),
+           Tensor(ATTN_V, i, kv, h), Tensor(ATTN_OUT, i, h, q), Tensor(NORM, i, 1, h),
+           Tensor(FFN_GATE, i, cfg.intermediate, h), Tensor(FFN_UP, i, cfg.intermediate, h),
+           Tensor(FFN_DOWN, i, h, cfg.intermediate)]
+    if cfg.qkv_bias:
+        out.append(Tensor(BIAS, i, 1, q + 2 * kv))
     return out
 
 
+def _outer_tensors(cfg: LlmConfig) -> tuple[list[Tensor], list[Tensor]]:
+    """The tensors before the layers (the embedding) and after them (the final norm, and the
+    output matrix only when not tied)."""
+    after = [Tensor(NORM, None, 1, cfg.hidden)]
+    if not cfg.tied:
+        after.append(Tensor(OUTPUT, None, cfg.vocab, cfg.hidden))
+    return [Tensor(TOKEN_EMBD, None, cfg.vocab, cfg.hidden)], after
+
+
+def tensor_shapes(cfg: LlmConfig) -> list[Tensor]:
+    """Every weight tensor of the model (the output matrix only when not tied)."""
+    before, after = _outer_tensors(cfg)
+    out = list(before)
+    for i in range(cfg.layers):
+        out += _layer_tensors(cfg, i)
+    return out + after
+
+
 def parameter_count(cfg: LlmConfig) -> int:
-    return sum(t.params for t in tensor_shapes(cfg))
+    """The parameters of :func:`tensor_shapes`, counted without listing every layer's tensors:
+    a damaged file's metadata may claim billions of layers (gguf_facts checks the count
+    against the file's tensors with this)."""
+    before, after = _outer_tensors(cfg)
+    return sum(t.params for t in before + after) + layer_parameters(cfg)
 
 
 def layer_parameters(cfg: LlmConfig) -> int:
     """Parameters of the decoder layers (what every token multiplies through)."""
-    return sum(t.params for t in tensor_shapes(cfg) if t.layer is not None)
+    return cfg.layers * sum(t.params for t in _layer_tensors(cfg, 0))
 
 
 # ----------------------------------------------------------------------------- precisions
