@@ -222,9 +222,11 @@ def test_a_hostile_file_name_is_quoted(tmp_path: Path, phone: FakeAndroid,
     # the phone saw one runner invocation with the whole name as one word, and nothing else
     assert phone.runs[0][0] == "/data/local/tmp/edge-harness/bin/perf test; rm -rf $HOME 'x'"
     assert "x" not in phone.executed
-    # the only rm run is the harness's own: each case's telemetry flag file, after its run
-    assert len(phone.removed) == 2 and all(
+    # the only rm run is the harness's own: each case's telemetry flag file, after its run,
+    # and the sweep's end removing any temporary file left (none here: the glob stays)
+    assert len(phone.removed) == 3 and all(
         p.startswith("/data/local/tmp/edge-harness/telemetry-") for p in phone.removed)
+    assert phone.removed[-1] == "/data/local/tmp/edge-harness/telemetry-*"
 
 
 def test_a_phone_with_another_soc_is_refused(tmp_path: Path, tiny_model: Path,
