@@ -282,10 +282,10 @@ class _ProgressPrinter:
             return
         left = p.total - p.index
         # later passes go over the cases again (fewer if some failed; quicker, timing only)
-        todo = left + (p.passes - p.pass_no) * p.total
+        remaining = left + (p.passes - p.pass_no) * p.total
         eta = ""
-        if todo and self.durations:
-            secs = todo * sum(self.durations) / len(self.durations)
+        if remaining and self.durations:
+            secs = remaining * sum(self.durations) / len(self.durations)
             eta = f", ETA {int(secs // 60)} min {int(secs % 60):02d} s" if secs >= 60 \
                 else f", ETA {secs:.0f} s"
         print(f"{line} [{left} left{eta}]", file=sys.stderr, flush=True)

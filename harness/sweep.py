@@ -417,21 +417,21 @@ def _sweep(plan: Plan, *, run_dir: Path, previous: Mapping[str, Measurement],
         order = list(jobs)
         for pass_no in range(1, passes + 1):
             if pass_no == 1:
-                todo = [j for j in order if j.case.case_id not in latest]
+                this_pass = [j for j in order if j.case.case_id not in latest]
             else:
                 order.reverse()
-                todo = [replace(j, measure=replace(j.measure, pass_no=pass_no))
-                        for j in order if j.measure is not None
-                        and (m := latest.get(j.case.case_id)) is not None
-                        and m.status == "ok" and passes_of(m) < pass_no]
-                if todo and note:
-                    note(f"pass {pass_no} of {passes}: timing {len(todo)} case(s) again, in "
-                         f"the reverse order, pooling their samples")
+                this_pass = [replace(j, measure=replace(j.measure, pass_no=pass_no))
+                             for j in order if j.measure is not None
+                             and (m := latest.get(j.case.case_id)) is not None
+                             and m.status == "ok" and passes_of(m) < pass_no]
+                if this_pass and note:
+                    note(f"pass {pass_no} of {passes}: timing {len(this_pass)} case(s) again, "
+                         f"in the reverse order, pooling their samples")
                 # progress counts the cases of this pass
-                todo = [replace(j, index=i) for i, j in enumerate(todo, 1)]
-            _measure_pass(todo, backends, executor=executor, run_dir=run_dir, latest=latest,
-                          progress=progress, pass_no=pass_no, passes=passes,
-                          total=total if pass_no == 1 else len(todo))
+                this_pass = [replace(j, index=i) for i, j in enumerate(this_pass, 1)]
+            _measure_pass(this_pass, backends, executor=executor, run_dir=run_dir,
+                          latest=latest, progress=progress, pass_no=pass_no, passes=passes,
+                          total=total if pass_no == 1 else len(this_pass))
     finally:
         for b in backends.values():
             b.close()

@@ -472,6 +472,13 @@ def test_over_usb_the_stream_is_refused_and_the_row_says_why(tmp_path: Path) -> 
     assert "telemetry not started" in note and "--adb HOST:PORT (TCP) only" in note
 
 
+def _endless_loop(device: Any) -> TelemetryStream:
+    """A fast loop (one zone, one policy) with no flag and no practical bound, streamed."""
+    script = telemetry_script(["thermal_zone0"], ["policy0"], period_s=0.05,
+                              max_samples=100000)
+    return TelemetryStream(device, script, owns_device=True, read_timeout_s=30.0)
+
+
 def test_a_loop_that_does_not_end_by_itself_is_killed(tmp_path: Path) -> None:
     """No flag file (or one the run could not remove): stop kills the loop by its pid."""
     from harness.backends.adb.device import Phone
@@ -480,10 +487,7 @@ def test_a_loop_that_does_not_end_by_itself_is_killed(tmp_path: Path) -> None:
         phone = Phone.connect(adb=fake.address, serial=None, timeout_s=5.0)
         side = Phone.connect(adb=fake.address, serial=None, timeout_s=5.0)
         try:
-            script = telemetry_script(["thermal_zone0"], ["policy0"], period_s=0.05,
-                                      max_samples=100000)
-            stream = TelemetryStream(side.device, script, owns_device=True,
-                                     read_timeout_s=30.0)
+            stream = _endless_loop(side.device)
             assert stream.parser.wait_for_samples(2, 5.0)
             assert not stream.wait_done(0.2)            # it would go on
             stream.stop(lambda cmd: phone.sh(cmd, timeout_s=5.0))
@@ -500,10 +504,7 @@ def test_stop_without_a_kill_cuts_the_stream_in_bounded_time(tmp_path: Path) -> 
     with FakeAndroid() as fake:
         phone = Phone.connect(adb=fake.address, serial=None, timeout_s=5.0)
         try:
-            script = telemetry_script(["thermal_zone0"], ["policy0"], period_s=0.05,
-                                      max_samples=100000)
-            stream = TelemetryStream(phone.device, script, owns_device=True,
-                                     read_timeout_s=30.0)
+            stream = _endless_loop(phone.device)
             assert stream.parser.wait_for_samples(3, 5.0)
             t0 = time.monotonic()
             stream.stop(None, grace_s=2.0)
